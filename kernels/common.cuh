@@ -1,0 +1,39 @@
+// common.cuh — shared by every kernel in kernels/*.cu.
+// Compiled two ways: by nvcc (PTX for GPUs) and by the host C++ compiler for the `emu`
+// device, where kernels/emu/shim.h is force-included first and defines DUEL_EMU.
+// Holds: the strided-layout struct the Rust launch layer passes by value, index helpers,
+// and DYNAMIC_SHARED, the one way kernels declare dynamic shared memory.
+#pragma once
+
+#ifndef DUEL_EMU
+#include <cuda_fp16.h>
+#include <cuda_bf16.h>
+#include <stdint.h>
+// Dynamic shared memory, sized by the launch. One macro so the emulator can give each
+// block its own buffer.
+#define DYNAMIC_SHARED(T, name) \
+    extern __shared__ __align__(16) unsigned char duel_dynamic_shared_[]; \
+    T* name = reinterpret_cast<T*>(duel_dynamic_shared_)
+#endif
+
+// Mirror of `KernelLayout` in src/device/simt/mod.rs: a strided view, passed by value.
+// Offsets and strides are in elements; a stride of 0 broadcasts. Kernels index with
+// 32-bit ints; the launch layer refuses tensors whose storage span exceeds 2^31-1.
+#define DUEL_MAX_RANK 6
+struct TensorLayout {
+    int rank;
+    int offset;
+    int shape[DUEL_MAX_RANK];
+    int strides[DUEL_MAX_RANK];
+};
+
+// Storage index of the element at row-major logical position `linear`.
+__device__ __forceinline__ int layout_index(const TensorLayout& l, int linear) {
+    int index = l.offset;
+    for (int axis = l.rank - 1; axis >= 0; --axis) {
+        const int dim = l.shape[axis];
+        index += (linear % dim) * l.strides[axis];
+        linear /= dim;
+    }
+    return index;
+}

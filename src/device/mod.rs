@@ -1,0 +1,117 @@
+//! Devices: `cpu` (Rust reference kernels), `cuda[:N]` (kernels/*.cu through cudarc) and
+//! `emu` (the same kernels compiled for the host and run with CUDA semantics).
+
+pub mod cpu;
+pub mod cuda;
+pub mod emu;
+pub mod simt;
+
+use crate::error::{Error, Result};
+use simt::SimtDevice;
+use std::fmt;
+use std::sync::{Arc, OnceLock};
+
+#[derive(Clone)]
+pub enum Device {
+    Cpu,
+    Cuda(Arc<SimtDevice>, usize),
+    Emu(Arc<SimtDevice>),
+}
+
+impl Device {
+    /// Parse `cpu`, `cuda`, `cuda:N`, `emu` or `auto`.
+    pub fn parse(spec: &str) -> Result<Device> {
+        match spec.trim() {
+            "cpu" => Ok(Device::Cpu),
+            "emu" => Device::emu(),
+            "auto" => Ok(Device::auto()),
+            "cuda" => Device::cuda(0),
+            s => match s.strip_prefix("cuda:").map(str::parse::<usize>) {
+                Some(Ok(n)) => Device::cuda(n),
+                _ => Err(Error::invalid(format!(
+                    "unknown device '{spec}'; use cpu, cuda, cuda:N, emu or auto"
+                ))),
+            },
+        }
+    }
+
+    /// GPU `ordinal` through cudarc. Fails with a clear message when no driver or GPU exists.
+    pub fn cuda(ordinal: usize) -> Result<Device> {
+        let runtime = cuda::CudaRuntime::new(ordinal)?;
+        Ok(Device::Cuda(Arc::new(SimtDevice::new(Arc::new(runtime))), ordinal))
+    }
+
+    /// The process-wide emulator (schedule and trace taken from the environment).
+    pub fn emu() -> Result<Device> {
+        static EMU: OnceLock<std::result::Result<Arc<SimtDevice>, String>> = OnceLock::new();
+        EMU.get_or_init(|| {
+            emu::EmuRuntime::new(emu::EmuOptions::from_env())
+                .map(|rt| Arc::new(SimtDevice::new(Arc::new(rt))))
+                .map_err(|e| e.to_string())
+        })
+        .clone()
+        .map(Device::Emu)
+        .map_err(Error::backend)
+    }
+
+    /// An emulator with explicit options (tests use it to pick the schedule).
+    pub fn emu_with(options: emu::EmuOptions) -> Result<Device> {
+        let rt = emu::EmuRuntime::new(options)?;
+        Ok(Device::Emu(Arc::new(SimtDevice::new(Arc::new(rt)))))
+    }
+
+    /// `cuda:0` when a usable GPU exists, else `cpu`.
+    pub fn auto() -> Device {
+        Device::cuda(0).unwrap_or(Device::Cpu)
+    }
+
+    pub fn is_cpu(&self) -> bool {
+        matches!(self, Device::Cpu)
+    }
+
+    /// The launch layer of a device that runs kernels/*.cu (None for cpu).
+    pub fn simt(&self) -> Option<&Arc<SimtDevice>> {
+        match self {
+            Device::Cpu => None,
+            Device::Cuda(d, _) | Device::Emu(d) => Some(d),
+        }
+    }
+
+    /// True when both name the same memory space (tensors can meet in one op).
+    pub fn same(&self, other: &Device) -> bool {
+        match (self, other) {
+            (Device::Cpu, Device::Cpu) => true,
+            (Device::Cuda(_, a), Device::Cuda(_, b)) => a == b,
+            (Device::Emu(a), Device::Emu(b)) => Arc::ptr_eq(a, b),
+            _ => false,
+        }
+    }
+
+    /// Error unless `other` is the same device; `op` names the op in the message.
+    pub fn check_same(&self, op: &'static str, other: &Device) -> Result<()> {
+        if self.same(other) {
+            Ok(())
+        } else {
+            Err(Error::device(
+                op,
+                format!("operands are on {self} and {other}; move one with .to_device(..) first"),
+            ))
+        }
+    }
+}
+
+impl fmt::Display for Device {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Device::Cpu => f.write_str("cpu"),
+            Device::Cuda(_, n) => write!(f, "cuda:{n}"),
+            Device::Emu(_) => f.write_str("emu"),
+        }
+    }
+}
+
+impl fmt::Debug for Device {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}

@@ -1,0 +1,68 @@
+//! The SIMT launch layer shared by the `cuda` and `emu` devices. Each op family's launch
+//! logic lives in `src/ops/<family>/simt.rs` and talks only to [`SimtDevice`].
+
+pub mod runtime;
+
+pub use runtime::{Arg, DeviceBuffer, DevicePtr, LaunchConfig, Runtime};
+
+use crate::error::Result;
+use crate::tensor::shape::{Layout, MAX_RANK};
+use std::sync::Arc;
+
+/// A device that runs `kernels/*.cu`: a runtime plus its name.
+pub struct SimtDevice {
+    runtime: Arc<dyn Runtime>,
+}
+
+impl SimtDevice {
+    pub fn new(runtime: Arc<dyn Runtime>) -> Self {
+        SimtDevice { runtime }
+    }
+    pub fn runtime(&self) -> &Arc<dyn Runtime> {
+        &self.runtime
+    }
+    pub fn name(&self) -> String {
+        self.runtime.name()
+    }
+    pub fn alloc(&self, bytes: usize) -> Result<DeviceBuffer> {
+        DeviceBuffer::new(&self.runtime, bytes)
+    }
+    pub fn launch(&self, kernel: &str, cfg: &LaunchConfig, args: &[Arg]) -> Result<()> {
+        self.runtime.launch(kernel, cfg, args)
+    }
+}
+
+/// Mirror of `TensorLayout` in kernels/common.cuh: a strided view passed to kernels by
+/// value. Offsets and strides are in elements; a stride of 0 broadcasts.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct KernelLayout {
+    pub rank: i32,
+    pub offset: i32,
+    pub shape: [i32; MAX_RANK],
+    pub strides: [i32; MAX_RANK],
+}
+
+impl KernelLayout {
+    /// Kernels index with 32-bit integers; larger tensors are refused with a clear error.
+    pub fn new(op: &'static str, layout: &Layout) -> Result<Self> {
+        let too_big = |what: &str, v: usize| {
+            crate::error::Error::shape(op, format!("{what} {v} exceeds the 2^31-1 limit of the CUDA kernels"))
+        };
+        if layout.shape.rank() > MAX_RANK {
+            return Err(crate::error::Error::shape(
+                op,
+                format!("rank {} exceeds the kernels' limit of {MAX_RANK} (shape {})", layout.shape.rank(), layout.shape),
+            ));
+        }
+        if layout.storage_span() > i32::MAX as usize {
+            return Err(too_big("storage span", layout.storage_span()));
+        }
+        let mut out = KernelLayout { rank: layout.shape.rank() as i32, offset: layout.offset as i32, ..Default::default() };
+        for (i, (&d, &s)) in layout.shape.dims().iter().zip(&layout.strides).enumerate() {
+            out.shape[i] = d as i32;
+            out.strides[i] = s as i32;
+        }
+        Ok(out)
+    }
+}

@@ -1,0 +1,15 @@
+//! duel — a GAN engine whose compute is hand-written CUDA kernels (`kernels/*.cu`), whose
+//! gradients come from a hand-written reverse-mode autodiff, and whose kernels are proven
+//! on machines without a GPU by running the same CUDA source in an emulator.
+//!
+//! Start with [`Tensor`] and [`Device`]; see DESIGN notes in the README.
+
+pub mod device;
+pub mod error;
+pub mod kernels;
+pub mod ops;
+pub mod tensor;
+
+pub use device::Device;
+pub use error::{Error, Result};
+pub use tensor::{DType, Shape, Tensor};

@@ -1,0 +1,4 @@
+//! The `duel` command line.
+fn main() {
+    println!("duel: placeholder");
+}
