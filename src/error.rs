@@ -17,20 +17,32 @@ pub enum Error {
     /// An invalid argument value (a bad axis, a bad device string, a bad flag value).
     Invalid(String),
     /// A file could not be read or written.
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
 }
 
 pub type Result<T> = std::result::Result<T, Error>;
 
 impl Error {
     pub fn shape(op: &'static str, msg: impl Into<String>) -> Self {
-        Error::Shape { op, msg: msg.into() }
+        Error::Shape {
+            op,
+            msg: msg.into(),
+        }
     }
     pub fn dtype(op: &'static str, msg: impl Into<String>) -> Self {
-        Error::DType { op, msg: msg.into() }
+        Error::DType {
+            op,
+            msg: msg.into(),
+        }
     }
     pub fn device(op: &'static str, msg: impl Into<String>) -> Self {
-        Error::Device { op, msg: msg.into() }
+        Error::Device {
+            op,
+            msg: msg.into(),
+        }
     }
     pub fn invalid(msg: impl Into<String>) -> Self {
         Error::Invalid(msg.into())
@@ -39,7 +51,10 @@ impl Error {
         Error::Backend(msg.into())
     }
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        Error::Io { path: path.into(), source }
+        Error::Io {
+            path: path.into(),
+            source,
+        }
     }
 }
 

@@ -38,7 +38,10 @@ impl Device {
     /// GPU `ordinal` through cudarc. Fails with a clear message when no driver or GPU exists.
     pub fn cuda(ordinal: usize) -> Result<Device> {
         let runtime = cuda::CudaRuntime::new(ordinal)?;
-        Ok(Device::Cuda(Arc::new(SimtDevice::new(Arc::new(runtime))), ordinal))
+        Ok(Device::Cuda(
+            Arc::new(SimtDevice::new(Arc::new(runtime))),
+            ordinal,
+        ))
     }
 
     /// The process-wide emulator (schedule and trace taken from the environment).

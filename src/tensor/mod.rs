@@ -38,8 +38,20 @@ impl Tensor {
     // ---- construction ---------------------------------------------------------------
 
     /// Wrap existing storage (used by ops to return results).
-    pub fn from_storage(storage: Arc<Storage>, layout: Layout, dtype: DType, device: Device) -> Tensor {
-        Tensor { inner: Arc::new(Inner { storage, layout, dtype, device }) }
+    pub fn from_storage(
+        storage: Arc<Storage>,
+        layout: Layout,
+        dtype: DType,
+        device: Device,
+    ) -> Tensor {
+        Tensor {
+            inner: Arc::new(Inner {
+                storage,
+                layout,
+                dtype,
+                device,
+            }),
+        }
     }
 
     /// A contiguous tensor over a fresh cpu buffer.
@@ -48,7 +60,11 @@ impl Tensor {
         if buffer.len() != shape.numel() {
             return Err(Error::shape(
                 "from_cpu_buffer",
-                format!("{} values do not fill shape {shape} ({} elements)", buffer.len(), shape.numel()),
+                format!(
+                    "{} values do not fill shape {shape} ({} elements)",
+                    buffer.len(),
+                    shape.numel()
+                ),
             ));
         }
         let dtype = buffer.dtype();
@@ -61,16 +77,34 @@ impl Tensor {
     }
 
     /// A contiguous tensor over fresh device memory holding `bytes` (already laid out).
-    pub fn from_device_buffer(buffer: DeviceBuffer, shape: impl Into<Shape>, dtype: DType, device: &Device) -> Tensor {
-        Tensor::from_storage(Arc::new(Storage::Simt(buffer)), Layout::contiguous(shape), dtype, device.clone())
+    pub fn from_device_buffer(
+        buffer: DeviceBuffer,
+        shape: impl Into<Shape>,
+        dtype: DType,
+        device: &Device,
+    ) -> Tensor {
+        Tensor::from_storage(
+            Arc::new(Storage::Simt(buffer)),
+            Layout::contiguous(shape),
+            dtype,
+            device.clone(),
+        )
     }
 
     /// Copy `data` (row-major) into a new tensor of `shape` on `device`.
-    pub fn from_slice<T: Element>(data: &[T], shape: impl Into<Shape>, device: &Device) -> Result<Tensor> {
+    pub fn from_slice<T: Element>(
+        data: &[T],
+        shape: impl Into<Shape>,
+        device: &Device,
+    ) -> Result<Tensor> {
         Tensor::from_vec(data.to_vec(), shape, device)
     }
 
-    pub fn from_vec<T: Element>(data: Vec<T>, shape: impl Into<Shape>, device: &Device) -> Result<Tensor> {
+    pub fn from_vec<T: Element>(
+        data: Vec<T>,
+        shape: impl Into<Shape>,
+        device: &Device,
+    ) -> Result<Tensor> {
         let buffer = match T::DTYPE {
             DType::F32 => CpuBuffer::F32(bytemuck::cast_vec(data)),
             DType::F64 => CpuBuffer::F64(bytemuck::cast_vec(data)),
@@ -84,7 +118,12 @@ impl Tensor {
         Tensor::from_vec(vec![value], Shape::scalar(), device)
     }
 
-    pub fn full(shape: impl Into<Shape>, value: f64, dtype: DType, device: &Device) -> Result<Tensor> {
+    pub fn full(
+        shape: impl Into<Shape>,
+        value: f64,
+        dtype: DType,
+        device: &Device,
+    ) -> Result<Tensor> {
         ops::fill::full(&shape.into(), value, dtype, device)
     }
     pub fn zeros(shape: impl Into<Shape>, dtype: DType, device: &Device) -> Result<Tensor> {
@@ -94,15 +133,31 @@ impl Tensor {
         Tensor::full(shape, 1.0, dtype, device)
     }
     /// `start, start+step, …` up to (excluding) `end`, as a 1-D tensor.
-    pub fn arange(start: f64, end: f64, step: f64, dtype: DType, device: &Device) -> Result<Tensor> {
+    pub fn arange(
+        start: f64,
+        end: f64,
+        step: f64,
+        dtype: DType,
+        device: &Device,
+    ) -> Result<Tensor> {
         ops::fill::arange(start, end, step, dtype, device)
     }
     /// Uniform in [0, 1) from the Philox stream (`seed`, `offset`): same numbers on every backend.
-    pub fn rand(shape: impl Into<Shape>, seed: u64, offset: u64, device: &Device) -> Result<Tensor> {
+    pub fn rand(
+        shape: impl Into<Shape>,
+        seed: u64,
+        offset: u64,
+        device: &Device,
+    ) -> Result<Tensor> {
         ops::rng::uniform(&shape.into(), seed, offset, DType::F32, device)
     }
     /// Standard normal from the Philox stream (`seed`, `offset`): same numbers on every backend.
-    pub fn randn(shape: impl Into<Shape>, seed: u64, offset: u64, device: &Device) -> Result<Tensor> {
+    pub fn randn(
+        shape: impl Into<Shape>,
+        seed: u64,
+        offset: u64,
+        device: &Device,
+    ) -> Result<Tensor> {
         ops::rng::normal(&shape.into(), seed, offset, DType::F32, device)
     }
 
@@ -144,28 +199,42 @@ impl Tensor {
     pub fn cpu_buffer(&self, op: &'static str) -> Result<RwLockReadGuard<'_, CpuBuffer>> {
         match &*self.inner.storage {
             Storage::Cpu(lock) => Ok(lock.read().unwrap_or_else(|e| e.into_inner())),
-            Storage::Simt(_) => Err(Error::device(op, format!("expected a cpu tensor, got one on {}", self.device()))),
+            Storage::Simt(_) => Err(Error::device(
+                op,
+                format!("expected a cpu tensor, got one on {}", self.device()),
+            )),
         }
     }
     /// Write access to the cpu buffer, for in-place updates (optimizers).
     pub fn cpu_buffer_mut(&self, op: &'static str) -> Result<RwLockWriteGuard<'_, CpuBuffer>> {
         match &*self.inner.storage {
             Storage::Cpu(lock) => Ok(lock.write().unwrap_or_else(|e| e.into_inner())),
-            Storage::Simt(_) => Err(Error::device(op, format!("expected a cpu tensor, got one on {}", self.device()))),
+            Storage::Simt(_) => Err(Error::device(
+                op,
+                format!("expected a cpu tensor, got one on {}", self.device()),
+            )),
         }
     }
     /// Base address of the device storage (the layout's offset is applied by kernels).
     pub fn device_ptr(&self, op: &'static str) -> Result<DevicePtr> {
         match &*self.inner.storage {
             Storage::Simt(buf) => Ok(buf.ptr()),
-            Storage::Cpu(_) => Err(Error::device(op, "expected a cuda/emu tensor, got a cpu one")),
+            Storage::Cpu(_) => Err(Error::device(
+                op,
+                "expected a cuda/emu tensor, got a cpu one",
+            )),
         }
     }
 
     // ---- views ----------------------------------------------------------------------
 
     fn with_layout(&self, layout: Layout) -> Tensor {
-        Tensor::from_storage(self.inner.storage.clone(), layout, self.dtype(), self.device().clone())
+        Tensor::from_storage(
+            self.inner.storage.clone(),
+            layout,
+            self.dtype(),
+            self.device().clone(),
+        )
     }
 
     /// Same data, new shape. A view when contiguous, else a contiguous copy first.
@@ -174,18 +243,33 @@ impl Tensor {
         if shape.numel() != self.numel() {
             return Err(Error::shape(
                 "reshape",
-                format!("cannot reshape {} ({} elements) to {shape} ({} elements)", self.shape(), self.numel(), shape.numel()),
+                format!(
+                    "cannot reshape {} ({} elements) to {shape} ({} elements)",
+                    self.shape(),
+                    self.numel(),
+                    shape.numel()
+                ),
             ));
         }
-        let base = if self.is_contiguous() { self.clone() } else { self.contiguous()? };
+        let base = if self.is_contiguous() {
+            self.clone()
+        } else {
+            self.contiguous()?
+        };
         let offset = base.layout().offset;
-        Ok(base.with_layout(Layout { offset, ..Layout::contiguous(shape) }))
+        Ok(base.with_layout(Layout {
+            offset,
+            ..Layout::contiguous(shape)
+        }))
     }
     pub fn flatten(&self) -> Result<Tensor> {
         self.reshape([self.numel()])
     }
     pub fn transpose(&self, a: isize, b: isize) -> Result<Tensor> {
-        let (a, b) = (self.shape().axis("transpose", a)?, self.shape().axis("transpose", b)?);
+        let (a, b) = (
+            self.shape().axis("transpose", a)?,
+            self.shape().axis("transpose", b)?,
+        );
         Ok(self.with_layout(self.layout().transpose(a, b)))
     }
     /// The matrix transpose of the last two axes.
@@ -206,11 +290,18 @@ impl Tensor {
     /// Insert a size-1 axis at `axis` (0..=rank).
     pub fn unsqueeze(&self, axis: usize) -> Result<Tensor> {
         if axis > self.rank() {
-            return Err(Error::shape("unsqueeze", format!("axis {axis} is out of range for shape {}", self.shape())));
+            return Err(Error::shape(
+                "unsqueeze",
+                format!("axis {axis} is out of range for shape {}", self.shape()),
+            ));
         }
         let mut layout = self.layout().clone();
         let mut dims = layout.shape.dims().to_vec();
-        let stride = if axis < dims.len() { layout.strides[axis] * dims[axis] } else { 1 };
+        let stride = if axis < dims.len() {
+            layout.strides[axis] * dims[axis]
+        } else {
+            1
+        };
         dims.insert(axis, 1);
         layout.strides.insert(axis, stride);
         layout.shape = Shape::new(dims);
@@ -220,7 +311,14 @@ impl Tensor {
     pub fn squeeze(&self, axis: isize) -> Result<Tensor> {
         let axis = self.shape().axis("squeeze", axis)?;
         if self.dims()[axis] != 1 {
-            return Err(Error::shape("squeeze", format!("axis {axis} of {} has size {}, not 1", self.shape(), self.dims()[axis])));
+            return Err(Error::shape(
+                "squeeze",
+                format!(
+                    "axis {axis} of {} has size {}, not 1",
+                    self.shape(),
+                    self.dims()[axis]
+                ),
+            ));
         }
         let mut layout = self.layout().clone();
         let mut dims = layout.shape.dims().to_vec();
@@ -264,7 +362,12 @@ impl Tensor {
             Device::Cuda(simt, _) | Device::Emu(simt) => {
                 let buffer = simt.alloc(bytes.len())?;
                 simt.runtime().copy_to_device(buffer.ptr(), &bytes)?;
-                Ok(Tensor::from_device_buffer(buffer, self.shape().clone(), self.dtype(), device))
+                Ok(Tensor::from_device_buffer(
+                    buffer,
+                    self.shape().clone(),
+                    self.dtype(),
+                    device,
+                ))
             }
         }
     }
@@ -291,7 +394,11 @@ impl Tensor {
         if T::DTYPE != self.dtype() {
             return Err(Error::dtype(
                 "to_vec",
-                format!("tensor holds {} but {} was asked for; convert with .to_dtype(..) first", self.dtype(), T::DTYPE),
+                format!(
+                    "tensor holds {} but {} was asked for; convert with .to_dtype(..) first",
+                    self.dtype(),
+                    T::DTYPE
+                ),
             ));
         }
         let bytes = self.contiguous()?.host_bytes()?;
@@ -303,15 +410,29 @@ impl Tensor {
         Ok(match self.dtype() {
             DType::F32 => self.to_vec::<f32>()?.into_iter().map(f64::from).collect(),
             DType::F64 => self.to_vec::<f64>()?,
-            DType::F16 => self.to_vec::<half::f16>()?.into_iter().map(f64::from).collect(),
-            DType::BF16 => self.to_vec::<half::bf16>()?.into_iter().map(f64::from).collect(),
+            DType::F16 => self
+                .to_vec::<half::f16>()?
+                .into_iter()
+                .map(f64::from)
+                .collect(),
+            DType::BF16 => self
+                .to_vec::<half::bf16>()?
+                .into_iter()
+                .map(f64::from)
+                .collect(),
         })
     }
 
     /// The single value of a one-element tensor.
     pub fn item(&self) -> Result<f64> {
         if self.numel() != 1 {
-            return Err(Error::shape("item", format!("item() needs one element, the tensor has shape {}", self.shape())));
+            return Err(Error::shape(
+                "item",
+                format!(
+                    "item() needs one element, the tensor has shape {}",
+                    self.shape()
+                ),
+            ));
         }
         Ok(self.to_f64_vec()?[0])
     }
@@ -319,6 +440,12 @@ impl Tensor {
 
 impl std::fmt::Debug for Tensor {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Tensor({} {} on {})", self.shape(), self.dtype(), self.device())
+        write!(
+            f,
+            "Tensor({} {} on {})",
+            self.shape(),
+            self.dtype(),
+            self.device()
+        )
     }
 }

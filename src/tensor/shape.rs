@@ -55,8 +55,16 @@ impl Shape {
         let rank = a.rank().max(b.rank());
         let mut out = vec![0; rank];
         for i in 0..rank {
-            let da = if i < rank - a.rank() { 1 } else { a.0[i - (rank - a.rank())] };
-            let db = if i < rank - b.rank() { 1 } else { b.0[i - (rank - b.rank())] };
+            let da = if i < rank - a.rank() {
+                1
+            } else {
+                a.0[i - (rank - a.rank())]
+            };
+            let db = if i < rank - b.rank() {
+                1
+            } else {
+                b.0[i - (rank - b.rank())]
+            };
             out[i] = match (da, db) {
                 (x, y) if x == y => x,
                 (1, y) => y,
@@ -125,7 +133,11 @@ impl Layout {
     pub fn contiguous(shape: impl Into<Shape>) -> Self {
         let shape = shape.into();
         let strides = shape.contiguous_strides();
-        Layout { shape, strides, offset: 0 }
+        Layout {
+            shape,
+            strides,
+            offset: 0,
+        }
     }
     pub fn is_contiguous(&self) -> bool {
         let mut expected = 1;
@@ -146,7 +158,13 @@ impl Layout {
             return 0;
         }
         self.offset
-            + self.shape.dims().iter().zip(&self.strides).map(|(&d, &s)| (d - 1) * s).sum::<usize>()
+            + self
+                .shape
+                .dims()
+                .iter()
+                .zip(&self.strides)
+                .map(|(&d, &s)| (d - 1) * s)
+                .sum::<usize>()
             + 1
     }
     /// Storage index of every element, in row-major order of the logical shape.
@@ -166,10 +184,17 @@ impl Layout {
     pub fn permute(&self, op: &'static str, perm: &[usize]) -> Result<Layout> {
         let rank = self.shape.rank();
         let mut seen = vec![false; rank];
-        if perm.len() != rank || perm.iter().any(|&p| p >= rank || std::mem::replace(&mut seen[p], true)) {
+        if perm.len() != rank
+            || perm
+                .iter()
+                .any(|&p| p >= rank || std::mem::replace(&mut seen[p], true))
+        {
             return Err(Error::shape(
                 op,
-                format!("{perm:?} is not a permutation of the {rank} axes of {}", self.shape),
+                format!(
+                    "{perm:?} is not a permutation of the {rank} axes of {}",
+                    self.shape
+                ),
             ));
         }
         Ok(Layout {
@@ -179,12 +204,22 @@ impl Layout {
         })
     }
     /// Keep `len` entries of `axis` starting at `start` (a view).
-    pub fn narrow(&self, op: &'static str, axis: usize, start: usize, len: usize) -> Result<Layout> {
+    pub fn narrow(
+        &self,
+        op: &'static str,
+        axis: usize,
+        start: usize,
+        len: usize,
+    ) -> Result<Layout> {
         let size = self.shape.0[axis];
         if start + len > size {
             return Err(Error::shape(
                 op,
-                format!("slice {start}..{} of axis {axis} exceeds its size {size} (shape {})", start + len, self.shape),
+                format!(
+                    "slice {start}..{} of axis {axis} exceeds its size {size} (shape {})",
+                    start + len,
+                    self.shape
+                ),
             ));
         }
         let mut out = self.clone();
@@ -198,7 +233,13 @@ impl Layout {
     pub fn broadcast_to(&self, op: &'static str, target: &Shape) -> Result<Layout> {
         let (rank, own) = (target.rank(), self.shape.rank());
         if own > rank {
-            return Err(Error::shape(op, format!("cannot broadcast {} to the smaller rank {target}", self.shape)));
+            return Err(Error::shape(
+                op,
+                format!(
+                    "cannot broadcast {} to the smaller rank {target}",
+                    self.shape
+                ),
+            ));
         }
         let mut strides = vec![0; rank];
         for i in 0..own {
@@ -208,10 +249,17 @@ impl Layout {
             } else if d == 1 {
                 0
             } else {
-                return Err(Error::shape(op, format!("cannot broadcast {} to {target}", self.shape)));
+                return Err(Error::shape(
+                    op,
+                    format!("cannot broadcast {} to {target}", self.shape),
+                ));
             };
         }
-        Ok(Layout { shape: target.clone(), strides, offset: self.offset })
+        Ok(Layout {
+            shape: target.clone(),
+            strides,
+            offset: self.offset,
+        })
     }
 }
 
@@ -225,7 +273,12 @@ pub struct StridedIndices<'a> {
 
 impl<'a> StridedIndices<'a> {
     fn new(layout: &'a Layout) -> Self {
-        StridedIndices { layout, index: vec![0; layout.shape.rank()], next: layout.offset, remaining: layout.numel() }
+        StridedIndices {
+            layout,
+            index: vec![0; layout.shape.rank()],
+            next: layout.offset,
+            remaining: layout.numel(),
+        }
     }
 }
 
@@ -273,10 +326,15 @@ mod tests {
         let l = Layout::contiguous([2, 3]).transpose(0, 1);
         assert_eq!(l.indices().collect::<Vec<_>>(), vec![0, 3, 1, 4, 2, 5]);
         assert!(!l.is_contiguous());
-        let b = Layout::contiguous([3]).broadcast_to("t", &Shape::new([2, 3])).unwrap();
+        let b = Layout::contiguous([3])
+            .broadcast_to("t", &Shape::new([2, 3]))
+            .unwrap();
         assert_eq!(b.indices().collect::<Vec<_>>(), vec![0, 1, 2, 0, 1, 2]);
         let n = Layout::contiguous([4, 5]).narrow("t", 1, 2, 2).unwrap();
-        assert_eq!(n.indices().collect::<Vec<_>>(), vec![2, 3, 7, 8, 12, 13, 17, 18]);
+        assert_eq!(
+            n.indices().collect::<Vec<_>>(),
+            vec![2, 3, 7, 8, 12, 13, 17, 18]
+        );
         assert_eq!(n.storage_span(), 19);
     }
 }

@@ -19,12 +19,31 @@ impl EmuRuntime {
 }
 
 impl crate::device::simt::Runtime for EmuRuntime {
-    fn name(&self) -> String { unreachable!() }
-    fn alloc(&self, _: usize) -> Result<u64> { unreachable!() }
+    fn name(&self) -> String {
+        unreachable!()
+    }
+    fn alloc(&self, _: usize) -> Result<u64> {
+        unreachable!()
+    }
     unsafe fn free(&self, _: u64) {}
-    fn copy_to_device(&self, _: u64, _: &[u8]) -> Result<()> { unreachable!() }
-    fn copy_to_host(&self, _: u64, _: &mut [u8]) -> Result<()> { unreachable!() }
-    fn copy_on_device(&self, _: u64, _: u64, _: usize) -> Result<()> { unreachable!() }
-    fn launch(&self, _: &str, _: &crate::device::simt::LaunchConfig, _: &[crate::device::simt::Arg]) -> Result<()> { unreachable!() }
-    fn synchronize(&self) -> Result<()> { unreachable!() }
+    fn copy_to_device(&self, _: u64, _: &[u8]) -> Result<()> {
+        unreachable!()
+    }
+    fn copy_to_host(&self, _: u64, _: &mut [u8]) -> Result<()> {
+        unreachable!()
+    }
+    fn copy_on_device(&self, _: u64, _: u64, _: usize) -> Result<()> {
+        unreachable!()
+    }
+    fn launch(
+        &self,
+        _: &str,
+        _: &crate::device::simt::LaunchConfig,
+        _: &[crate::device::simt::Arg],
+    ) -> Result<()> {
+        unreachable!()
+    }
+    fn synchronize(&self) -> Result<()> {
+        unreachable!()
+    }
 }

@@ -47,18 +47,29 @@ impl KernelLayout {
     /// Kernels index with 32-bit integers; larger tensors are refused with a clear error.
     pub fn new(op: &'static str, layout: &Layout) -> Result<Self> {
         let too_big = |what: &str, v: usize| {
-            crate::error::Error::shape(op, format!("{what} {v} exceeds the 2^31-1 limit of the CUDA kernels"))
+            crate::error::Error::shape(
+                op,
+                format!("{what} {v} exceeds the 2^31-1 limit of the CUDA kernels"),
+            )
         };
         if layout.shape.rank() > MAX_RANK {
             return Err(crate::error::Error::shape(
                 op,
-                format!("rank {} exceeds the kernels' limit of {MAX_RANK} (shape {})", layout.shape.rank(), layout.shape),
+                format!(
+                    "rank {} exceeds the kernels' limit of {MAX_RANK} (shape {})",
+                    layout.shape.rank(),
+                    layout.shape
+                ),
             ));
         }
         if layout.storage_span() > i32::MAX as usize {
             return Err(too_big("storage span", layout.storage_span()));
         }
-        let mut out = KernelLayout { rank: layout.shape.rank() as i32, offset: layout.offset as i32, ..Default::default() };
+        let mut out = KernelLayout {
+            rank: layout.shape.rank() as i32,
+            offset: layout.offset as i32,
+            ..Default::default()
+        };
         for (i, (&d, &s)) in layout.shape.dims().iter().zip(&layout.strides).enumerate() {
             out.shape[i] = d as i32;
             out.strides[i] = s as i32;

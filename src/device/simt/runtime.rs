@@ -23,9 +23,15 @@ impl LaunchConfig {
     pub fn linear(n: usize, threads: u32) -> Result<Self> {
         let blocks = n.div_ceil(threads as usize).max(1);
         if blocks > i32::MAX as usize {
-            return Err(Error::invalid(format!("{n} elements need {blocks} blocks, more than a grid holds")));
+            return Err(Error::invalid(format!(
+                "{n} elements need {blocks} blocks, more than a grid holds"
+            )));
         }
-        Ok(LaunchConfig { grid: (blocks as u32, 1, 1), block: (threads, 1, 1), shared_bytes: 0 })
+        Ok(LaunchConfig {
+            grid: (blocks as u32, 1, 1),
+            block: (threads, 1, 1),
+            shared_bytes: 0,
+        })
     }
     pub fn threads_per_block(&self) -> u32 {
         self.block.0 * self.block.1 * self.block.2
@@ -48,7 +54,10 @@ impl Arg {
         let bytes = bytemuck::bytes_of(&value);
         let mut words = vec![0u64; bytes.len().div_ceil(8).max(1)];
         bytemuck::cast_slice_mut::<u64, u8>(&mut words)[..bytes.len()].copy_from_slice(bytes);
-        Arg { words, size: bytes.len() }
+        Arg {
+            words,
+            size: bytes.len(),
+        }
     }
     pub fn ptr(ptr: DevicePtr) -> Self {
         Arg::val(ptr)
@@ -88,7 +97,11 @@ impl DeviceBuffer {
     pub fn new(runtime: &Arc<dyn Runtime>, bytes: usize) -> Result<Self> {
         // Zero-byte tensors still get a distinct, valid allocation so pointers stay non-null.
         let ptr = runtime.alloc(bytes.max(1))?;
-        Ok(DeviceBuffer { ptr, bytes, runtime: runtime.clone() })
+        Ok(DeviceBuffer {
+            ptr,
+            bytes,
+            runtime: runtime.clone(),
+        })
     }
     pub fn ptr(&self) -> DevicePtr {
         self.ptr
@@ -110,6 +123,11 @@ impl Drop for DeviceBuffer {
 
 impl std::fmt::Debug for DeviceBuffer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "DeviceBuffer({} bytes on {})", self.bytes, self.runtime.name())
+        write!(
+            f,
+            "DeviceBuffer({} bytes on {})",
+            self.bytes,
+            self.runtime.name()
+        )
     }
 }
