@@ -14,6 +14,9 @@
 #define DYNAMIC_SHARED(T, name) \
     extern __shared__ __align__(16) unsigned char duel_dynamic_shared_[]; \
     T* name = reinterpret_cast<T*>(duel_dynamic_shared_)
+#elif !defined(DYNAMIC_SHARED)
+// The emulator's wrappers include kernels/emu/shim.h before any kernel source.
+#error "DUEL_EMU builds must include kernels/emu/shim.h first (build.rs does)"
 #endif
 
 // Mirror of `KernelLayout` in src/device/simt/mod.rs: a strided view, passed by value.
@@ -27,13 +30,18 @@ struct TensorLayout {
     int strides[DUEL_MAX_RANK];
 };
 
-// Storage index of the element at row-major logical position `linear`.
+// Storage index of the element at row-major logical position `linear`. The loop runs over
+// the fixed maximum rank so it unrolls and the layout stays in registers (indexing the
+// struct with a runtime bound makes ptxas spill it to a local stack frame).
 __device__ __forceinline__ int layout_index(const TensorLayout& l, int linear) {
     int index = l.offset;
-    for (int axis = l.rank - 1; axis >= 0; --axis) {
-        const int dim = l.shape[axis];
-        index += (linear % dim) * l.strides[axis];
-        linear /= dim;
+#pragma unroll
+    for (int axis = DUEL_MAX_RANK - 1; axis >= 0; --axis) {
+        if (axis < l.rank) {
+            const int dim = l.shape[axis];
+            index += (linear % dim) * l.strides[axis];
+            linear /= dim;
+        }
     }
     return index;
 }

@@ -1,4 +1,209 @@
 //! The `duel` command line.
-fn main() {
-    println!("duel: placeholder");
+//!
+//! One subcommand per variant of [`Command`], each a `fn` below taking what it needs.
+//! Subcommands that run kernels take their device from the global `--device` through
+//! [`open_device`]. Every error is printed as one `error: <message>` line; the process
+//! exits 2 for bad command-line values and 1 for failures while running.
+
+use clap::{Parser, Subcommand};
+use duel::device::cuda;
+use duel::kernels::{KERNELS, KERNEL_SOURCES, PTX_ARCH, PTX_FROM_NVCC};
+use duel::Device;
+use std::io::Write;
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(
+    name = "duel",
+    version,
+    about = "A GAN engine whose compute is hand-written CUDA kernels"
+)]
+#[command(arg_required_else_help = true)]
+struct Cli {
+    /// Where kernels run: cpu, cuda, cuda:N, emu, or auto (cuda when a GPU is usable, else cpu)
+    #[arg(long, global = true, value_name = "DEVICE", default_value = "auto")]
+    device: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+// `train`, `sample`, `gradcheck`, `trace` and `bench` arrive with the issues that build
+// what they run; there are no placeholders for them here.
+#[derive(Subcommand)]
+enum Command {
+    /// List the CPU, GPUs, how the kernels were built, and whether the emulator works
+    Devices,
+}
+
+/// A failure: the message and the exit code.
+struct Failure(String, u8);
+
+impl From<duel::Error> for Failure {
+    fn from(e: duel::Error) -> Self {
+        Failure(e.to_string(), 1)
+    }
+}
+
+fn main() -> ExitCode {
+    // A bug must still end as one `error:` line rather than a backtrace.
+    std::panic::set_hook(Box::new(|info| {
+        let msg = info
+            .payload()
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| info.payload().downcast_ref::<&str>().copied())
+            .unwrap_or("unknown panic");
+        let at = info
+            .location()
+            .map(|l| format!(" at {l}"))
+            .unwrap_or_default();
+        eprintln!("error: internal error{at}: {msg} (this is a bug in duel)");
+    }));
+    let cli = Cli::parse();
+    match run(&cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Failure(msg, code)) => {
+            eprintln!("error: {msg}");
+            ExitCode::from(code)
+        }
+    }
+}
+
+fn run(cli: &Cli) -> Result<(), Failure> {
+    // Reject a malformed --device up front, whatever the subcommand.
+    check_device_spec(&cli.device)?;
+    match cli.command {
+        Command::Devices => devices(),
+    }
+}
+
+/// The syntax of `--device`, checked without opening anything.
+fn check_device_spec(spec: &str) -> Result<(), Failure> {
+    let ok = match spec.trim() {
+        "cpu" | "cuda" | "emu" | "auto" => true,
+        s => s
+            .strip_prefix("cuda:")
+            .is_some_and(|n| n.parse::<usize>().is_ok()),
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(Failure(
+            format!("unknown device '{spec}'; use cpu, cuda, cuda:N, emu or auto"),
+            2,
+        ))
+    }
+}
+
+/// The device named by `--device`, for subcommands that run kernels.
+#[allow(dead_code)] // used by the subcommands that run kernels, as they arrive
+fn open_device(cli: &Cli) -> Result<Device, Failure> {
+    check_device_spec(&cli.device)?;
+    Ok(Device::parse(&cli.device)?)
+}
+
+fn devices() -> Result<(), Failure> {
+    let mut out = String::new();
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let simd = simd_features();
+    out += &format!(
+        "CPU       {} ({threads} logical threads; SIMD: {})\n",
+        cpu_model(),
+        if simd.is_empty() {
+            "none detected".to_string()
+        } else {
+            simd.join(" ")
+        }
+    );
+    match cuda::probe() {
+        Ok(gpus) if gpus.is_empty() => out += "GPU       no GPU: the CUDA driver reports none\n",
+        Ok(gpus) => {
+            for g in gpus {
+                out += &format!(
+                    "GPU       cuda:{}  {}  compute {}.{}  {:.1} GiB  driver CUDA {}.{}\n",
+                    g.ordinal,
+                    g.name,
+                    g.compute_capability.0,
+                    g.compute_capability.1,
+                    g.total_memory as f64 / (1u64 << 30) as f64,
+                    g.driver_version.0,
+                    g.driver_version.1
+                );
+            }
+        }
+        Err(why) => {
+            let why = why.trim_end_matches("; use --device cpu");
+            out += &format!("GPU       no GPU: {why}\n")
+        }
+    }
+    let files = match KERNEL_SOURCES.len() {
+        1 => "1 file".to_string(),
+        n => format!("{n} files"),
+    };
+    if PTX_FROM_NVCC {
+        out += &format!(
+            "kernels   {files} built as PTX for {PTX_ARCH} by nvcc (sources embedded for NVRTC)\n"
+        );
+    } else {
+        out += &format!(
+            "kernels   {files} embedded as source for NVRTC (nvcc was not found at build time)\n"
+        );
+    }
+    let product = KERNELS.iter().filter(|k| k.product).count();
+    out += &format!(
+        "manifest  {product} kernels in kernels/*.cu, {} emulator self-test kernels\n",
+        KERNELS.len() - product
+    );
+    match Device::emu() {
+        Ok(_) => out += "emulator  available (--device emu)\n",
+        Err(e) => out += &format!("emulator  unavailable: {e}\n"),
+    }
+    print(&out)
+}
+
+/// Write to stdout; a closed pipe (`duel devices | head -1`) is not an error.
+fn print(text: &str) -> Result<(), Failure> {
+    match std::io::stdout().lock().write_all(text.as_bytes()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+            Err(Failure(format!("writing to stdout: {e}"), 1))
+        }
+        _ => Ok(()),
+    }
+}
+
+fn cpu_model() -> String {
+    let info = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    ["model name", "Hardware", "Model", "cpu model"]
+        .iter()
+        .find_map(|key| {
+            info.lines().find_map(|line| {
+                let (k, v) = line.split_once(':')?;
+                (k.trim() == *key && !v.trim().is_empty()).then(|| v.trim().to_string())
+            })
+        })
+        .unwrap_or_else(|| format!("{} CPU", std::env::consts::ARCH))
+}
+
+#[allow(unused_mut)]
+fn simd_features() -> Vec<&'static str> {
+    let mut found = Vec::new();
+    #[cfg(any(target_arch = "x86", target_arch = "x86_64"))]
+    {
+        if is_x86_feature_detected!("avx2") {
+            found.push("avx2");
+        }
+        if is_x86_feature_detected!("fma") {
+            found.push("fma");
+        }
+        if is_x86_feature_detected!("avx512f") {
+            found.push("avx512f");
+        }
+    }
+    #[cfg(target_arch = "aarch64")]
+    {
+        if std::arch::is_aarch64_feature_detected!("neon") {
+            found.push("neon");
+        }
+    }
+    found
 }

@@ -53,19 +53,18 @@ impl Shape {
     /// The shape two operands broadcast to (NumPy/PyTorch rules).
     pub fn broadcast(op: &'static str, a: &Shape, b: &Shape) -> Result<Shape> {
         let rank = a.rank().max(b.rank());
-        let mut out = vec![0; rank];
+        // Dim i of an operand counted from the right; missing leading dims are 1.
+        let dim = |s: &Shape, i: usize| {
+            if i < rank - s.rank() {
+                1
+            } else {
+                s.0[i - (rank - s.rank())]
+            }
+        };
+        let mut out = Vec::with_capacity(rank);
         for i in 0..rank {
-            let da = if i < rank - a.rank() {
-                1
-            } else {
-                a.0[i - (rank - a.rank())]
-            };
-            let db = if i < rank - b.rank() {
-                1
-            } else {
-                b.0[i - (rank - b.rank())]
-            };
-            out[i] = match (da, db) {
+            let (da, db) = (dim(a, i), dim(b, i));
+            out.push(match (da, db) {
                 (x, y) if x == y => x,
                 (1, y) => y,
                 (x, 1) => x,
@@ -75,7 +74,7 @@ impl Shape {
                         format!("shapes {a} and {b} cannot be broadcast (dim {i}: {da} vs {db})"),
                     ))
                 }
-            };
+            });
         }
         Ok(Shape(out))
     }

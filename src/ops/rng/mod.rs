@@ -1,23 +1,97 @@
-//! PLACEHOLDER — replaced by the fill/cast/reduce/rng helper.
+//! Counter-based random numbers: Philox4x32-10 (Salmon et al. 2011, "Parallel random
+//! numbers: as easy as 1, 2, 3").
+//!
+//! The stream of a seed is an infinite sequence of u32 words: word `p` is word `p % 4`
+//! of `philox4x32_10(counter = [p/4 lo, p/4 hi, 0, 0], key = [seed lo, seed hi])`.
+//! A draw of `n` elements at `offset` uses positions `offset .. offset + n`, so a draw at
+//! offset `k` equals elements `k..` of a draw at offset 0, on every backend.
+//!
+//! * uniform: `(w >> 8) · 2^-24` in [0, 1) (exact in f32).
+//! * normal: Box–Muller on word pairs `(2⌊p/2⌋, 2⌊p/2⌋+1)`: `u1 = ((w0 >> 8) + 1)·2^-24`
+//!   in (0, 1], `u2 = (w1 >> 8)·2^-24`, `r = √(−2 ln u1)`; even `p` → `r cos 2πu2`,
+//!   odd `p` → `r sin 2πu2`.
+//!
+//! `ln` and `sincos` are our own ([`logf`], [`sincos_2pi`]) built from +, −, ×, fma and
+//! √ only, mirrored operation for operation in kernels/rng.cu, so `cpu` and `emu` agree
+//! bitwise and a GPU agrees bitwise as long as its fma/sqrt are IEEE (they are).
+
+pub mod cpu;
+pub mod simt;
+
+pub use cpu::{
+    box_muller, logf, normal_at, philox4x32_10, philox_block, sincos_2pi, uniform_at,
+    uniform_from_word, Philox,
+};
+
+use crate::device::cpu::CpuBuffer;
 use crate::device::Device;
 use crate::error::{Error, Result};
 use crate::tensor::{DType, Shape, Tensor};
 
-pub fn uniform(
-    _shape: &Shape,
-    _seed: u64,
-    _offset: u64,
-    _dtype: DType,
-    _device: &Device,
-) -> Result<Tensor> {
-    Err(Error::invalid("rng: not yet implemented"))
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Distribution {
+    /// Uniform in [0, 1).
+    Uniform,
+    /// Standard normal (mean 0, variance 1).
+    Normal,
 }
-pub fn normal(
-    _shape: &Shape,
-    _seed: u64,
-    _offset: u64,
-    _dtype: DType,
-    _device: &Device,
+
+/// Uniform [0, 1) values from the stream (`seed`, `offset`), generated in f32 and
+/// converted to `dtype` when it is not f32.
+pub fn uniform(
+    shape: &Shape,
+    seed: u64,
+    offset: u64,
+    dtype: DType,
+    device: &Device,
 ) -> Result<Tensor> {
-    Err(Error::invalid("rng: not yet implemented"))
+    sample(Distribution::Uniform, shape, seed, offset, dtype, device)
+}
+
+/// Standard normal values from the stream (`seed`, `offset`), generated in f32 and
+/// converted to `dtype` when it is not f32.
+pub fn normal(
+    shape: &Shape,
+    seed: u64,
+    offset: u64,
+    dtype: DType,
+    device: &Device,
+) -> Result<Tensor> {
+    sample(Distribution::Normal, shape, seed, offset, dtype, device)
+}
+
+pub fn sample(
+    dist: Distribution,
+    shape: &Shape,
+    seed: u64,
+    offset: u64,
+    dtype: DType,
+    device: &Device,
+) -> Result<Tensor> {
+    let n = shape.numel();
+    if offset.checked_add(n as u64).is_none() {
+        return Err(Error::invalid(format!(
+            "rng: offset {offset} + {n} elements (shape {shape}) overflows the 2^64 positions of a Philox stream"
+        )));
+    }
+    if dtype == DType::F64 && !device.is_cpu() {
+        return Err(Error::dtype(
+            "rng",
+            format!("f64 is cpu-only (used for gradient checks); use f32 (device {device})"),
+        ));
+    }
+    let out = match device {
+        Device::Cpu => {
+            let mut v = vec![0f32; n];
+            match dist {
+                Distribution::Uniform => cpu::uniform_f32(&mut v, seed, offset),
+                Distribution::Normal => cpu::normal_f32(&mut v, seed, offset),
+            }
+            Tensor::from_cpu_buffer(CpuBuffer::F32(v), shape.clone())?
+        }
+        Device::Cuda(simt, _) | Device::Emu(simt) => {
+            simt::sample_f32(simt, device, dist, shape, seed, offset)?
+        }
+    };
+    out.to_dtype(dtype)
 }

@@ -1,0 +1,32 @@
+//! FFI to the emulator runtime, kernels/emu/runtime.h (compiled by build.rs into the
+//! static library `duel_emu`, together with every kernel).
+
+use std::ffi::{c_char, c_int, c_uint, c_void};
+
+/// Mirror of `DuelEmuKernel`.
+#[repr(C)]
+pub struct DuelEmuKernel {
+    pub name: *const c_char,
+    pub thunk: Option<unsafe extern "C" fn(*mut *mut c_void)>,
+    pub param_sizes: *const usize,
+    pub nparams: usize,
+}
+
+// Linked by build.rs (cc emits `rustc-link-lib=static=duel_emu` and the C++ runtime).
+extern "C" {
+    pub fn duel_emu_kernels(count: *mut usize) -> *const DuelEmuKernel;
+    pub fn duel_emu_pool_new(workers: usize) -> *mut c_void;
+    pub fn duel_emu_pool_free(pool: *mut c_void);
+    #[allow(clippy::too_many_arguments)]
+    pub fn duel_emu_launch(
+        pool: *mut c_void,
+        kernel: usize,
+        grid: *const c_uint,
+        block: *const c_uint,
+        shared_bytes: usize,
+        args: *mut *mut c_void,
+        reverse: c_int,
+        err: *mut c_char,
+        err_len: usize,
+    ) -> c_int;
+}

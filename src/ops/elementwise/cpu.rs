@@ -1,0 +1,528 @@
+//! cpu kernels for the elementwise family, generic over f32/f64 (and any element type
+//! for the copy).
+//!
+//! Every op is planned the same way: each input's layout is broadcast to the output
+//! shape, size-1 dims are dropped and adjacent dims that are contiguous with each other
+//! in every operand are merged. Contiguous inputs (and a scalar broadcast against a
+//! contiguous one) collapse to a single row, so the hot case is one tight slice loop the
+//! compiler auto-vectorises; other layouts become rows whose inner stride is 1, 0 or
+//! fixed. The output is split into chunks processed in parallel with rayon above
+//! [`PARALLEL_THRESHOLD`]; within a chunk the rows are walked with an odometer, so no
+//! per-element index arithmetic remains.
+
+use super::{BinaryOp, UnaryOp};
+use crate::device::cpu::{CpuBuffer, PARALLEL_THRESHOLD};
+use crate::error::{Error, Result};
+use crate::tensor::{Element, Layout, Shape, Tensor};
+use rayon::prelude::*;
+use std::ops::{Add, Div, Mul, Neg, Sub};
+
+/// The float types the cpu backend computes in.
+pub(crate) trait Float:
+    Element
+    + PartialOrd
+    + Add<Output = Self>
+    + Sub<Output = Self>
+    + Mul<Output = Self>
+    + Div<Output = Self>
+    + Neg<Output = Self>
+{
+    const ZERO: Self;
+    const ONE: Self;
+    fn exp(self) -> Self;
+    fn ln(self) -> Self;
+    fn sqrt(self) -> Self;
+    fn abs(self) -> Self;
+    fn tanh(self) -> Self;
+    fn powf(self, e: Self) -> Self;
+    fn is_nan(self) -> bool;
+    /// `self * a + b`. For f32 it is computed in f64 (the product is exact there), which
+    /// matches the kernels' `fmaf` except for rare double-rounding ties.
+    fn affine(self, a: Self, b: Self) -> Self;
+}
+
+impl Float for f32 {
+    const ZERO: Self = 0.0;
+    const ONE: Self = 1.0;
+    fn exp(self) -> Self {
+        exp_f32(self)
+    }
+    fn ln(self) -> Self {
+        f32::ln(self)
+    }
+    fn sqrt(self) -> Self {
+        f32::sqrt(self)
+    }
+    fn abs(self) -> Self {
+        f32::abs(self)
+    }
+    fn tanh(self) -> Self {
+        f32::tanh(self)
+    }
+    fn powf(self, e: Self) -> Self {
+        f32::powf(self, e)
+    }
+    fn is_nan(self) -> bool {
+        f32::is_nan(self)
+    }
+    fn affine(self, a: Self, b: Self) -> Self {
+        (self as f64 * a as f64 + b as f64) as f32
+    }
+}
+
+impl Float for f64 {
+    const ZERO: Self = 0.0;
+    const ONE: Self = 1.0;
+    fn exp(self) -> Self {
+        f64::exp(self)
+    }
+    fn ln(self) -> Self {
+        f64::ln(self)
+    }
+    fn sqrt(self) -> Self {
+        f64::sqrt(self)
+    }
+    fn abs(self) -> Self {
+        f64::abs(self)
+    }
+    fn tanh(self) -> Self {
+        f64::tanh(self)
+    }
+    fn powf(self, e: Self) -> Self {
+        f64::powf(self, e)
+    }
+    fn is_nan(self) -> bool {
+        f64::is_nan(self)
+    }
+    fn affine(self, a: Self, b: Self) -> Self {
+        self * a + b
+    }
+}
+
+/// `e^x` for f32, branch-free so row loops vectorise (libm's `expf` is an opaque call).
+/// Computed in f64: `x·log2(e) = n + f` with `n` rounded to an integer by the 1.5·2^52
+/// trick and |f| <= 1/2, `2^f` by a degree-8 Taylor polynomial of `e^(f·ln 2)` (relative
+/// error < 1e-10), `2^n` by writing the exponent bits. One final rounding to f32, so the
+/// result is the correctly rounded value except within ~1e-10 of a tie: at most 1 ulp
+/// from a correctly rounded `expf`. The f64 range covers all of f32's, so overflow to
+/// inf and the subnormal results come out of the final conversion; inputs are clamped to
+/// [-150, 90] first (beyond those the f32 result is 0 or inf anyway) and NaN survives the
+/// comparisons and the arithmetic.
+#[inline(always)]
+fn exp_f32(x: f32) -> f32 {
+    const MAGIC: f64 = 6_755_399_441_055_744.0; // 1.5 * 2^52
+    let x = x as f64;
+    let x = if x < -150.0 { -150.0 } else { x };
+    let x = if x > 90.0 { 90.0 } else { x };
+    let r = x * std::f64::consts::LOG2_E;
+    let t = r + MAGIC;
+    let n = t - MAGIC; // r rounded to an integer
+    let y = (r - n) * std::f64::consts::LN_2;
+    // e^y, |y| <= ln2/2, Horner form of sum y^k/k!, k = 0..8.
+    let p = 1.0 / 40320.0;
+    let p = p * y + 1.0 / 5040.0;
+    let p = p * y + 1.0 / 720.0;
+    let p = p * y + 1.0 / 120.0;
+    let p = p * y + 1.0 / 24.0;
+    let p = p * y + 1.0 / 6.0;
+    let p = p * y + 0.5;
+    let p = p * y + 1.0;
+    let p = p * y + 1.0;
+    // The low bits of t hold n (two's complement); 2^n = bits (n + 1023) << 52.
+    let scale = f64::from_bits((t.to_bits().wrapping_add(1023)) << 52);
+    (p * scale) as f32
+}
+
+// ---- scalar semantics (shared by the f32 and f64 paths) --------------------------------
+
+#[inline(always)]
+fn relu<T: Float>(x: T) -> T {
+    // False for NaN: NaN passes through.
+    if x < T::ZERO {
+        T::ZERO
+    } else {
+        x
+    }
+}
+
+#[inline(always)]
+fn sigmoid<T: Float>(x: T) -> T {
+    if x >= T::ZERO {
+        T::ONE / (T::ONE + (-x).exp())
+    } else {
+        // x < 0 or NaN: e in [0, 1) (or NaN), no overflow.
+        let e = x.exp();
+        e / (T::ONE + e)
+    }
+}
+
+#[inline(always)]
+fn clamp<T: Float>(x: T, lo: T, hi: T) -> T {
+    let y = if x < lo { lo } else { x };
+    if y > hi {
+        hi
+    } else {
+        y
+    }
+}
+
+#[inline(always)]
+fn maximum<T: Float>(a: T, b: T) -> T {
+    if a > b || a.is_nan() {
+        a
+    } else {
+        b
+    }
+}
+
+#[inline(always)]
+fn minimum<T: Float>(a: T, b: T) -> T {
+    if a < b || a.is_nan() {
+        a
+    } else {
+        b
+    }
+}
+
+// ---- entry points ----------------------------------------------------------------------
+
+pub(super) fn unary(x: &Tensor, op: UnaryOp) -> Result<Tensor> {
+    let name = op.name();
+    let buffer = x.cpu_buffer(name)?;
+    let layout = x.layout();
+    let out = match (&*buffer, op) {
+        (CpuBuffer::F32(v), _) => CpuBuffer::F32(unary_typed(v, layout, op)),
+        (CpuBuffer::F64(v), _) => CpuBuffer::F64(unary_typed(v, layout, op)),
+        (CpuBuffer::F16(v), UnaryOp::Copy) => CpuBuffer::F16(map1(v, layout, |v| v)),
+        (CpuBuffer::BF16(v), UnaryOp::Copy) => CpuBuffer::BF16(map1(v, layout, |v| v)),
+        (other, _) => {
+            return Err(Error::dtype(
+                name,
+                format!(
+                    "{} is a storage-only dtype; cast with .to_dtype(DType::F32) first",
+                    other.dtype()
+                ),
+            ))
+        }
+    };
+    drop(buffer);
+    Tensor::from_cpu_buffer(out, x.shape().clone())
+}
+
+pub(super) fn binary(a: &Tensor, b: &Tensor, shape: &Shape, op: BinaryOp) -> Result<Tensor> {
+    let name = op.name();
+    let al = a.layout().broadcast_to(name, shape)?;
+    let bl = b.layout().broadcast_to(name, shape)?;
+    let a_buf = a.cpu_buffer(name)?;
+    // `a + a`: one read guard for both (a second read lock on the same RwLock from this
+    // thread could deadlock behind a waiting writer).
+    let b_buf_own;
+    let b_buf = if a.shares_storage(b) {
+        &*a_buf
+    } else {
+        b_buf_own = b.cpu_buffer(name)?;
+        &*b_buf_own
+    };
+    let out = match (&*a_buf, b_buf) {
+        (CpuBuffer::F32(x), CpuBuffer::F32(y)) => {
+            CpuBuffer::F32(binary_typed(x, &al, y, &bl, shape, op))
+        }
+        (CpuBuffer::F64(x), CpuBuffer::F64(y)) => {
+            CpuBuffer::F64(binary_typed(x, &al, y, &bl, shape, op))
+        }
+        (x, y) => {
+            return Err(Error::dtype(
+                name,
+                format!(
+                    "lhs is {}, rhs is {}: the cpu backend computes in f32 or f64 with both \
+                     operands of one dtype; cast with .to_dtype(..)",
+                    x.dtype(),
+                    y.dtype()
+                ),
+            ))
+        }
+    };
+    Tensor::from_cpu_buffer(out, shape.clone())
+}
+
+fn unary_typed<T: Float>(x: &[T], layout: &Layout, op: UnaryOp) -> Vec<T> {
+    let p = T::from_f64;
+    match op {
+        UnaryOp::Copy => map1(x, layout, |v| v),
+        UnaryOp::Neg => map1(x, layout, |v: T| -v),
+        UnaryOp::Exp => map1(x, layout, T::exp),
+        UnaryOp::Log => map1(x, layout, T::ln),
+        UnaryOp::Sqrt => map1(x, layout, T::sqrt),
+        UnaryOp::Abs => map1(x, layout, T::abs),
+        UnaryOp::Relu => map1(x, layout, relu),
+        UnaryOp::LeakyRelu { slope } => {
+            let s = p(slope);
+            map1(x, layout, move |v| if v < T::ZERO { v * s } else { v })
+        }
+        UnaryOp::Sigmoid => map1(x, layout, sigmoid),
+        UnaryOp::Tanh => map1(x, layout, T::tanh),
+        UnaryOp::Clamp { min, max } => {
+            let (lo, hi) = (p(min), p(max));
+            map1(x, layout, move |v| clamp(v, lo, hi))
+        }
+        UnaryOp::Powf { exponent } => {
+            let e = p(exponent);
+            map1(x, layout, move |v: T| v.powf(e))
+        }
+        UnaryOp::Affine { mul, add } => {
+            let (m, c) = (p(mul), p(add));
+            map1(x, layout, move |v: T| v.affine(m, c))
+        }
+    }
+}
+
+fn binary_typed<T: Float>(
+    a: &[T],
+    al: &Layout,
+    b: &[T],
+    bl: &Layout,
+    shape: &Shape,
+    op: BinaryOp,
+) -> Vec<T> {
+    match op {
+        BinaryOp::Add => map2(a, al, b, bl, shape, |x: T, y: T| x + y),
+        BinaryOp::Sub => map2(a, al, b, bl, shape, |x: T, y: T| x - y),
+        BinaryOp::Mul => map2(a, al, b, bl, shape, |x: T, y: T| x * y),
+        BinaryOp::Div => map2(a, al, b, bl, shape, |x: T, y: T| x / y),
+        BinaryOp::Pow => map2(a, al, b, bl, shape, T::powf),
+        BinaryOp::Maximum => map2(a, al, b, bl, shape, maximum),
+        BinaryOp::Minimum => map2(a, al, b, bl, shape, minimum),
+    }
+}
+
+// ---- iteration plan --------------------------------------------------------------------
+
+/// The output shape with size-1 dims removed and mergeable dims merged, and for each of
+/// the `N` inputs its offset and strides over those dims. Rank is at least 1.
+struct Plan<const N: usize> {
+    dims: Vec<usize>,
+    strides: Vec<[usize; N]>,
+    offsets: [usize; N],
+}
+
+impl<const N: usize> Plan<N> {
+    /// `layouts` must all have the output's shape (already broadcast).
+    fn new(layouts: [&Layout; N]) -> Self {
+        let shape = layouts[0].shape.dims();
+        let mut dims: Vec<usize> = Vec::with_capacity(shape.len());
+        let mut strides: Vec<[usize; N]> = Vec::with_capacity(shape.len());
+        for (axis, &d) in shape.iter().enumerate() {
+            if d == 1 {
+                continue;
+            }
+            let s: [usize; N] = std::array::from_fn(|k| layouts[k].strides[axis]);
+            if let (Some(last_d), Some(last_s)) = (dims.last_mut(), strides.last_mut()) {
+                // Merge into the previous (outer) dim when it steps over exactly this one.
+                if (0..N).all(|k| last_s[k] == s[k] * d) {
+                    *last_d *= d;
+                    *last_s = s;
+                    continue;
+                }
+            }
+            dims.push(d);
+            strides.push(s);
+        }
+        if dims.is_empty() {
+            dims.push(1);
+            strides.push([0; N]);
+        }
+        Plan {
+            dims,
+            strides,
+            offsets: std::array::from_fn(|k| layouts[k].offset),
+        }
+    }
+
+    fn numel(&self) -> usize {
+        self.dims.iter().product()
+    }
+
+    /// Call `row(pos, len, bases, inner_strides)` for each run of output positions
+    /// `pos..pos+len` inside `start..end` that lies in one innermost row; `bases` are the
+    /// storage indices of the run's first element in each input.
+    fn for_rows(
+        &self,
+        start: usize,
+        end: usize,
+        mut row: impl FnMut(usize, usize, [usize; N], [usize; N]),
+    ) {
+        let rank = self.dims.len();
+        let inner = self.dims[rank - 1];
+        let inner_strides = self.strides[rank - 1];
+        let mut idx = vec![0usize; rank];
+        let mut rem = start;
+        for axis in (0..rank).rev() {
+            idx[axis] = rem % self.dims[axis];
+            rem /= self.dims[axis];
+        }
+        let mut bases = self.offsets;
+        for (axis, &i) in idx.iter().enumerate() {
+            for (b, &s) in bases.iter_mut().zip(&self.strides[axis]) {
+                *b += i * s;
+            }
+        }
+        let mut pos = start;
+        while pos < end {
+            let col = idx[rank - 1];
+            let len = (inner - col).min(end - pos);
+            row(pos, len, bases, inner_strides);
+            pos += len;
+            if pos >= end {
+                break;
+            }
+            // Next row: rewind the inner index, then carry into the outer dims.
+            for (b, &s) in bases.iter_mut().zip(&inner_strides) {
+                *b -= col * s;
+            }
+            idx[rank - 1] = 0;
+            for axis in (0..rank - 1).rev() {
+                idx[axis] += 1;
+                for (b, &s) in bases.iter_mut().zip(&self.strides[axis]) {
+                    *b += s;
+                }
+                if idx[axis] < self.dims[axis] {
+                    break;
+                }
+                for (b, &s) in bases.iter_mut().zip(&self.strides[axis]) {
+                    *b -= idx[axis] * s;
+                }
+                idx[axis] = 0;
+            }
+        }
+    }
+}
+
+/// Run `chunk(start, out_chunk)` over the output, in parallel for large outputs.
+fn run_chunks<T: Element>(out: &mut [T], chunk: impl Fn(usize, &mut [T]) + Sync) {
+    let n = out.len();
+    if n < PARALLEL_THRESHOLD {
+        chunk(0, out);
+        return;
+    }
+    let size = n
+        .div_ceil(rayon::current_num_threads() * 4)
+        .max(PARALLEL_THRESHOLD / 4);
+    out.par_chunks_mut(size)
+        .enumerate()
+        .for_each(|(i, o)| chunk(i * size, o));
+}
+
+/// `out[i] = f(x at logical position i)` for the layout `xl`.
+fn map1<T: Element, F: Fn(T) -> T + Sync>(x: &[T], xl: &Layout, f: F) -> Vec<T> {
+    let n = xl.numel();
+    let mut out: Vec<T> = bytemuck::zeroed_vec(n);
+    if n == 0 {
+        return out;
+    }
+    let plan = Plan::new([xl]);
+    debug_assert_eq!(plan.numel(), n);
+    run_chunks(&mut out, |start, o| {
+        plan.for_rows(start, start + o.len(), |pos, len, [bx], [sx]| {
+            let dst = &mut o[pos - start..pos - start + len];
+            match sx {
+                1 => {
+                    for (d, &v) in dst.iter_mut().zip(&x[bx..bx + len]) {
+                        *d = f(v);
+                    }
+                }
+                0 => dst.fill(f(x[bx])),
+                _ => {
+                    for (j, d) in dst.iter_mut().enumerate() {
+                        *d = f(x[bx + j * sx]);
+                    }
+                }
+            }
+        });
+    });
+    out
+}
+
+/// `out[i] = f(a[i], b[i])` with `al`, `bl` already broadcast to `shape`.
+fn map2<T: Element, F: Fn(T, T) -> T + Sync>(
+    a: &[T],
+    al: &Layout,
+    b: &[T],
+    bl: &Layout,
+    shape: &Shape,
+    f: F,
+) -> Vec<T> {
+    let n = shape.numel();
+    let mut out: Vec<T> = bytemuck::zeroed_vec(n);
+    if n == 0 {
+        return out;
+    }
+    let plan = Plan::new([al, bl]);
+    debug_assert_eq!(plan.numel(), n);
+    run_chunks(&mut out, |start, o| {
+        plan.for_rows(start, start + o.len(), |pos, len, [ba, bb], [sa, sb]| {
+            let dst = &mut o[pos - start..pos - start + len];
+            match (sa, sb) {
+                (1, 1) => {
+                    let (x, y) = (&a[ba..ba + len], &b[bb..bb + len]);
+                    for ((d, &u), &v) in dst.iter_mut().zip(x).zip(y) {
+                        *d = f(u, v);
+                    }
+                }
+                (1, 0) => {
+                    let v = b[bb];
+                    for (d, &u) in dst.iter_mut().zip(&a[ba..ba + len]) {
+                        *d = f(u, v);
+                    }
+                }
+                (0, 1) => {
+                    let u = a[ba];
+                    for (d, &v) in dst.iter_mut().zip(&b[bb..bb + len]) {
+                        *d = f(u, v);
+                    }
+                }
+                _ => {
+                    for (j, d) in dst.iter_mut().enumerate() {
+                        *d = f(a[ba + j * sa], b[bb + j * sb]);
+                    }
+                }
+            }
+        });
+    });
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plan_merges_contiguous_and_broadcast_dims() {
+        let l = Layout::contiguous([2, 3, 4]);
+        let p = Plan::new([&l]);
+        assert_eq!(p.dims, vec![24]);
+        let t = Layout::contiguous([3, 4]).transpose(0, 1);
+        let p = Plan::new([&t]);
+        assert_eq!(p.dims, vec![4, 3]);
+        let s = Layout::contiguous([1])
+            .broadcast_to("t", &Shape::new([5, 6]))
+            .unwrap();
+        let c = Layout::contiguous([5, 6]);
+        let p = Plan::new([&c, &s]);
+        assert_eq!(p.dims, vec![30]);
+        assert_eq!(p.strides, vec![[1, 0]]);
+    }
+
+    #[test]
+    fn rows_cover_a_chunk_that_starts_mid_row() {
+        let l = Layout::contiguous([4, 5]).narrow("t", 1, 1, 3).unwrap();
+        let p = Plan::new([&l]);
+        let mut seen = Vec::new();
+        p.for_rows(2, 8, |_, len, [b], [s]| {
+            for j in 0..len {
+                seen.push(b + j * s);
+            }
+        });
+        // Logical positions 2..8 of rows [1,2,3],[6,7,8],[11,12,13],[16,17,18].
+        assert_eq!(seen, vec![3, 6, 7, 8, 11, 12]);
+    }
+}

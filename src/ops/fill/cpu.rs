@@ -1,0 +1,49 @@
+//! Reference fill and arange on the cpu.
+
+use crate::device::cpu::{CpuBuffer, PARALLEL_THRESHOLD};
+use crate::tensor::DType;
+use half::{bf16, f16};
+use rayon::prelude::*;
+
+/// `n` copies of `value` rounded once to `dtype`.
+pub fn full(n: usize, value: f64, dtype: DType) -> CpuBuffer {
+    match dtype {
+        DType::F32 => CpuBuffer::F32(vec![value as f32; n]),
+        DType::F64 => CpuBuffer::F64(vec![value; n]),
+        DType::F16 => CpuBuffer::F16(vec![f16::from_f64(value); n]),
+        DType::BF16 => CpuBuffer::BF16(vec![bf16::from_f64(value); n]),
+    }
+}
+
+/// Element `i` of arange: `start + i·step` in f64.
+#[inline]
+pub fn arange_value(start: f64, step: f64, i: usize) -> f64 {
+    start + (i as f64) * step
+}
+
+fn generate<T: Copy + Send + Default>(n: usize, f: impl Fn(usize) -> T + Sync) -> Vec<T> {
+    if n < PARALLEL_THRESHOLD {
+        (0..n).map(f).collect()
+    } else {
+        let mut out = vec![T::default(); n];
+        out.par_chunks_mut(1 << 14)
+            .enumerate()
+            .for_each(|(c, chunk)| {
+                for (j, o) in chunk.iter_mut().enumerate() {
+                    *o = f(c * (1 << 14) + j);
+                }
+            });
+        out
+    }
+}
+
+/// `n` values `start + i·step` (f64), rounded to f32 and then, for f16/bf16, from f32.
+pub fn arange(n: usize, start: f64, step: f64, dtype: DType) -> CpuBuffer {
+    let f32_at = move |i| arange_value(start, step, i) as f32;
+    match dtype {
+        DType::F32 => CpuBuffer::F32(generate(n, f32_at)),
+        DType::F64 => CpuBuffer::F64(generate(n, |i| arange_value(start, step, i))),
+        DType::F16 => CpuBuffer::F16(generate(n, |i| f16::from_f32(f32_at(i)))),
+        DType::BF16 => CpuBuffer::BF16(generate(n, |i| bf16::from_f32(f32_at(i)))),
+    }
+}

@@ -1,0 +1,166 @@
+//! Launch logic for kernels/reduce.cu, shared by `cuda` and `emu`.
+//!
+//! The input is passed as its permuted layout (kept axes first, reduced last; no copy),
+//! so output `r` reduces linear positions `r·k .. r·k + k`. Kernel choice:
+//! * `reduce_thread_f32` (one thread per output) when outputs are many and the reduced
+//!   axes are outer with a contiguous kept axis (adjacent threads read adjacent memory);
+//! * `reduce_warp_f32` (one warp per output, 8 per block) for short rows (k ≤ 256);
+//! * `reduce_block_f32` (one 256-thread block per output) otherwise; with few outputs and
+//!   a long row it splits each row into segments (grid.y) writing partials, and a second
+//!   launch of the same kernel reduces the partials.
+
+use super::{ReduceOp, ReducePlan};
+use crate::device::simt::{Arg, KernelLayout, LaunchConfig, SimtDevice};
+use crate::error::{Error, Result};
+use crate::tensor::{DType, Layout, Tensor};
+
+const BLOCK: u32 = 256;
+const WARP_MAX_K: usize = 256;
+/// Target elements per block when a row is split into segments.
+const SEGMENT_TARGET: usize = 8192;
+const MAX_SEGMENTS: usize = 1024;
+
+/// Op codes shared with kernels/reduce.cu.
+pub const OP_SUM: i32 = 0;
+pub const OP_MEAN: i32 = 1;
+pub const OP_MAX: i32 = 2;
+
+fn op_code(op: ReduceOp) -> i32 {
+    match op {
+        ReduceOp::Sum => OP_SUM,
+        ReduceOp::Mean => OP_MEAN,
+        ReduceOp::Max => OP_MAX,
+    }
+}
+
+fn block_config(grid: (u32, u32, u32)) -> LaunchConfig {
+    LaunchConfig {
+        grid,
+        block: (BLOCK, 1, 1),
+        shared_bytes: (BLOCK / 32) * 4,
+    }
+}
+
+pub fn reduce(simt: &SimtDevice, x: &Tensor, op: ReduceOp, plan: &ReducePlan) -> Result<Tensor> {
+    let (rows, k) = (plan.rows, plan.k);
+    if x.numel() > i32::MAX as usize || rows > i32::MAX as usize {
+        return Err(Error::shape(
+            op.name(),
+            format!(
+                "shape {} has {} elements, over the 2^31-1 limit of the CUDA kernels",
+                x.shape(),
+                x.numel()
+            ),
+        ));
+    }
+    let layout = KernelLayout::new(op.name(), &plan.permuted)?;
+    let out = simt.alloc(rows * DType::F32.size_in_bytes())?;
+    let result = Tensor::from_device_buffer(out, plan.out_shape.clone(), DType::F32, x.device());
+    if rows == 0 {
+        return Ok(result);
+    }
+    let x_ptr = x.device_ptr(op.name())?;
+    let out_ptr = result.device_ptr(op.name())?;
+    let code = op_code(op);
+    let (ri, ki) = (rows as i32, k as i32);
+
+    let p = &plan.permuted;
+    let kept_inner_contiguous = (0..plan.kept)
+        .rev()
+        .find(|&i| p.shape.dim(i) != 1)
+        .is_some_and(|i| p.strides[i] == 1);
+    let reduced_inner_strided = (plan.kept..p.shape.rank())
+        .rev()
+        .find(|&i| p.shape.dim(i) != 1)
+        .is_some_and(|i| p.strides[i] != 1);
+
+    if rows >= 2048 && kept_inner_contiguous && reduced_inner_strided {
+        let cfg = LaunchConfig::linear(rows, BLOCK)?;
+        let args = [
+            Arg::val(layout),
+            Arg::ptr(x_ptr),
+            Arg::ptr(out_ptr),
+            Arg::val(ri),
+            Arg::val(ki),
+            Arg::val(code),
+            Arg::val(ki),
+        ];
+        simt.launch("reduce_thread_f32", &cfg, &args)?;
+    } else if k <= WARP_MAX_K {
+        let cfg = LaunchConfig::linear(rows, BLOCK / 32)?;
+        let cfg = LaunchConfig {
+            block: (BLOCK, 1, 1),
+            ..cfg
+        };
+        let args = [
+            Arg::val(layout),
+            Arg::ptr(x_ptr),
+            Arg::ptr(out_ptr),
+            Arg::val(ri),
+            Arg::val(ki),
+            Arg::val(code),
+            Arg::val(ki),
+        ];
+        simt.launch("reduce_warp_f32", &cfg, &args)?;
+    } else {
+        let segments = if rows < 128 {
+            k.div_ceil(SEGMENT_TARGET).clamp(1, MAX_SEGMENTS)
+        } else {
+            1
+        };
+        if segments == 1 {
+            simt.launch(
+                "reduce_block_f32",
+                &block_config((ri as u32, 1, 1)),
+                &[
+                    Arg::val(layout),
+                    Arg::ptr(x_ptr),
+                    Arg::ptr(out_ptr),
+                    Arg::val(ri),
+                    Arg::val(ki),
+                    Arg::val(code),
+                    Arg::val(1i32),
+                    Arg::val(ki),
+                ],
+            )?;
+        } else {
+            // pass 1: partial sums (or maxima) of each segment, no division yet
+            let partial = simt.alloc(rows * segments * DType::F32.size_in_bytes())?;
+            let pass1 = if op == ReduceOp::Max { OP_MAX } else { OP_SUM };
+            simt.launch(
+                "reduce_block_f32",
+                &block_config((ri as u32, segments as u32, 1)),
+                &[
+                    Arg::val(layout),
+                    Arg::ptr(x_ptr),
+                    Arg::ptr(partial.ptr()),
+                    Arg::val(ri),
+                    Arg::val(ki),
+                    Arg::val(pass1),
+                    Arg::val(segments as i32),
+                    Arg::val(ki),
+                ],
+            )?;
+            // pass 2: reduce each row's partials (contiguous [rows, segments])
+            let flat = KernelLayout::new(op.name(), &Layout::contiguous([rows * segments]))?;
+            let cfg = LaunchConfig::linear(rows, BLOCK / 32)?;
+            simt.launch(
+                "reduce_warp_f32",
+                &LaunchConfig {
+                    block: (BLOCK, 1, 1),
+                    ..cfg
+                },
+                &[
+                    Arg::val(flat),
+                    Arg::ptr(partial.ptr()),
+                    Arg::ptr(out_ptr),
+                    Arg::val(ri),
+                    Arg::val(segments as i32),
+                    Arg::val(code),
+                    Arg::val(ki),
+                ],
+            )?;
+        }
+    }
+    Ok(result)
+}
