@@ -1,12 +1,13 @@
 //! The `duel` command line.
 //!
 //! One subcommand per variant of [`Command`], each a `fn` below taking what it needs.
-//! Subcommands that run kernels take their device from the global `--device` through
-//! [`open_device`]. Every error is printed as one `error: <message>` line; the process
+//! Subcommands that run kernels take their device from the global `--device`, parsed
+//! into a [`DeviceSpec`] up front and opened when needed. Every error is printed as one `error: <message>` line; the process
 //! exits 2 for bad command-line values and 1 for failures while running.
 
 use clap::{Parser, Subcommand};
 use duel::device::cuda;
+use duel::device::{selfcheck, DeviceSpec};
 use duel::kernels::{KERNELS, KERNEL_SOURCES, PTX_ARCH, PTX_FROM_NVCC};
 use duel::Device;
 use std::io::Write;
@@ -33,6 +34,8 @@ struct Cli {
 enum Command {
     /// List the CPU, GPUs, how the kernels were built, and whether the emulator works
     Devices,
+    /// Run every op family on --device and compare it with the cpu reference
+    Check,
 }
 
 /// A failure: the message and the exit code.
@@ -70,36 +73,42 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: &Cli) -> Result<(), Failure> {
-    // Reject a malformed --device up front, whatever the subcommand.
-    check_device_spec(&cli.device)?;
+    // Reject a malformed --device up front (exit 2), whatever the subcommand.
+    let device: DeviceSpec = cli
+        .device
+        .parse()
+        .map_err(|e: duel::Error| Failure(e.to_string(), 2))?;
     match cli.command {
         Command::Devices => devices(),
+        Command::Check => check(device),
     }
 }
 
-/// The syntax of `--device`, checked without opening anything.
-fn check_device_spec(spec: &str) -> Result<(), Failure> {
-    let ok = match spec.trim() {
-        "cpu" | "cuda" | "emu" | "auto" => true,
-        s => s
-            .strip_prefix("cuda:")
-            .is_some_and(|n| n.parse::<usize>().is_ok()),
-    };
-    if ok {
-        Ok(())
-    } else {
-        Err(Failure(
-            format!("unknown device '{spec}'; use cpu, cuda, cuda:N, emu or auto"),
-            2,
-        ))
+fn check(spec: DeviceSpec) -> Result<(), Failure> {
+    let device = spec.open()?;
+    println!("checking {device} against the cpu reference");
+    println!(
+        "{:<22} {:>14} {:>12}  result",
+        "op", "max rel diff", "tolerance"
+    );
+    let rows = selfcheck::run(&device)?;
+    for row in &rows {
+        let verdict = if row.passed() { "ok" } else { "FAILED" };
+        println!(
+            "{:<22} {:>14.3e} {:>12.1e}  {verdict}",
+            row.op, row.max_rel_diff, row.tolerance
+        );
     }
-}
-
-/// The device named by `--device`, for subcommands that run kernels.
-#[allow(dead_code)] // used by the subcommands that run kernels, as they arrive
-fn open_device(cli: &Cli) -> Result<Device, Failure> {
-    check_device_spec(&cli.device)?;
-    Ok(Device::parse(&cli.device)?)
+    match rows.iter().filter(|r| !r.passed()).count() {
+        0 => Ok(()),
+        n => Err(Failure(
+            format!(
+                "{n} of {} ops on {device} differ from the cpu reference",
+                rows.len()
+            ),
+            1,
+        )),
+    }
 }
 
 fn devices() -> Result<(), Failure> {

@@ -68,3 +68,39 @@ fn cli_unknown_subcommand_fails() {
     assert!(!out.status.success());
     assert!(!text(&out.stderr).contains("panicked"));
 }
+
+#[test]
+fn cli_check_on_emu_matches_the_cpu_reference() {
+    let out = duel(&["check", "--device", "emu"]);
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert!(out.status.success(), "stdout:\n{stdout}\nstderr:\n{stderr}");
+    let rows: Vec<&str> = stdout
+        .lines()
+        .filter(|l| l.ends_with(" ok") || l.ends_with("FAILED"))
+        .collect();
+    assert_eq!(rows.len(), 12, "one row per checked op:\n{stdout}");
+    assert!(rows.iter().all(|r| r.ends_with(" ok")), "{stdout}");
+    assert!(stdout.contains("randn (Philox)"), "{stdout}");
+}
+
+#[test]
+fn cli_check_on_cuda_without_a_gpu_is_the_clear_error() {
+    let out = duel(&["check", "--device", "cuda"]);
+    let stderr = text(&out.stderr);
+    match duel::Device::cuda(0) {
+        Ok(_) => assert!(
+            out.status.success(),
+            "a GPU was found, so the check must pass: {stderr}"
+        ),
+        Err(why) => {
+            assert_eq!(out.status.code(), Some(1), "{stderr}");
+            assert_eq!(stderr.trim(), format!("error: {why}"));
+            if !unsafe { cudarc::driver::sys::is_culib_present() } {
+                assert_eq!(
+                    stderr.trim(),
+                    "error: CUDA driver not found (libcuda.so); use --device cpu"
+                );
+            }
+        }
+    }
+}

@@ -4,6 +4,7 @@
 pub mod cpu;
 pub mod cuda;
 pub mod emu;
+pub mod selfcheck;
 pub mod simt;
 
 use crate::error::{Error, Result};
@@ -18,21 +19,50 @@ pub enum Device {
     Emu(Arc<SimtDevice>),
 }
 
-impl Device {
-    /// Parse `cpu`, `cuda`, `cuda:N`, `emu` or `auto`.
-    pub fn parse(spec: &str) -> Result<Device> {
+/// A device name as written on a command line, checked without opening anything.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DeviceSpec {
+    Cpu,
+    Cuda(usize),
+    Emu,
+    Auto,
+}
+
+impl std::str::FromStr for DeviceSpec {
+    type Err = Error;
+    /// `cpu`, `cuda`, `cuda:N`, `emu` or `auto`.
+    fn from_str(spec: &str) -> Result<DeviceSpec> {
         match spec.trim() {
-            "cpu" => Ok(Device::Cpu),
-            "emu" => Device::emu(),
-            "auto" => Ok(Device::auto()),
-            "cuda" => Device::cuda(0),
+            "cpu" => Ok(DeviceSpec::Cpu),
+            "emu" => Ok(DeviceSpec::Emu),
+            "auto" => Ok(DeviceSpec::Auto),
+            "cuda" => Ok(DeviceSpec::Cuda(0)),
             s => match s.strip_prefix("cuda:").map(str::parse::<usize>) {
-                Some(Ok(n)) => Device::cuda(n),
+                Some(Ok(n)) => Ok(DeviceSpec::Cuda(n)),
                 _ => Err(Error::invalid(format!(
                     "unknown device '{spec}'; use cpu, cuda, cuda:N, emu or auto"
                 ))),
             },
         }
+    }
+}
+
+impl DeviceSpec {
+    /// Create the device; fails with a clear message when it is not usable here.
+    pub fn open(self) -> Result<Device> {
+        match self {
+            DeviceSpec::Cpu => Ok(Device::Cpu),
+            DeviceSpec::Cuda(n) => Device::cuda(n),
+            DeviceSpec::Emu => Device::emu(),
+            DeviceSpec::Auto => Ok(Device::auto()),
+        }
+    }
+}
+
+impl Device {
+    /// Parse and open `cpu`, `cuda`, `cuda:N`, `emu` or `auto`.
+    pub fn parse(spec: &str) -> Result<Device> {
+        spec.parse::<DeviceSpec>()?.open()
     }
 
     /// GPU `ordinal` through cudarc. Fails with a clear message when no driver or GPU exists.
