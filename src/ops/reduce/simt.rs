@@ -74,9 +74,9 @@ pub fn reduce(simt: &SimtDevice, x: &Tensor, op: ReduceOp, plan: &ReducePlan) ->
         .find(|&i| p.shape.dim(i) != 1)
         .is_some_and(|i| p.strides[i] != 1);
 
-    if rows >= 2048 && kept_inner_contiguous && reduced_inner_strided {
-        let cfg = LaunchConfig::linear(rows, BLOCK)?;
-        let args = [
+    // reduce_thread_f32 and reduce_warp_f32 take the same arguments.
+    let row_args = || {
+        [
             Arg::val(layout),
             Arg::ptr(x_ptr),
             Arg::ptr(out_ptr),
@@ -84,24 +84,18 @@ pub fn reduce(simt: &SimtDevice, x: &Tensor, op: ReduceOp, plan: &ReducePlan) ->
             Arg::val(ki),
             Arg::val(code),
             Arg::val(ki),
-        ];
-        simt.launch("reduce_thread_f32", &cfg, &args)?;
+        ]
+    };
+    if rows >= 2048 && kept_inner_contiguous && reduced_inner_strided {
+        let cfg = LaunchConfig::linear(rows, BLOCK)?;
+        simt.launch("reduce_thread_f32", &cfg, &row_args())?;
     } else if k <= WARP_MAX_K {
         let cfg = LaunchConfig::linear(rows, BLOCK / 32)?;
         let cfg = LaunchConfig {
             block: (BLOCK, 1, 1),
             ..cfg
         };
-        let args = [
-            Arg::val(layout),
-            Arg::ptr(x_ptr),
-            Arg::ptr(out_ptr),
-            Arg::val(ri),
-            Arg::val(ki),
-            Arg::val(code),
-            Arg::val(ki),
-        ];
-        simt.launch("reduce_warp_f32", &cfg, &args)?;
+        simt.launch("reduce_warp_f32", &cfg, &row_args())?;
     } else {
         let segments = if rows < 128 {
             k.div_ceil(SEGMENT_TARGET).clamp(1, MAX_SEGMENTS)
