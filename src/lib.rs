@@ -4,6 +4,7 @@
 //!
 //! Start with [`Tensor`] and [`Device`]; see DESIGN notes in the README.
 
+pub mod autograd;
 pub mod device;
 pub mod error;
 pub mod kernels;

@@ -8,6 +8,7 @@ pub mod shape;
 pub use dtype::{DType, Element};
 pub use shape::{Layout, Shape, MAX_RANK};
 
+use crate::autograd::Edge;
 use crate::device::cpu::CpuBuffer;
 use crate::device::simt::{DeviceBuffer, DevicePtr};
 use crate::device::Device;
@@ -27,6 +28,9 @@ struct Inner {
     layout: Layout,
     dtype: DType,
     device: Device,
+    /// Where this tensor's gradient goes: nowhere, a leaf's `.grad`, or the tape node
+    /// of the op that produced it.
+    edge: Edge,
 }
 
 #[derive(Clone)]
@@ -50,8 +54,27 @@ impl Tensor {
                 layout,
                 dtype,
                 device,
+                edge: Edge::None,
             }),
         }
+    }
+
+    /// The same data with another autograd edge (used by `autograd`).
+    pub(crate) fn with_edge(&self, edge: Edge) -> Tensor {
+        let i = &self.inner;
+        Tensor {
+            inner: Arc::new(Inner {
+                storage: i.storage.clone(),
+                layout: i.layout.clone(),
+                dtype: i.dtype,
+                device: i.device.clone(),
+                edge,
+            }),
+        }
+    }
+
+    pub(crate) fn edge(&self) -> &Edge {
+        &self.inner.edge
     }
 
     /// A contiguous tensor over a fresh cpu buffer.

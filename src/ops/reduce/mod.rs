@@ -168,3 +168,26 @@ impl Tensor {
         reduce(self, ReduceOp::Max, &all_axes(self), false)
     }
 }
+
+/// Sum `grad` down to `shape`, the shape of an operand that was broadcast to
+/// `grad.shape()`: the backward of broadcasting. Leading axes that broadcasting added and
+/// axes where `shape` has size 1 are summed; the result has exactly `shape`.
+pub fn sum_to_shape(grad: &Tensor, shape: &Shape) -> Result<Tensor> {
+    if grad.shape() == shape {
+        return Ok(grad.clone());
+    }
+    let (rank, own) = (grad.rank(), shape.rank());
+    let broadcast_ok = own <= rank
+        && (0..own).all(|i| shape.dim(i) == grad.dims()[rank - own + i] || shape.dim(i) == 1);
+    if !broadcast_ok {
+        return Err(Error::shape(
+            "sum_to_shape",
+            format!("{} is not a broadcast of {shape}", grad.shape()),
+        ));
+    }
+    let axes: Vec<isize> = (0..rank)
+        .filter(|&i| i < rank - own || (shape.dim(i - (rank - own)) == 1 && grad.dims()[i] != 1))
+        .map(|i| i as isize)
+        .collect();
+    reduce(grad, ReduceOp::Sum, &axes, true)?.reshape(shape.clone())
+}
