@@ -79,10 +79,149 @@ fn rng_and_cast(c: &mut Criterion) {
     group.finish();
 }
 
+/// GEMM throughput (criterion's elements/s is FLOP/s: 2·m·n·k per product). cpu: SGEMM
+/// 1024³ and the DCGAN im2col-like thin shape m×n×k = 16×12544×64 in all four transpose
+/// combinations (transposed operands are views, not copies); emu: every kernel version of
+/// kernels/matmul.cu at 128³ (what a test costs); cuda: every version at 1024³.
+fn matmul(c: &mut Criterion) {
+    use duel::ops::matmul::{matmul_with, MatmulKernel};
+    let mut group = c.benchmark_group("matmul");
+    let flops = |m: usize, n: usize, k: usize| Throughput::Elements((2 * m * n * k) as u64);
+    // (label, operand a, operand b) for m×n×k, with a/b stored transposed when flagged.
+    let operands = |device: &Device, m: usize, n: usize, k: usize, ta: bool, tb: bool| {
+        let a = if ta {
+            Tensor::randn([k, m], 1, 0, device).unwrap().t().unwrap()
+        } else {
+            Tensor::randn([m, k], 1, 0, device).unwrap()
+        };
+        let b = if tb {
+            Tensor::randn([n, k], 2, 0, device).unwrap().t().unwrap()
+        } else {
+            Tensor::randn([k, n], 2, 0, device).unwrap()
+        };
+        (a, b)
+    };
+    let cpu = Device::Cpu;
+    let (a, b) = operands(&cpu, 1024, 1024, 1024, false, false);
+    group.throughput(flops(1024, 1024, 1024));
+    group.bench_function(BenchmarkId::new("sgemm_1024", &cpu), |bench| {
+        bench.iter(|| a.matmul(&b).unwrap())
+    });
+    let (m, n, k) = (16, 12544, 64);
+    group.throughput(flops(m, n, k));
+    for (ta, tb, label) in [
+        (false, false, "16x12544x64_NN"),
+        (true, false, "16x12544x64_TN"),
+        (false, true, "16x12544x64_NT"),
+        (true, true, "16x12544x64_TT"),
+    ] {
+        let (a, b) = operands(&cpu, m, n, k, ta, tb);
+        group.bench_function(BenchmarkId::new(label, &cpu), |bench| {
+            bench.iter(|| a.matmul(&b).unwrap())
+        });
+    }
+    let mut simt = Vec::new();
+    if let Ok(emu) = Device::emu() {
+        simt.push((emu, 128));
+    }
+    if let Ok(cuda) = Device::cuda(0) {
+        simt.push((cuda, 1024));
+    }
+    for (device, size) in simt {
+        let (a, b) = operands(&device, size, size, size, false, false);
+        group.throughput(flops(size, size, size));
+        for kernel in MatmulKernel::ALL {
+            let label = format!("{}_{size}", kernel.name());
+            group.bench_function(BenchmarkId::new(label, &device), |bench| {
+                bench.iter(|| matmul_with(&a, &b, kernel).unwrap())
+            });
+        }
+    }
+    group.finish();
+}
+
+/// conv2d / conv_transpose2d on cpu at the 28x28 DCGAN's layer shapes, batch 64:
+/// forward alone and forward + backward (input, weight and bias gradients).
+fn conv(c: &mut Criterion) {
+    use duel::ops::conv::{conv2d, conv_transpose2d, Conv2dParams, ConvTranspose2dParams};
+    let mut group = c.benchmark_group("conv");
+    let cpu = Device::Cpu;
+    let n = 64;
+    let s2 = Conv2dParams {
+        stride: (2, 2),
+        padding: (1, 1),
+        dilation: (1, 1),
+    };
+    let t2 = ConvTranspose2dParams {
+        stride: (2, 2),
+        padding: (1, 1),
+        output_padding: (0, 0),
+        dilation: (1, 1),
+    };
+    // (name, transposed, input shape, weight shape)
+    let layers: [(&str, bool, [usize; 4], [usize; 4]); 4] = [
+        ("conv_1to64_28to14", false, [n, 1, 28, 28], [64, 1, 4, 4]),
+        (
+            "conv_64to128_14to7",
+            false,
+            [n, 64, 14, 14],
+            [128, 64, 4, 4],
+        ),
+        ("convT_128to64_7to14", true, [n, 128, 7, 7], [128, 64, 4, 4]),
+        ("convT_64to1_14to28", true, [n, 64, 14, 14], [64, 1, 4, 4]),
+    ];
+    for (name, transposed, xs, ws) in layers {
+        let x = Tensor::randn(xs, 1, 0, &cpu).unwrap();
+        let w = Tensor::randn(ws, 2, 0, &cpu)
+            .unwrap()
+            .mul_scalar(0.05)
+            .unwrap();
+        let b = Tensor::zeros([if transposed { ws[1] } else { ws[0] }], DType::F32, &cpu).unwrap();
+        let fwd = |x: &Tensor, w: &Tensor, b: &Tensor| {
+            if transposed {
+                conv_transpose2d(x, w, Some(b), &t2).unwrap()
+            } else {
+                conv2d(x, w, Some(b), &s2).unwrap()
+            }
+        };
+        let y = fwd(&x, &w, &b);
+        // Multiply-adds of the forward product: output elements x (Cin_per_out x kh x kw).
+        let macs = if transposed {
+            x.numel() * ws[1] * ws[2] * ws[3]
+        } else {
+            y.numel() * ws[1] * ws[2] * ws[3]
+        };
+        group.throughput(Throughput::Elements((2 * macs) as u64));
+        group.bench_function(BenchmarkId::new(format!("{name}_forward"), &cpu), |bench| {
+            bench.iter(|| duel::autograd::no_grad(|| fwd(&x, &w, &b)))
+        });
+        let (xg, wg, bg) = (
+            x.with_requires_grad(),
+            w.with_requires_grad(),
+            b.with_requires_grad(),
+        );
+        let seed = Tensor::ones(y.shape().clone(), DType::F32, &cpu).unwrap();
+        group.throughput(Throughput::Elements((6 * macs) as u64));
+        group.bench_function(
+            BenchmarkId::new(format!("{name}_forward_backward"), &cpu),
+            |bench| {
+                bench.iter(|| {
+                    let y = fwd(&xg, &wg, &bg);
+                    y.backward_with(&seed).unwrap();
+                    for t in [&xg, &wg, &bg] {
+                        t.zero_grad();
+                    }
+                })
+            },
+        );
+    }
+    group.finish();
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default().sample_size(20).warm_up_time(std::time::Duration::from_millis(500))
         .measurement_time(std::time::Duration::from_secs(2));
-    targets = elementwise, reductions, rng_and_cast
+    targets = elementwise, reductions, rng_and_cast, conv, matmul
 }
 criterion_main!(benches);

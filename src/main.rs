@@ -36,6 +36,18 @@ enum Command {
     Devices,
     /// Run every op family on --device and compare it with the cpu reference
     Check,
+    /// Compare every op's backward rule with central finite differences (f64, cpu)
+    Gradcheck {
+        /// Only the cases of this op (as named on the tape, e.g. sigmoid, matmul)
+        #[arg(long)]
+        op: Option<String>,
+    },
+    /// Print the tape of a two-layer MLP's loss, run backward, write the graph as DOT
+    Trace {
+        /// Where to write the Graphviz DOT file
+        #[arg(long, value_name = "FILE", default_value = "tape.dot")]
+        dot: std::path::PathBuf,
+    },
 }
 
 /// A failure: the message and the exit code.
@@ -78,10 +90,116 @@ fn run(cli: &Cli) -> Result<(), Failure> {
         .device
         .parse()
         .map_err(|e: duel::Error| Failure(e.to_string(), 2))?;
-    match cli.command {
+    match &cli.command {
         Command::Devices => devices(),
         Command::Check => check(device),
+        Command::Gradcheck { op } => gradcheck(op.as_deref()),
+        Command::Trace { dot } => trace(device, dot),
     }
+}
+
+fn gradcheck(only: Option<&str>) -> Result<(), Failure> {
+    use duel::autograd::gradcheck;
+    let cases: Vec<_> = gradcheck::all_cases()?
+        .into_iter()
+        .filter(|c| only.is_none_or(|op| c.op == op))
+        .collect();
+    if cases.is_empty() {
+        let mut known: Vec<&str> = gradcheck::all_cases()?.iter().map(|c| c.op).collect();
+        known.dedup();
+        return Err(Failure(
+            format!(
+                "no gradcheck case for op '{}'; known ops: {}",
+                only.unwrap_or(""),
+                known.join(", ")
+            ),
+            2,
+        ));
+    }
+    println!(
+        "central differences in f64 on cpu; pass: |analytic - numeric| <= abs + rel*|numeric|, \
+         by default h = {:e}, abs = {:e}, rel = {:e} (rows marked * use their own, shown)",
+        gradcheck::STEP,
+        gradcheck::ABS_TOLERANCE,
+        gradcheck::REL_TOLERANCE
+    );
+    println!(
+        "{:<18} {:<52} {:>5} {:<16} {:>12} {:>12}  result",
+        "op", "case", "input", "shape", "max abs err", "max rel err"
+    );
+    let mut failed = 0;
+    let mut total = 0;
+    for case in &cases {
+        for row in gradcheck::check(case)? {
+            total += 1;
+            failed += usize::from(!row.passed);
+            let own = if row.tolerance == gradcheck::Tolerance::default() {
+                String::new()
+            } else {
+                let t = row.tolerance;
+                format!("  * h = {:e}, abs = {:e}, rel = {:e}", t.step, t.abs, t.rel)
+            };
+            println!(
+                "{:<18} {:<52} {:>5} {:<16} {:>12.2e} {:>12.2e}  {}{own}",
+                row.op,
+                row.variant,
+                row.input,
+                row.shape.to_string(),
+                row.max_abs_err,
+                row.max_rel_err,
+                if row.passed { "pass" } else { "FAIL" }
+            );
+        }
+    }
+    println!("{} passed, {failed} failed", total - failed);
+    if failed > 0 {
+        return Err(Failure(
+            format!("{failed} of {total} gradient checks failed"),
+            1,
+        ));
+    }
+    Ok(())
+}
+
+fn trace(spec: DeviceSpec, dot_path: &std::path::Path) -> Result<(), Failure> {
+    use duel::autograd::{self, trace};
+    let device = spec.open()?;
+    autograd::reset_peak_memory();
+    let example = trace::example_mlp(&device)?;
+    println!("two-layer MLP on {device}: x[8, 2] -> matmul w1[2, 16] + b1 -> relu -> matmul w2[16, 1] + b2 -> mean squared error");
+    println!("loss = {:.6}\n", example.loss.item()?);
+    let entries = autograd::tape(&example.loss);
+    print!("{}", trace::format_tape(&entries));
+    let dot = trace::to_dot(&entries);
+    std::fs::write(dot_path, dot)
+        .map_err(|e| Failure(format!("{}: {e}", dot_path.display()), 1))?;
+    example.loss.backward()?;
+    println!("\nafter backward (saved tensors are freed as each rule runs):");
+    for (name, p) in &example.params {
+        let g = p
+            .grad()
+            .ok_or_else(|| Failure(format!("{name} received no gradient (a bug)"), 1))?;
+        let values = g.to_f64_vec()?;
+        let norm = values.iter().map(|v| v * v).sum::<f64>().sqrt();
+        let head: Vec<String> = values.iter().take(4).map(|v| format!("{v:+.4}")).collect();
+        println!(
+            "  d loss / d {name:<3} {:<10} |grad| = {norm:.6}  [{}{}]",
+            g.shape().to_string(),
+            head.join(", "),
+            if values.len() > 4 { ", ..." } else { "" }
+        );
+    }
+    let mem = autograd::memory();
+    println!(
+        "saved for backward: peak {} bytes, {} bytes still held after backward",
+        mem.saved_bytes_peak, mem.saved_bytes_live
+    );
+    println!(
+        "graph written to {} (render: dot -Tpng {} -o tape.png)",
+        dot_path.display(),
+        dot_path.display()
+    );
+    Ok(())
 }
 
 fn check(spec: DeviceSpec) -> Result<(), Failure> {

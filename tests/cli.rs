@@ -78,7 +78,7 @@ fn cli_check_on_emu_matches_the_cpu_reference() {
         .lines()
         .filter(|l| l.ends_with(" ok") || l.ends_with("FAILED"))
         .collect();
-    assert_eq!(rows.len(), 12, "one row per checked op:\n{stdout}");
+    assert_eq!(rows.len(), 22, "one row per checked op:\n{stdout}");
     assert!(rows.iter().all(|r| r.ends_with(" ok")), "{stdout}");
     assert!(stdout.contains("randn (Philox)"), "{stdout}");
 }
@@ -103,4 +103,56 @@ fn cli_check_on_cuda_without_a_gpu_is_the_clear_error() {
             }
         }
     }
+}
+
+#[test]
+fn cli_gradcheck_one_op_and_an_unknown_op() {
+    let out = duel(&["gradcheck", "--op", "sigmoid"]);
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", text(&out.stderr));
+    assert!(
+        stdout
+            .lines()
+            .any(|l| l.starts_with("sigmoid") && l.ends_with("pass")),
+        "{stdout}"
+    );
+    assert!(
+        stdout.lines().all(|l| !l.starts_with("tanh")),
+        "--op filters: {stdout}"
+    );
+    assert!(stdout.contains("1 passed, 0 failed"), "{stdout}");
+
+    let out = duel(&["gradcheck", "--op", "sigmoidd"]);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("no gradcheck case for op 'sigmoidd'") && stderr.contains("sigmoid"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn cli_trace_prints_the_tape_and_writes_dot() {
+    let dir = std::env::temp_dir().join(format!("duel-trace-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let dot = dir.join("tape.dot");
+    let out = duel(&["trace", "--device", "cpu", "--dot", dot.to_str().unwrap()]);
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", text(&out.stderr));
+    assert!(stdout.contains("8 ops on the tape"), "{stdout}");
+    assert!(
+        stdout.contains("0 bytes still held after backward"),
+        "{stdout}"
+    );
+    let graph = std::fs::read_to_string(&dot).unwrap();
+    assert!(graph.starts_with("digraph tape {"), "{graph}");
+    let missing_dir = dir.join("no/such/dir/tape.dot");
+    let out = duel(&["trace", "--dot", missing_dir.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).starts_with("error: "),
+        "{}",
+        text(&out.stderr)
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -3,7 +3,15 @@
 //! by `cuda` and `emu`, driving `kernels/<family>.cu`).
 
 pub mod cast;
+pub mod concat;
+pub mod conv;
+pub mod dropout;
 pub mod elementwise;
 pub mod fill;
+pub mod matmul;
+pub mod norm;
+pub mod pad;
 pub mod reduce;
 pub mod rng;
+pub mod upsample;
+pub mod view;

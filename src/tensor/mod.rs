@@ -250,105 +250,18 @@ impl Tensor {
     }
 
     // ---- views ----------------------------------------------------------------------
+    // The view methods (reshape, transpose, permute, narrow, broadcast_to, unsqueeze,
+    // squeeze, …) live in `ops::view`, where each records its backward rule.
 
-    fn with_layout(&self, layout: Layout) -> Tensor {
+    /// The same storage seen through another layout (no autograd edge): the building
+    /// block of the views in `ops::view`.
+    pub(crate) fn with_layout(&self, layout: Layout) -> Tensor {
         Tensor::from_storage(
             self.inner.storage.clone(),
             layout,
             self.dtype(),
             self.device().clone(),
         )
-    }
-
-    /// Same data, new shape. A view when contiguous, else a contiguous copy first.
-    pub fn reshape(&self, shape: impl Into<Shape>) -> Result<Tensor> {
-        let shape = shape.into();
-        if shape.numel() != self.numel() {
-            return Err(Error::shape(
-                "reshape",
-                format!(
-                    "cannot reshape {} ({} elements) to {shape} ({} elements)",
-                    self.shape(),
-                    self.numel(),
-                    shape.numel()
-                ),
-            ));
-        }
-        let base = if self.is_contiguous() {
-            self.clone()
-        } else {
-            self.contiguous()?
-        };
-        let offset = base.layout().offset;
-        Ok(base.with_layout(Layout {
-            offset,
-            ..Layout::contiguous(shape)
-        }))
-    }
-    pub fn flatten(&self) -> Result<Tensor> {
-        self.reshape([self.numel()])
-    }
-    pub fn transpose(&self, a: isize, b: isize) -> Result<Tensor> {
-        let (a, b) = (
-            self.shape().axis("transpose", a)?,
-            self.shape().axis("transpose", b)?,
-        );
-        Ok(self.with_layout(self.layout().transpose(a, b)))
-    }
-    /// The matrix transpose of the last two axes.
-    pub fn t(&self) -> Result<Tensor> {
-        self.transpose(-2, -1)
-    }
-    pub fn permute(&self, perm: &[usize]) -> Result<Tensor> {
-        Ok(self.with_layout(self.layout().permute("permute", perm)?))
-    }
-    /// Keep `len` entries of `axis` from `start` (a view, like PyTorch's `narrow`).
-    pub fn narrow(&self, axis: isize, start: usize, len: usize) -> Result<Tensor> {
-        let axis = self.shape().axis("narrow", axis)?;
-        Ok(self.with_layout(self.layout().narrow("narrow", axis, start, len)?))
-    }
-    pub fn broadcast_to(&self, shape: impl Into<Shape>) -> Result<Tensor> {
-        Ok(self.with_layout(self.layout().broadcast_to("broadcast_to", &shape.into())?))
-    }
-    /// Insert a size-1 axis at `axis` (0..=rank).
-    pub fn unsqueeze(&self, axis: usize) -> Result<Tensor> {
-        if axis > self.rank() {
-            return Err(Error::shape(
-                "unsqueeze",
-                format!("axis {axis} is out of range for shape {}", self.shape()),
-            ));
-        }
-        let mut layout = self.layout().clone();
-        let mut dims = layout.shape.dims().to_vec();
-        let stride = if axis < dims.len() {
-            layout.strides[axis] * dims[axis]
-        } else {
-            1
-        };
-        dims.insert(axis, 1);
-        layout.strides.insert(axis, stride);
-        layout.shape = Shape::new(dims);
-        Ok(self.with_layout(layout))
-    }
-    /// Remove a size-1 axis.
-    pub fn squeeze(&self, axis: isize) -> Result<Tensor> {
-        let axis = self.shape().axis("squeeze", axis)?;
-        if self.dims()[axis] != 1 {
-            return Err(Error::shape(
-                "squeeze",
-                format!(
-                    "axis {axis} of {} has size {}, not 1",
-                    self.shape(),
-                    self.dims()[axis]
-                ),
-            ));
-        }
-        let mut layout = self.layout().clone();
-        let mut dims = layout.shape.dims().to_vec();
-        dims.remove(axis);
-        layout.strides.remove(axis);
-        layout.shape = Shape::new(dims);
-        Ok(self.with_layout(layout))
     }
 
     // ---- copies ---------------------------------------------------------------------

@@ -295,6 +295,283 @@ fn binary_typed<T: Float>(
     }
 }
 
+// ---- backward --------------------------------------------------------------------------
+//
+// The reference for `unary_backward_f32` / `binary_backward_f32` in kernels/elementwise.cu:
+// the same formulas in the same operation order (conventions in the module doc of
+// `super`), so f32 results agree with the emulator to the ulp or so of the libm calls.
+
+/// `dx = dy · f'(·)` from `saved` (x or y, as `op.backward_reads()` says; None when the
+/// op reads neither). `saved` and `dy` have the same shape; the result is contiguous.
+pub(super) fn unary_backward(op: UnaryOp, saved: Option<&Tensor>, dy: &Tensor) -> Result<Tensor> {
+    let name = op.name();
+    let g_buf = dy.cpu_buffer(name)?;
+    let s_own;
+    let s_buf = match saved {
+        // `y` saved from `x.exp()` never shares dy's storage, but a user-built call may:
+        // one read guard for both (see `binary`).
+        Some(s) if !s.shares_storage(dy) => {
+            s_own = s.cpu_buffer(name)?;
+            Some(&*s_own)
+        }
+        Some(_) => Some(&*g_buf),
+        None => None,
+    };
+    let gl = dy.layout();
+    let sl = saved.map_or(gl, |s| s.layout());
+    let out = match (&*g_buf, s_buf) {
+        (CpuBuffer::F32(g), None) => CpuBuffer::F32(unary_backward_typed(op, g, gl, g, gl)),
+        (CpuBuffer::F32(g), Some(CpuBuffer::F32(v))) => {
+            CpuBuffer::F32(unary_backward_typed(op, v, sl, g, gl))
+        }
+        (CpuBuffer::F64(g), None) => CpuBuffer::F64(unary_backward_typed(op, g, gl, g, gl)),
+        (CpuBuffer::F64(g), Some(CpuBuffer::F64(v))) => {
+            CpuBuffer::F64(unary_backward_typed(op, v, sl, g, gl))
+        }
+        (g, s) => {
+            return Err(Error::dtype(
+                name,
+                format!(
+                    "backward: the gradient is {}{}; the cpu backend computes in f32 or f64 \
+                     with one dtype throughout",
+                    g.dtype(),
+                    s.map(|s| format!(", the saved tensor {}", s.dtype()))
+                        .unwrap_or_default()
+                ),
+            ))
+        }
+    };
+    Tensor::from_cpu_buffer(out, dy.shape().clone())
+}
+
+/// `s` is what the op reads (x or y; `g` itself when it reads neither), `g` = dy.
+fn unary_backward_typed<T: Float>(
+    op: UnaryOp,
+    s: &[T],
+    sl: &Layout,
+    g: &[T],
+    gl: &Layout,
+) -> Vec<T> {
+    let p = T::from_f64;
+    let two = T::ONE + T::ONE;
+    let shape = &gl.shape;
+    match op {
+        UnaryOp::Copy => map1(g, gl, |g| g),
+        UnaryOp::Neg => map1(g, gl, |g: T| -g),
+        UnaryOp::Exp => map2(s, sl, g, gl, shape, |y, g| g * y),
+        UnaryOp::Log => map2(s, sl, g, gl, shape, |x, g| g / x),
+        UnaryOp::Sqrt => map2(s, sl, g, gl, shape, move |y, g| g / (two * y)),
+        // sign(x)·g with sign(0) = 0; NaN stays NaN.
+        UnaryOp::Abs => map2(s, sl, g, gl, shape, |x, g| {
+            if x > T::ZERO {
+                g
+            } else if x < T::ZERO {
+                -g
+            } else if x == T::ZERO {
+                T::ZERO
+            } else {
+                x
+            }
+        }),
+        // False for NaN: no gradient through a NaN output.
+        UnaryOp::Relu => map2(
+            s,
+            sl,
+            g,
+            gl,
+            shape,
+            |y, g| if y > T::ZERO { g } else { T::ZERO },
+        ),
+        UnaryOp::LeakyRelu { slope } => {
+            let k = p(slope);
+            map2(
+                s,
+                sl,
+                g,
+                gl,
+                shape,
+                move |x, g| if x > T::ZERO { g } else { g * k },
+            )
+        }
+        UnaryOp::Sigmoid => map2(s, sl, g, gl, shape, |y, g| g * ((T::ONE - y) * y)),
+        UnaryOp::Tanh => map2(s, sl, g, gl, shape, |y, g| g * (T::ONE - y * y)),
+        UnaryOp::Clamp { min, max } => {
+            let (lo, hi) = (p(min), p(max));
+            map2(s, sl, g, gl, shape, move |x, g| {
+                if x >= lo && x <= hi {
+                    g
+                } else {
+                    T::ZERO
+                }
+            })
+        }
+        UnaryOp::Powf { exponent } => {
+            let e = p(exponent);
+            let e1 = p(exponent - 1.0);
+            if e == T::ZERO {
+                map1(g, gl, |_| T::ZERO)
+            } else {
+                map2(s, sl, g, gl, shape, move |x: T, g| g * (e * x.powf(e1)))
+            }
+        }
+        UnaryOp::Affine { mul, .. } => {
+            let m = p(mul);
+            map1(g, gl, move |g| g * m)
+        }
+    }
+}
+
+/// The partials of `op` times `dy` at the output shape `shape` (= dy's), each only when
+/// wanted; `a`/`b` may be None when the wanted partials do not read them.
+pub(super) fn binary_backward(
+    op: BinaryOp,
+    a: Option<&Tensor>,
+    b: Option<&Tensor>,
+    dy: &Tensor,
+    shape: &Shape,
+    want_a: bool,
+    want_b: bool,
+) -> Result<(Option<Tensor>, Option<Tensor>)> {
+    let name = op.name();
+    let gl = dy.layout();
+    // Unread operands are stood in for by dy (same shape, never read).
+    let al = match a {
+        Some(a) => a.layout().broadcast_to(name, shape)?,
+        None => gl.clone(),
+    };
+    let bl = match b {
+        Some(b) => b.layout().broadcast_to(name, shape)?,
+        None => gl.clone(),
+    };
+    // One read guard per distinct storage (`x * x` saves one tensor twice).
+    let g_buf = dy.cpu_buffer(name)?;
+    let a_own;
+    let a_buf = match a {
+        Some(a) if !a.shares_storage(dy) => {
+            a_own = a.cpu_buffer(name)?;
+            &*a_own
+        }
+        _ => &*g_buf,
+    };
+    let b_own;
+    let b_buf = match (a, b) {
+        (_, Some(b)) if b.shares_storage(dy) => &*g_buf,
+        (Some(a), Some(b)) if b.shares_storage(a) => a_buf,
+        (_, Some(b)) => {
+            b_own = b.cpu_buffer(name)?;
+            &*b_own
+        }
+        (_, None) => &*g_buf,
+    };
+    let wrap = |v: Option<CpuBuffer>| -> Result<Option<Tensor>> {
+        v.map(|v| Tensor::from_cpu_buffer(v, shape.clone()))
+            .transpose()
+    };
+    match (a_buf, b_buf, &*g_buf) {
+        (CpuBuffer::F32(x), CpuBuffer::F32(y), CpuBuffer::F32(g)) => {
+            let (da, db) = binary_backward_typed(op, x, &al, y, &bl, g, gl, want_a, want_b);
+            Ok((wrap(da.map(CpuBuffer::F32))?, wrap(db.map(CpuBuffer::F32))?))
+        }
+        (CpuBuffer::F64(x), CpuBuffer::F64(y), CpuBuffer::F64(g)) => {
+            let (da, db) = binary_backward_typed(op, x, &al, y, &bl, g, gl, want_a, want_b);
+            Ok((wrap(da.map(CpuBuffer::F64))?, wrap(db.map(CpuBuffer::F64))?))
+        }
+        (x, y, g) => Err(Error::dtype(
+            name,
+            format!(
+                "backward: operands {} and {}, gradient {}; the cpu backend computes in f32 \
+                 or f64 with one dtype throughout",
+                x.dtype(),
+                y.dtype(),
+                g.dtype()
+            ),
+        )),
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn binary_backward_typed<T: Float>(
+    op: BinaryOp,
+    a: &[T],
+    al: &Layout,
+    b: &[T],
+    bl: &Layout,
+    g: &[T],
+    gl: &Layout,
+    want_a: bool,
+    want_b: bool,
+) -> (Option<Vec<T>>, Option<Vec<T>>) {
+    let half = T::from_f64(0.5);
+    // A macro, not a closure, so each rule is its own monomorphised (inlinable) loop.
+    macro_rules! run {
+        ($f:expr) => {
+            map3(a, al, b, bl, g, gl, &$f)
+        };
+    }
+    let da = want_a.then(|| match op {
+        BinaryOp::Add | BinaryOp::Sub => run!(|_, _, g| g),
+        BinaryOp::Mul => run!(|_, b, g| g * b),
+        BinaryOp::Div => run!(|_, b, g| g / b),
+        BinaryOp::Pow => run!(|a: T, b: T, g| {
+            if b == T::ZERO {
+                T::ZERO
+            } else {
+                g * (b * a.powf(b - T::ONE))
+            }
+        }),
+        BinaryOp::Maximum => run!(move |a, b, g| {
+            if a < b {
+                T::ZERO
+            } else if a == b {
+                g * half
+            } else {
+                g
+            }
+        }),
+        BinaryOp::Minimum => run!(move |a, b, g| {
+            if a > b {
+                T::ZERO
+            } else if a == b {
+                g * half
+            } else {
+                g
+            }
+        }),
+    });
+    let db = want_b.then(|| match op {
+        BinaryOp::Add => run!(|_, _, g| g),
+        BinaryOp::Sub => run!(|_, _, g: T| -g),
+        BinaryOp::Mul => run!(|a, _, g| g * a),
+        BinaryOp::Div => run!(|a, b, g: T| (-g * a) / (b * b)),
+        BinaryOp::Pow => run!(|a: T, b: T, g| {
+            if a == T::ZERO && b >= T::ZERO {
+                T::ZERO
+            } else {
+                g * (a.powf(b) * a.ln())
+            }
+        }),
+        BinaryOp::Maximum => run!(move |a, b, g| {
+            if a > b {
+                T::ZERO
+            } else if a == b {
+                g * half
+            } else {
+                g
+            }
+        }),
+        BinaryOp::Minimum => run!(move |a, b, g| {
+            if a < b {
+                T::ZERO
+            } else if a == b {
+                g * half
+            } else {
+                g
+            }
+        }),
+    });
+    (da, db)
+}
+
 // ---- iteration plan --------------------------------------------------------------------
 
 /// The output shape with size-1 dims removed and mergeable dims merged, and for each of
@@ -487,6 +764,46 @@ fn map2<T: Element, F: Fn(T, T) -> T + Sync>(
                 }
             }
         });
+    });
+    out
+}
+
+/// `out[i] = f(a[i], b[i], c[i])` with `al`, `bl`, `cl` all of the output's shape
+/// (already broadcast).
+fn map3<T: Element, F: Fn(T, T, T) -> T + Sync>(
+    a: &[T],
+    al: &Layout,
+    b: &[T],
+    bl: &Layout,
+    c: &[T],
+    cl: &Layout,
+    f: &F,
+) -> Vec<T> {
+    let n = cl.numel();
+    let mut out: Vec<T> = bytemuck::zeroed_vec(n);
+    if n == 0 {
+        return out;
+    }
+    let plan = Plan::new([al, bl, cl]);
+    debug_assert_eq!(plan.numel(), n);
+    run_chunks(&mut out, |start, o| {
+        plan.for_rows(
+            start,
+            start + o.len(),
+            |pos, len, [ba, bb, bc], [sa, sb, sc]| {
+                let dst = &mut o[pos - start..pos - start + len];
+                if (sa, sb, sc) == (1, 1, 1) {
+                    let (x, y, z) = (&a[ba..ba + len], &b[bb..bb + len], &c[bc..bc + len]);
+                    for (((d, &u), &v), &w) in dst.iter_mut().zip(x).zip(y).zip(z) {
+                        *d = f(u, v, w);
+                    }
+                } else {
+                    for (j, d) in dst.iter_mut().enumerate() {
+                        *d = f(a[ba + j * sa], b[bb + j * sb], c[bc + j * sc]);
+                    }
+                }
+            },
+        );
     });
     out
 }

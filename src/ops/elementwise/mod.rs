@@ -12,12 +12,39 @@
 //! Backends: `cpu.rs` (Rust kernels, vectorisable row loops, rayon above
 //! `PARALLEL_THRESHOLD`) and `simt.rs` (the launch logic for `kernels/elementwise.cu`,
 //! shared by `cuda` and `emu`). The op codes below are the contract with the .cu file.
+//!
+//! **Autodiff.** [`unary`] and [`binary`] (and so every `Tensor` method built on them,
+//! including the copy behind `contiguous()`) record themselves on the tape under the op's
+//! [`UnaryOp::name`] / [`BinaryOp::name`], saving (detached) only what their hand-written
+//! backward rule reads: exp, sqrt, relu, sigmoid, tanh save the output; log, abs,
+//! leaky_relu, clamp, powf save the input; copy, neg, affine, add, sub save nothing; mul
+//! saves the operand the *other* gradient needs; div saves b (and a when b needs a
+//! gradient); pow, maximum, minimum save both. The rules run as kernels
+//! (`unary_backward_f32`, `binary_backward_f32` in kernels/elementwise.cu, and their cpu
+//! counterparts), never as compositions of differentiable ops. A binary rule computes
+//! each partial at the output shape, then [`sum_to_shape`] reduces it to its operand's
+//! shape (the backward of broadcasting).
+//!
+//! Derivative conventions (PyTorch's):
+//! * `relu'` is 1 where the output is > 0, else 0 (0 at 0; 0 for NaN);
+//! * `abs'(x) = sign(x)`: 0 at 0, NaN for NaN;
+//! * `leaky_relu'(x)` is 1 for x > 0, else `slope` (so `slope` at 0);
+//! * `clamp` passes the gradient where `min <= x <= max` (bounds included), else 0;
+//! * `powf` with exponent 0 has gradient 0 everywhere; otherwise `e·x^(e−1)`;
+//! * `sigmoid' = y(1−y)`, `tanh' = 1−y²`, `sqrt' = 1/(2y)`, `exp' = y`, `log' = 1/x`;
+//! * `div`: `da = dy/b`, `db = −dy·a/(b·b)`;
+//! * `pow(a, b)`: `da = dy·b·a^(b−1)` (0 where b = 0), `db = dy·a^b·ln a` (0 where
+//!   a = 0 and b >= 0; NaN for a < 0, as ln a is);
+//! * `maximum`/`minimum`: the winning operand gets dy, the other 0; a tie gives each
+//!   dy/2; NaN in either operand gives both dy.
 
 mod cpu;
 mod simt;
 
+use crate::autograd::{self, Backward};
 use crate::device::Device;
 use crate::error::{Error, Result};
+use crate::ops::reduce::sum_to_shape;
 use crate::tensor::{DType, Shape, Tensor};
 
 /// A unary elementwise map. Parameters are f64 here and rounded to the compute dtype.
@@ -111,6 +138,30 @@ impl UnaryOp {
             UnaryOp::Affine { mul, add } => (UnaryCode::Affine, mul, add),
         }
     }
+    /// Which tensor the op's backward rule reads (and so what it saves).
+    pub fn backward_reads(&self) -> Reads {
+        match self {
+            UnaryOp::Copy | UnaryOp::Neg | UnaryOp::Affine { .. } => Reads::Nothing,
+            UnaryOp::Exp | UnaryOp::Sqrt | UnaryOp::Relu | UnaryOp::Sigmoid | UnaryOp::Tanh => {
+                Reads::Output
+            }
+            UnaryOp::Log
+            | UnaryOp::Abs
+            | UnaryOp::LeakyRelu { .. }
+            | UnaryOp::Clamp { .. }
+            | UnaryOp::Powf { .. } => Reads::Input,
+        }
+    }
+}
+
+/// What a unary op's backward rule reads besides the output gradient.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Reads {
+    Nothing,
+    /// The op's input x.
+    Input,
+    /// The op's output y.
+    Output,
 }
 
 /// A binary elementwise map with broadcasting. The discriminant is the kernel op code:
@@ -174,10 +225,18 @@ pub fn unary(x: &Tensor, op: UnaryOp) -> Result<Tensor> {
     if op != UnaryOp::Copy {
         check_compute(op.name(), "the input", x.dtype(), x.device())?;
     }
-    match x.device() {
+    let y = match x.device() {
         Device::Cpu => cpu::unary(x, op),
         Device::Cuda(..) | Device::Emu(..) => simt::unary(x, op),
-    }
+    }?;
+    Ok(autograd::record(op.name(), &[x], y.clone(), || {
+        let saved = match op.backward_reads() {
+            Reads::Nothing => None,
+            Reads::Input => Some(autograd::save(x)),
+            Reads::Output => Some(autograd::save(&y)),
+        };
+        UnaryBackward { op, saved }
+    }))
 }
 
 /// Apply `op` to `a` and `b` broadcast to a common shape (NumPy/PyTorch rules).
@@ -196,9 +255,202 @@ pub fn binary(a: &Tensor, b: &Tensor, op: BinaryOp) -> Result<Tensor> {
     }
     check_compute(name, "lhs", a.dtype(), a.device())?;
     let shape = Shape::broadcast(name, a.shape(), b.shape())?;
-    match a.device() {
+    let y = match a.device() {
         Device::Cpu => cpu::binary(a, b, &shape, op),
         Device::Cuda(..) | Device::Emu(..) => simt::binary(a, b, &shape, op),
+    }?;
+    Ok(autograd::record(name, &[a, b], y, || {
+        let (need_a, need_b) = (a.requires_grad(), b.requires_grad());
+        // What each partial reads: dA of mul needs b, dB needs a; div's dA needs b, its
+        // dB both; pow, maximum and minimum read both for either partial.
+        let (save_a, save_b) = match op {
+            BinaryOp::Add | BinaryOp::Sub => (false, false),
+            BinaryOp::Mul => (need_b, need_a),
+            BinaryOp::Div => (need_b, true),
+            BinaryOp::Pow | BinaryOp::Maximum | BinaryOp::Minimum => (true, true),
+        };
+        BinaryBackward {
+            op,
+            a: save_a.then(|| autograd::save(a)),
+            b: save_b.then(|| autograd::save(b)),
+            a_shape: a.shape().clone(),
+            b_shape: b.shape().clone(),
+            need_a,
+            need_b,
+        }
+    }))
+}
+
+fn bytes_of(t: &Option<Tensor>) -> usize {
+    t.as_ref()
+        .map_or(0, |t| t.numel() * t.dtype().size_in_bytes())
+}
+
+/// The backward rule of a unary op: `dx = dy · f'(x)`, from the saved x or y.
+struct UnaryBackward {
+    op: UnaryOp,
+    /// The input or the output, as `op.backward_reads()` says (None when it reads neither).
+    saved: Option<Tensor>,
+}
+
+impl Backward for UnaryBackward {
+    fn backward(&self, grad_output: &Tensor) -> Result<Vec<Option<Tensor>>> {
+        Ok(vec![Some(unary_backward(
+            self.op,
+            self.saved.as_ref(),
+            grad_output,
+        )?)])
+    }
+    fn saved_bytes(&self) -> usize {
+        bytes_of(&self.saved)
+    }
+}
+
+/// The backward rule of a binary op: both partials at the output shape, each summed
+/// down to its operand's shape.
+struct BinaryBackward {
+    op: BinaryOp,
+    a: Option<Tensor>,
+    b: Option<Tensor>,
+    a_shape: Shape,
+    b_shape: Shape,
+    need_a: bool,
+    need_b: bool,
+}
+
+impl Backward for BinaryBackward {
+    fn backward(&self, grad_output: &Tensor) -> Result<Vec<Option<Tensor>>> {
+        let op = self.op;
+        // Identity partials need no kernel: add's both, sub's dA.
+        let identity_a = matches!(op, BinaryOp::Add | BinaryOp::Sub);
+        let identity_b = op == BinaryOp::Add;
+        let (ka, kb) = binary_backward(
+            op,
+            self.a.as_ref(),
+            self.b.as_ref(),
+            grad_output,
+            self.need_a && !identity_a,
+            self.need_b && !identity_b,
+        )?;
+        let finish = |need: bool, identity: bool, k: Option<Tensor>, shape: &Shape| {
+            if !need {
+                return Ok(None);
+            }
+            let full = if identity {
+                grad_output.clone()
+            } else {
+                k.expect("the kernel computed the wanted partial")
+            };
+            sum_to_shape(&full, shape).map(Some)
+        };
+        Ok(vec![
+            finish(self.need_a, identity_a, ka, &self.a_shape)?,
+            finish(self.need_b, identity_b, kb, &self.b_shape)?,
+        ])
+    }
+    fn saved_bytes(&self) -> usize {
+        bytes_of(&self.a) + bytes_of(&self.b)
+    }
+}
+
+/// `dx = dy · f'(x)` for the unary op `op`, by hand (no tape): `saved` is the input x or
+/// the output y as `op.backward_reads()` says (None for ops that read neither), `dy` the
+/// gradient of the output. The result is contiguous with `dy`'s shape.
+pub fn unary_backward(op: UnaryOp, saved: Option<&Tensor>, dy: &Tensor) -> Result<Tensor> {
+    let name = op.name();
+    if op == UnaryOp::Copy {
+        return Ok(dy.detach()); // the identity: a copy's gradient is the output's
+    }
+    check_compute(name, "the output gradient", dy.dtype(), dy.device())?;
+    let reads = op.backward_reads();
+    match (reads, saved) {
+        (Reads::Nothing, _) => {}
+        (_, Some(s)) => {
+            s.device().check_same(name, dy.device())?;
+            if s.shape() != dy.shape() || s.dtype() != dy.dtype() {
+                return Err(Error::shape(
+                    name,
+                    format!(
+                        "backward: the saved tensor is {} {} but the gradient is {} {}",
+                        s.shape(),
+                        s.dtype(),
+                        dy.shape(),
+                        dy.dtype()
+                    ),
+                ));
+            }
+        }
+        (_, None) => {
+            return Err(Error::invalid(format!(
+                "backward of {name} needs its saved {} (got none)",
+                if reads == Reads::Input {
+                    "input"
+                } else {
+                    "output"
+                }
+            )))
+        }
+    }
+    let saved = if reads == Reads::Nothing { None } else { saved };
+    match dy.device() {
+        Device::Cpu => cpu::unary_backward(op, saved, dy),
+        Device::Cuda(..) | Device::Emu(..) => simt::unary_backward(op, saved, dy),
+    }
+}
+
+/// The partials of the binary op `op` times `dy`, at the output shape (`dy`'s), by hand
+/// (no tape): `(dy·∂g/∂a, dy·∂g/∂b)`, each computed only when wanted. `a` and `b` are the
+/// operands (broadcastable to `dy`'s shape); an operand the wanted partials do not read
+/// may be None (add/sub read neither, mul's dA reads only b and its dB only a). Sum the
+/// results to the operands' shapes with [`sum_to_shape`].
+pub fn binary_backward(
+    op: BinaryOp,
+    a: Option<&Tensor>,
+    b: Option<&Tensor>,
+    dy: &Tensor,
+    want_a: bool,
+    want_b: bool,
+) -> Result<(Option<Tensor>, Option<Tensor>)> {
+    if !want_a && !want_b {
+        return Ok((None, None));
+    }
+    let name = op.name();
+    check_compute(name, "the output gradient", dy.dtype(), dy.device())?;
+    let (read_a, read_b) = match op {
+        BinaryOp::Add | BinaryOp::Sub => (false, false),
+        BinaryOp::Mul => (want_b, want_a),
+        BinaryOp::Div => (want_b, true),
+        BinaryOp::Pow | BinaryOp::Maximum | BinaryOp::Minimum => (true, true),
+    };
+    let pick = |t: Option<&Tensor>, read: bool, which: &str| -> Result<Option<Tensor>> {
+        if !read {
+            return Ok(None);
+        }
+        let t = t.ok_or_else(|| {
+            Error::invalid(format!(
+                "backward of {name} needs operand {which} (got none)"
+            ))
+        })?;
+        t.device().check_same(name, dy.device())?;
+        if t.dtype() != dy.dtype() {
+            return Err(Error::dtype(
+                name,
+                format!(
+                    "backward: operand {which} is {} but the gradient is {}",
+                    t.dtype(),
+                    dy.dtype()
+                ),
+            ));
+        }
+        Ok(Some(t.clone()))
+    };
+    let (a, b) = (pick(a, read_a, "a")?, pick(b, read_b, "b")?);
+    let shape = dy.shape().clone();
+    match dy.device() {
+        Device::Cpu => cpu::binary_backward(op, a.as_ref(), b.as_ref(), dy, &shape, want_a, want_b),
+        Device::Cuda(..) | Device::Emu(..) => {
+            simt::binary_backward(op, a.as_ref(), b.as_ref(), dy, &shape, want_a, want_b)
+        }
     }
 }
 
@@ -282,7 +534,198 @@ impl Tensor {
     }
 }
 
-/// Gradient-check cases for this family (see `autograd::gradcheck`).
+/// `t` (f64, cpu) with every value closer than `margin` to one of `points` pushed out to
+/// `margin` away from it (for gradient checks near kinks that are not at 0).
+fn away_from(t: Tensor, points: &[f64], margin: f64) -> Result<Tensor> {
+    let mut v = t.to_vec::<f64>()?;
+    for x in &mut v {
+        for &p in points {
+            if (*x - p).abs() < margin {
+                *x = if *x >= p { p + margin } else { p - margin };
+            }
+        }
+    }
+    Tensor::from_vec(v, t.shape().clone(), &Device::Cpu)
+}
+
+/// Two f64 inputs whose broadcast pairs are at least `gap` apart (no near-ties for
+/// maximum/minimum) and where each operand wins some pairs (so neither gradient is all
+/// zeros): the first seed from `seed` that satisfies both.
+fn separated(a: &[usize], b: &[usize], seed: u64, gap: f64) -> Result<(Tensor, Tensor)> {
+    use crate::autograd::gradcheck::input;
+    for s in seed..seed + 10_000 {
+        let (x, y) = (input(a, s, 0.0)?, input(b, s + 1000, 0.0)?);
+        let d = autograd::no_grad(|| x.sub(&y))?.to_vec::<f64>()?;
+        if d.iter().all(|&v| v.abs() >= gap)
+            && d.iter().any(|&v| v > 0.0)
+            && d.iter().any(|&v| v < 0.0)
+        {
+            return Ok((x, y));
+        }
+    }
+    Err(Error::invalid(format!(
+        "gradcheck: no seed gives separated {a:?} and {b:?} inputs"
+    )))
+}
+
+/// Gradient-check cases for this family (see `autograd::gradcheck`): every unary op
+/// (copy through `contiguous()` of a transposed view), every binary op with equal shapes,
+/// with broadcasting `[2,3]⊕[3]` and `[4,1]⊕[1,5]`, with one tensor used as both
+/// operands (`x*x`), and maximum/minimum at exact ties (where central differences see
+/// the half/half split). Inputs keep away from kinks: relu/abs/leaky_relu at 0, clamp at
+/// its bounds, log/sqrt/pow bases and divisors away from 0, maximum/minimum away from
+/// near-ties.
 pub fn gradcheck_cases() -> Result<Vec<crate::autograd::gradcheck::GradCase>> {
-    Ok(Vec::new())
+    use crate::autograd::gradcheck::{input, positive_input, GradCase};
+    let mut cases = Vec::new();
+
+    // ---- unary ----
+    let unary_case = |op: UnaryOp, variant: &str, x: Tensor| {
+        GradCase::new(op.name(), variant, vec![x], move |x| unary(&x[0], op))
+    };
+    cases.push(GradCase::new(
+        UnaryOp::Copy.name(),
+        "strided view [3,2] -> contiguous",
+        vec![input([2, 3], 1, 0.0)?.t()?],
+        // The leaf is the strided view, so contiguous() runs (and records) the copy; the
+        // perturbed inputs of the finite differences are contiguous, which is the same
+        // function.
+        |x| x[0].contiguous(),
+    ));
+    cases.push(GradCase::new(
+        UnaryOp::Copy.name(),
+        "x.t().contiguous(), x [2,3]",
+        vec![input([2, 3], 18, 0.0)?],
+        |x| x[0].t()?.contiguous(),
+    ));
+    cases.push(unary_case(UnaryOp::Neg, "[2,3]", input([2, 3], 2, 0.0)?));
+    cases.push(unary_case(UnaryOp::Exp, "[2,3]", input([2, 3], 3, 0.0)?));
+    cases.push(unary_case(
+        UnaryOp::Log,
+        "[2,3] in [0.5, 2.5)",
+        positive_input([2, 3], 4, 0.5)?,
+    ));
+    cases.push(unary_case(
+        UnaryOp::Sqrt,
+        "[2,3] in [0.5, 2.5)",
+        positive_input([2, 3], 5, 0.5)?,
+    ));
+    cases.push(unary_case(
+        UnaryOp::Abs,
+        "[2,3], |x| >= 0.1",
+        input([2, 3], 6, 0.1)?,
+    ));
+    cases.push(unary_case(
+        UnaryOp::Relu,
+        "[2,3], |x| >= 0.1",
+        input([2, 3], 7, 0.1)?,
+    ));
+    cases.push(unary_case(
+        UnaryOp::LeakyRelu { slope: 0.2 },
+        "slope 0.2, [2,3], |x| >= 0.1",
+        input([2, 3], 8, 0.1)?,
+    ));
+    cases.push(unary_case(
+        UnaryOp::Sigmoid,
+        "[2,3]",
+        input([2, 3], 9, 0.0)?,
+    ));
+    cases.push(unary_case(UnaryOp::Tanh, "[2,3]", input([2, 3], 10, 0.0)?));
+    cases.push(unary_case(
+        UnaryOp::Clamp {
+            min: -1.0,
+            max: 1.0,
+        },
+        "[-1,1], [3,4], 0.05 from bounds",
+        away_from(input([3, 4], 11, 0.0)?, &[-1.0, 1.0], 0.05)?,
+    ));
+    cases.push(unary_case(
+        UnaryOp::Powf { exponent: 2.5 },
+        "x^2.5, [2,3] in [0.5, 2.5)",
+        positive_input([2, 3], 12, 0.5)?,
+    ));
+    cases.push(unary_case(
+        UnaryOp::Powf { exponent: -1.5 },
+        "x^-1.5, [2,3] in [0.5, 2.5)",
+        positive_input([2, 3], 13, 0.5)?,
+    ));
+    cases.push(unary_case(
+        UnaryOp::Powf { exponent: 3.0 },
+        "x^3 (negative bases), [2,3]",
+        input([2, 3], 14, 0.0)?,
+    ));
+    cases.push(unary_case(
+        UnaryOp::Powf { exponent: 0.0 },
+        "x^0, [2,3]",
+        input([2, 3], 15, 0.1)?,
+    ));
+    cases.push(unary_case(
+        UnaryOp::Affine {
+            mul: 1.5,
+            add: -0.5,
+        },
+        "1.5x - 0.5, [2,3]",
+        input([2, 3], 16, 0.0)?,
+    ));
+    cases.push(GradCase::new(
+        UnaryOp::Affine { mul: 1.0, add: 0.0 }.name(),
+        "add_scalar(2).mul_scalar(-3), [5]",
+        vec![input([5], 17, 0.0)?],
+        |x| x[0].add_scalar(2.0)?.mul_scalar(-3.0),
+    ));
+
+    // ---- binary ----
+    let shapes: [(&[usize], &[usize]); 3] =
+        [(&[2, 3], &[2, 3]), (&[2, 3], &[3]), (&[4, 1], &[1, 5])];
+    for (k, op) in [
+        BinaryOp::Add,
+        BinaryOp::Sub,
+        BinaryOp::Mul,
+        BinaryOp::Div,
+        BinaryOp::Pow,
+        BinaryOp::Maximum,
+        BinaryOp::Minimum,
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        for (j, &(sa, sb)) in shapes.iter().enumerate() {
+            let seed = 100 + 10 * k as u64 + 2 * j as u64;
+            let (a, b) = match op {
+                BinaryOp::Add | BinaryOp::Sub | BinaryOp::Mul => {
+                    (input(sa, seed, 0.0)?, input(sb, seed + 1, 0.0)?)
+                }
+                BinaryOp::Div => (input(sa, seed, 0.0)?, input(sb, seed + 1, 0.5)?),
+                BinaryOp::Pow => (positive_input(sa, seed, 0.5)?, input(sb, seed + 1, 0.0)?),
+                BinaryOp::Maximum | BinaryOp::Minimum => separated(sa, sb, seed, 0.01)?,
+            };
+            let variant = format!("{sa:?} {} {sb:?}", op.name());
+            cases.push(GradCase::new(op.name(), variant, vec![a, b], move |x| {
+                binary(&x[0], &x[1], op)
+            }));
+        }
+        // One tensor as both operands: the gradient is the sum of both partials.
+        let x = match op {
+            BinaryOp::Div | BinaryOp::Pow => positive_input([2, 3], 200 + k as u64, 0.5)?,
+            _ => input([2, 3], 200 + k as u64, 0.0)?,
+        };
+        cases.push(GradCase::new(
+            op.name(),
+            format!("x {} x (one tensor twice)", op.name()),
+            vec![x],
+            move |x| binary(&x[0], &x[0], op),
+        ));
+    }
+    // Exact ties: equal values in two tensors, each gets half (central differences agree).
+    for op in [BinaryOp::Maximum, BinaryOp::Minimum] {
+        let a = input([2, 3], 300, 0.0)?;
+        let b = a.contiguous()?.mul_scalar(1.0)?;
+        cases.push(GradCase::new(
+            op.name(),
+            "ties a == b (half/half), [2,3]",
+            vec![a, b],
+            move |x| binary(&x[0], &x[1], op),
+        ));
+    }
+    Ok(cases)
 }

@@ -300,3 +300,90 @@ pub fn reduce(x: &Tensor, op: ReduceOp, plan: &ReducePlan) -> Result<Tensor> {
     };
     Tensor::from_cpu_buffer(out, plan.out_shape.clone())
 }
+
+// ---- backward of max ------------------------------------------------------------------
+
+/// True when `v` is a maximum `m` of its row: equal, or both NaN.
+#[allow(clippy::eq_op)]
+#[inline]
+fn is_max<T: Element + PartialOrd>(v: T, m: T) -> bool {
+    v == m || (v != v && m != m)
+}
+
+/// `dx` in the permuted (kept-first) order: row `r` holds `dy[r] / c` at its `c` maxima
+/// and 0 elsewhere. The quotient is rounded once to `T` (for f32, the f64 quotient of two
+/// f32 values rounds to the f32 quotient, as the kernels compute it).
+fn max_backward_typed<T: Element + PartialOrd>(
+    x: &[T],
+    y: &[T],
+    dy: &[T],
+    plan: &ReducePlan,
+    dx_layout: &Layout,
+) -> Vec<T> {
+    let k = plan.k;
+    let xs = crate::ops::cast::cpu::gather(x, &plan.permuted);
+    let mut permuted: Vec<T> = bytemuck::zeroed_vec(plan.rows * k);
+    let row = |r: usize, out: &mut [T]| {
+        let (m, src) = (y[r], &xs[r * k..(r + 1) * k]);
+        let count = src.iter().filter(|&&v| is_max(v, m)).count();
+        let g = if count > 0 {
+            T::from_f64(dy[r].to_f64() / count as f64)
+        } else {
+            T::from_f64(0.0)
+        };
+        for (o, &v) in out.iter_mut().zip(src) {
+            *o = if is_max(v, m) { g } else { T::from_f64(0.0) };
+        }
+    };
+    if k > 0 {
+        if plan.rows * k >= PARALLEL_THRESHOLD {
+            permuted
+                .par_chunks_mut(k)
+                .enumerate()
+                .for_each(|(r, out)| row(r, out));
+        } else {
+            permuted
+                .chunks_mut(k)
+                .enumerate()
+                .for_each(|(r, out)| row(r, out));
+        }
+    }
+    // Scatter from the permuted order into dx's row-major storage.
+    let mut dx: Vec<T> = bytemuck::zeroed_vec(dx_layout.numel());
+    for (i, d) in dx_layout.indices().enumerate() {
+        dx[d] = permuted[i];
+    }
+    dx
+}
+
+/// Reference backward of max (see `reduce::max_backward`); `y` and `dy` are contiguous.
+pub fn max_backward(
+    x: &Tensor,
+    y: &Tensor,
+    dy: &Tensor,
+    plan: &ReducePlan,
+    dx_layout: &Layout,
+) -> Result<Tensor> {
+    let (xb, yb, db) = (
+        x.cpu_buffer("max_backward")?,
+        y.cpu_buffer("max_backward")?,
+        dy.cpu_buffer("max_backward")?,
+    );
+    let rows = plan.rows;
+    let (yo, dyo) = (y.layout().offset, dy.layout().offset);
+    let out = match (&*xb, &*yb, &*db) {
+        (CpuBuffer::F32(x), CpuBuffer::F32(y), CpuBuffer::F32(d)) => CpuBuffer::F32(
+            max_backward_typed(x, &y[yo..yo + rows], &d[dyo..dyo + rows], plan, dx_layout),
+        ),
+        (CpuBuffer::F64(x), CpuBuffer::F64(y), CpuBuffer::F64(d)) => CpuBuffer::F64(
+            max_backward_typed(x, &y[yo..yo + rows], &d[dyo..dyo + rows], plan, dx_layout),
+        ),
+        _ => {
+            return Err(crate::error::Error::dtype(
+                "max_backward",
+                format!("max backward on cpu takes f32 or f64, got {}", x.dtype()),
+            ))
+        }
+    };
+    Tensor::from_cpu_buffer(out, x.shape().clone())
+}

@@ -158,3 +158,75 @@ pub fn reduce(simt: &SimtDevice, x: &Tensor, op: ReduceOp, plan: &ReducePlan) ->
     }
     Ok(result)
 }
+
+/// Rows up to this long use one warp each in the backward of max; longer, one block.
+const MAX_BACKWARD_WARP_K: usize = 1024;
+
+/// Launch `reduce_max_backward_{warp,block}_f32` (see kernels/reduce.cu); `y` and `dy`
+/// are contiguous, `dx_layout` is the contiguous x-shaped layout permuted like `plan`.
+pub fn max_backward(
+    simt: &SimtDevice,
+    x: &Tensor,
+    y: &Tensor,
+    dy: &Tensor,
+    plan: &ReducePlan,
+    dx_layout: &Layout,
+) -> Result<Tensor> {
+    if x.dtype() != DType::F32 {
+        return Err(Error::dtype(
+            "max_backward",
+            format!(
+                "max backward on {} takes f32, got {}",
+                x.device(),
+                x.dtype()
+            ),
+        ));
+    }
+    let (rows, k) = (plan.rows, plan.k);
+    if x.numel() > i32::MAX as usize {
+        return Err(Error::shape(
+            "max_backward",
+            format!(
+                "shape {} has {} elements, over the 2^31-1 limit of the CUDA kernels",
+                x.shape(),
+                x.numel()
+            ),
+        ));
+    }
+    let xl = KernelLayout::new("max_backward", &plan.permuted)?;
+    let dxl = KernelLayout::new("max_backward", dx_layout)?;
+    let dx = simt.alloc(x.numel() * DType::F32.size_in_bytes())?;
+    let result = Tensor::from_device_buffer(dx, x.shape().clone(), DType::F32, x.device());
+    if rows == 0 || k == 0 {
+        return Ok(result);
+    }
+    let elem = DType::F32.size_in_bytes() as u64;
+    let args = [
+        Arg::val(xl),
+        Arg::ptr(x.device_ptr("max_backward")?),
+        Arg::ptr(y.device_ptr("max_backward")? + y.layout().offset as u64 * elem),
+        Arg::ptr(dy.device_ptr("max_backward")? + dy.layout().offset as u64 * elem),
+        Arg::val(dxl),
+        Arg::ptr(result.device_ptr("max_backward")?),
+        Arg::val(rows as i32),
+        Arg::val(k as i32),
+    ];
+    if k <= MAX_BACKWARD_WARP_K {
+        let cfg = LaunchConfig::linear(rows, BLOCK / 32)?;
+        simt.launch(
+            "reduce_max_backward_warp_f32",
+            &LaunchConfig {
+                block: (BLOCK, 1, 1),
+                ..cfg
+            },
+            &args,
+        )?;
+    } else {
+        simt.launch(
+            "reduce_max_backward_block_f32",
+            &block_config((rows as u32, 1, 1)),
+            &args,
+        )?;
+    }
+    Ok(result)
+}

@@ -1,0 +1,204 @@
+//! Launch logic for kernels/matmul.cu, shared by the `cuda` and `emu` devices.
+//!
+//! Every version takes `(A, B, C, M, N, K, lda, ldb, ldc, transA, transB, strideA,
+//! strideB, strideC)` and runs the batch over `gridDim.z`:
+//! - An operand whose matrix is row-major (unit column stride) is passed as is with
+//!   `trans = 0, ld = row stride`; one that is column-major (unit row stride, e.g. `x.t()`
+//!   of a contiguous `x`) with `trans = 1, ld = column stride`. Only a matrix that is
+//!   neither is copied to contiguous first.
+//! - Batch entries at a uniform distance (including 0: a broadcast operand) become one
+//!   launch with that batch stride; otherwise (broadcasting over several batch dims
+//!   against a non-mergeable layout) each entry gets its own launch.
+//! - `gridDim.y` and `gridDim.z` are capped at 65535 by CUDA: larger M or batch counts
+//!   are split into several launches with offset pointers.
+//!
+//! Block shapes: naive and tiled 16x16 threads per 16x16 tile of C, regblock 256
+//! threads per 64x64 tile of C (see the header of kernels/matmul.cu).
+
+use super::{MatmulKernel, MatmulPlan, MatrixOperand};
+use crate::device::simt::{Arg, LaunchConfig, SimtDevice};
+use crate::error::{Error, Result};
+use crate::tensor::{DType, Tensor};
+
+const OP: &str = "matmul";
+/// CUDA's limit on gridDim.y and gridDim.z.
+const MAX_GRID_YZ: usize = 65_535;
+
+impl MatmulKernel {
+    /// Rows and columns of C per block, and the block shape.
+    fn tile(&self) -> (usize, usize, (u32, u32, u32)) {
+        match self {
+            MatmulKernel::Naive | MatmulKernel::Tiled => (16, 16, (16, 16, 1)),
+            MatmulKernel::RegBlock => (64, 64, (256, 1, 1)),
+        }
+    }
+}
+
+fn simt_of(t: &Tensor) -> Result<&SimtDevice> {
+    t.device().simt().map(|d| &**d).ok_or_else(|| {
+        Error::device(
+            OP,
+            format!("expected a cuda/emu tensor, got one on {}", t.device()),
+        )
+    })
+}
+
+fn int(what: &str, v: usize) -> Result<i32> {
+    i32::try_from(v).map_err(|_| {
+        Error::shape(
+            OP,
+            format!("{what} {v} exceeds the 2^31-1 limit of the CUDA kernels"),
+        )
+    })
+}
+
+/// How one operand is handed to the kernel.
+struct KernelOperand {
+    /// Device address of the storage base (offsets below are in elements from it).
+    base: u64,
+    trans: bool,
+    ld: usize,
+    offsets: Vec<usize>,
+    /// `Some` when one launch covers the batch with this stride.
+    batch_stride: Option<usize>,
+}
+
+impl KernelOperand {
+    /// `None` when the matrix is neither row- nor column-major (the caller copies it).
+    fn new(t: &Tensor, op: &MatrixOperand) -> Result<Option<Self>> {
+        let (trans, ld) = if op.col_stride == 1 || op.cols <= 1 {
+            // Row-major. With one row the leading dimension is never used: make it
+            // harmless (a multiple of 4 keeps the float4 path open).
+            (false, if op.rows <= 1 { 0 } else { op.row_stride })
+        } else if op.row_stride == 1 || op.rows <= 1 {
+            (true, if op.cols <= 1 { 0 } else { op.col_stride })
+        } else {
+            return Ok(None);
+        };
+        Ok(Some(KernelOperand {
+            base: t.device_ptr(OP)?,
+            trans,
+            ld,
+            batch_stride: op.uniform_batch_stride(),
+            offsets: op.offsets.clone(),
+        }))
+    }
+}
+
+/// The operand as the kernel reads it, copying a layout that is neither row- nor
+/// column-major to contiguous (after which it is row-major).
+fn operand(
+    t: &Tensor,
+    op: &MatrixOperand,
+    batch: &crate::tensor::Shape,
+) -> Result<(Tensor, KernelOperand)> {
+    if let Some(k) = KernelOperand::new(t, op)? {
+        return Ok((t.clone(), k));
+    }
+    let c = t.contiguous()?;
+    let op = MatrixOperand::new(OP, c.layout(), batch)?;
+    let k = KernelOperand::new(&c, &op)?.ok_or_else(|| {
+        Error::invalid("matmul: a contiguous operand is not row-major (internal error)")
+    })?;
+    Ok((c, k))
+}
+
+pub(super) fn matmul(
+    a: &Tensor,
+    b: &Tensor,
+    p: &MatmulPlan,
+    kernel: MatmulKernel,
+) -> Result<Tensor> {
+    let dev = simt_of(a)?;
+    if a.dtype() != DType::F32 || b.dtype() != DType::F32 {
+        return Err(Error::dtype(
+            OP,
+            format!(
+                "operands are {} and {}; kernels on {} compute in f32 only",
+                a.dtype(),
+                b.dtype(),
+                a.device()
+            ),
+        ));
+    }
+    let (m, n, k) = (p.m, p.n, p.k);
+    let batch = p.batch_count();
+    let out_len = batch * m * n;
+    int("output size", out_len)?;
+    let out = dev.alloc(out_len * 4)?;
+    if out_len == 0 {
+        return Ok(Tensor::from_device_buffer(
+            out,
+            p.out_shape.clone(),
+            DType::F32,
+            a.device(),
+        ));
+    }
+    // Keep any contiguous copies alive until the launches are queued.
+    let (a_keep, ka) = operand(a, &p.a, &p.batch)?;
+    let (b_keep, kb) = operand(b, &p.b, &p.batch)?;
+    for (t, ko) in [(&a_keep, &ka), (&b_keep, &kb)] {
+        int("operand storage span", t.layout().storage_span())?;
+        int("leading dimension", ko.ld)?;
+        if let Some(s) = ko.batch_stride {
+            int("batch stride", s)?;
+        }
+    }
+    int("M", m)?;
+    int("N", n)?;
+    int("K", k)?;
+
+    let (tile_m, tile_n, block) = kernel.tile();
+    let grid_x = n.div_ceil(tile_n);
+    int("grid x", grid_x)?;
+    let rows_per_launch = MAX_GRID_YZ * tile_m;
+    let c_stride = m * n;
+
+    // Batch groups: (first entry, entries, strides); one group when both operands have a
+    // uniform batch stride, else one group per entry.
+    let groups: Vec<(usize, usize, usize, usize)> = match (ka.batch_stride, kb.batch_stride) {
+        (Some(sa), Some(sb)) => (0..batch)
+            .step_by(MAX_GRID_YZ)
+            .map(|z0| (z0, MAX_GRID_YZ.min(batch - z0), sa, sb))
+            .collect(),
+        _ => (0..batch).map(|z| (z, 1, 0, 0)).collect(),
+    };
+    let a_elem_ptr = |off: usize| ka.base + (off * 4) as u64;
+    let b_elem_ptr = |off: usize| kb.base + (off * 4) as u64;
+    for (z0, count, sa, sb) in groups {
+        for i0 in (0..m).step_by(rows_per_launch) {
+            let rows = rows_per_launch.min(m - i0);
+            // Row i0 of op(A): row i0 of the storage, or column i0 when transposed.
+            let a_off = ka.offsets[z0] + if ka.trans { i0 } else { i0 * ka.ld };
+            let c_off = z0 * c_stride + i0 * n;
+            let cfg = LaunchConfig {
+                grid: (grid_x as u32, rows.div_ceil(tile_m) as u32, count as u32),
+                block,
+                shared_bytes: 0,
+            };
+            let args = [
+                Arg::ptr(a_elem_ptr(a_off)),
+                Arg::ptr(b_elem_ptr(kb.offsets[z0])),
+                Arg::ptr(out.ptr() + (c_off * 4) as u64),
+                Arg::val(rows as i32),
+                Arg::val(n as i32),
+                Arg::val(k as i32),
+                Arg::val(ka.ld as i32),
+                Arg::val(kb.ld as i32),
+                Arg::val(n as i32),
+                Arg::val(ka.trans as i32),
+                Arg::val(kb.trans as i32),
+                Arg::val(sa as i32),
+                Arg::val(sb as i32),
+                Arg::val(c_stride as i32),
+            ];
+            dev.launch(kernel.kernel_name(), &cfg, &args)?;
+        }
+    }
+    Ok(Tensor::from_device_buffer(
+        out,
+        p.out_shape.clone(),
+        DType::F32,
+        a.device(),
+    ))
+}

@@ -1,0 +1,231 @@
+//! The autodiff semantics GAN training depends on, the tape's bookkeeping, and the trace
+//! of a two-layer MLP. Expected gradients are worked out by hand in the comments.
+
+use duel::autograd::{self, no_grad, trace};
+use duel::{Device, Tensor};
+
+fn t(data: &[f32], shape: &[usize]) -> Tensor {
+    Tensor::from_slice(data, shape, &Device::Cpu).unwrap()
+}
+
+fn values(x: &Tensor) -> Vec<f32> {
+    x.to_vec::<f32>().unwrap()
+}
+
+#[test]
+fn autograd_gradient_of_a_product_sum() {
+    // L = Σ x·w  ⇒  ∂L/∂w = x
+    let x = t(&[1.0, -2.0, 3.0], &[3]);
+    let w = t(&[0.5, 0.25, -1.0], &[3]).with_requires_grad();
+    x.mul(&w).unwrap().sum_all().unwrap().backward().unwrap();
+    assert_eq!(values(&w.grad().unwrap()), vec![1.0, -2.0, 3.0]);
+}
+
+#[test]
+fn autograd_detach_stops_gradient_flow() {
+    // The discriminator step of a GAN: fake = G(z) is detached, so D's loss never
+    // reaches G's parameters.
+    let z = t(&[1.0, 2.0], &[2]);
+    let g = t(&[3.0, 4.0], &[2]).with_requires_grad_named("g");
+    let d = t(&[0.5, -0.5], &[2]).with_requires_grad_named("d");
+    let fake = z.mul(&g).unwrap(); // [3, 8]
+    let d_loss = fake.detach().mul(&d).unwrap().sum_all().unwrap();
+    d_loss.backward().unwrap();
+    assert!(g.grad().is_none(), "the D step must not write G's gradient");
+    assert_eq!(values(&d.grad().unwrap()), vec![3.0, 8.0]);
+    assert!(!fake.detach().requires_grad());
+    assert!(fake.detach().shares_storage(&fake));
+}
+
+#[test]
+fn autograd_generator_step_flows_through_d() {
+    // The generator step backpropagates through D into G. D's leaves do receive a
+    // gradient (PyTorch semantics); the trainer zeroes D's grads before D's own step and
+    // only G's optimizer steps. Here: L = Σ (z·g)·d ⇒ ∂L/∂g = z·d, ∂L/∂d = z·g.
+    let z = t(&[1.0, 2.0], &[2]);
+    let g = t(&[3.0, 4.0], &[2]).with_requires_grad();
+    let d = t(&[0.5, -0.5], &[2]).with_requires_grad();
+    let g_loss = z.mul(&g).unwrap().mul(&d).unwrap().sum_all().unwrap();
+    g_loss.backward().unwrap();
+    assert_eq!(values(&g.grad().unwrap()), vec![0.5, -1.0]);
+    assert_eq!(values(&d.grad().unwrap()), vec![3.0, 8.0]);
+}
+
+#[test]
+fn autograd_no_grad_records_nothing() {
+    let w = t(&[1.0, 2.0], &[2]).with_requires_grad();
+    let y = no_grad(|| w.mul(&w).unwrap().sum_all().unwrap());
+    assert!(!y.requires_grad());
+    assert!(autograd::tape(&y).is_empty());
+    let msg = y.backward().unwrap_err().to_string();
+    assert!(msg.contains("does not require grad"), "{msg}");
+    assert!(
+        autograd::is_grad_enabled(),
+        "no_grad must restore recording"
+    );
+    // and recording works again afterwards
+    let y = w.mul(&w).unwrap().sum_all().unwrap();
+    assert_eq!(autograd::tape(&y).len(), 2);
+}
+
+#[test]
+fn autograd_gradients_accumulate_until_zeroed() {
+    // Each backward adds x to w's gradient.
+    let x = t(&[1.0, -1.0], &[2]);
+    let w = t(&[2.0, 2.0], &[2]).with_requires_grad();
+    let step = || x.mul(&w).unwrap().sum_all().unwrap().backward().unwrap();
+    step();
+    step();
+    assert_eq!(values(&w.grad().unwrap()), vec![2.0, -2.0]);
+    w.zero_grad();
+    assert!(w.grad().is_none());
+    step();
+    assert_eq!(values(&w.grad().unwrap()), vec![1.0, -1.0]);
+}
+
+#[test]
+fn autograd_parameter_used_twice_gets_both_contributions() {
+    // L = Σ (w·a + w·b) ⇒ ∂L/∂w = a + b
+    let a = t(&[1.0, 2.0, 3.0], &[3]);
+    let b = t(&[10.0, 20.0, 30.0], &[3]);
+    let w = t(&[0.0, 0.0, 0.0], &[3]).with_requires_grad();
+    let l = w
+        .mul(&a)
+        .unwrap()
+        .add(&w.mul(&b).unwrap())
+        .unwrap()
+        .sum_all()
+        .unwrap();
+    l.backward().unwrap();
+    assert_eq!(values(&w.grad().unwrap()), vec![11.0, 22.0, 33.0]);
+    // L = Σ x·x ⇒ ∂L/∂x = 2x: both inputs of one node are the same leaf
+    let x = t(&[1.5, -2.0], &[2]).with_requires_grad();
+    x.mul(&x).unwrap().sum_all().unwrap().backward().unwrap();
+    assert_eq!(values(&x.grad().unwrap()), vec![3.0, -4.0]);
+}
+
+#[test]
+fn autograd_leaf_not_requiring_grad_gets_none() {
+    let x = t(&[1.0, 2.0], &[2]);
+    let w = t(&[3.0, 4.0], &[2]).with_requires_grad();
+    x.mul(&w).unwrap().sum_all().unwrap().backward().unwrap();
+    assert!(!x.requires_grad());
+    assert!(x.grad().is_none());
+    assert!(w.grad().is_some());
+}
+
+#[test]
+fn autograd_backward_twice_through_a_freed_graph_is_an_error() {
+    let w = t(&[1.0, 2.0], &[2]).with_requires_grad();
+    let loss = w.mul(&w).unwrap().sum_all().unwrap();
+    loss.backward().unwrap();
+    let msg = loss.backward().unwrap_err().to_string();
+    assert!(
+        msg.contains("a second time") && msg.contains("forward pass again"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn autograd_saved_tensors_are_released_after_backward() {
+    let x = t(&[1.0, 2.0, 3.0, 4.0], &[4]).with_requires_grad();
+    let loss = x.sigmoid().unwrap().mul(&x).unwrap().sum_all().unwrap();
+    let before: usize = autograd::tape(&loss).iter().map(|e| e.saved_bytes).sum();
+    // sigmoid keeps its output (16 B), mul keeps both operands (32 B)
+    assert!(before >= 48, "saved {before} B");
+    loss.backward().unwrap();
+    let after: Vec<usize> = autograd::tape(&loss)
+        .iter()
+        .map(|e| e.saved_bytes)
+        .collect();
+    assert!(after.iter().all(|&b| b == 0), "{after:?}");
+}
+
+#[test]
+fn autograd_backward_needs_a_one_element_loss() {
+    let w = t(&[1.0, 2.0], &[2]).with_requires_grad();
+    let y = w.mul(&w).unwrap();
+    let msg = y.backward().unwrap_err().to_string();
+    assert!(
+        msg.contains("[2]") && msg.contains("backward_with"),
+        "{msg}"
+    );
+    // backward_with seeds any shape: ∂(Σ s·w²)/∂w = 2·s·w
+    y.backward_with(&t(&[1.0, 0.5], &[2])).unwrap();
+    assert_eq!(values(&w.grad().unwrap()), vec![2.0, 2.0]);
+    let msg = y.backward_with(&t(&[1.0], &[1])).unwrap_err().to_string();
+    assert!(msg.contains("seed"), "{msg}");
+}
+
+#[test]
+fn autograd_trace_of_a_two_layer_mlp() {
+    let example = trace::example_mlp(&Device::Cpu).unwrap();
+    let entries = autograd::tape(&example.loss);
+    let ops: Vec<&str> = entries.iter().map(|e| e.op).collect();
+    assert_eq!(
+        ops,
+        ["matmul", "add", "relu", "matmul", "add", "sub", "powf", "mean"]
+    );
+    let shapes: Vec<String> = entries.iter().map(|e| e.output.to_string()).collect();
+    assert_eq!(
+        shapes,
+        ["[8, 16]", "[8, 16]", "[8, 16]", "[8, 1]", "[8, 1]", "[8, 1]", "[8, 1]", "[]"]
+    );
+    // inputs are labelled by where they come from
+    assert_eq!(entries[0].inputs[0].0, "const");
+    assert_eq!(entries[0].inputs[1].0, "w1");
+    assert_eq!(entries[1].inputs[0].0, format!("%{}", entries[0].seq));
+    assert_eq!(
+        entries[1].inputs[1],
+        ("b1".to_string(), duel::Shape::new([16]))
+    );
+    // forward order is tape order
+    assert!(entries.windows(2).all(|w| w[0].seq < w[1].seq));
+
+    let table = trace::format_tape(&entries);
+    assert!(table.starts_with("8 ops on the tape"), "{table}");
+    assert!(
+        table.contains("matmul") && table.contains("w2[16, 1]"),
+        "{table}"
+    );
+
+    let dot = trace::to_dot(&entries);
+    assert!(
+        dot.starts_with("digraph tape {") && dot.trim_end().ends_with('}'),
+        "{dot}"
+    );
+    // every edge joins two declared nodes
+    let declared: Vec<&str> = dot
+        .lines()
+        .filter(|l| l.contains("[shape="))
+        .map(|l| l.trim().split('"').nth(1).unwrap())
+        .collect();
+    let edges: Vec<(&str, &str)> = dot
+        .lines()
+        .filter(|l| l.contains("->"))
+        .map(|l| {
+            let parts: Vec<&str> = l.split('"').collect();
+            (parts[1], parts[3])
+        })
+        .collect();
+    assert_eq!(
+        edges.len(),
+        entries.iter().map(|e| e.inputs.len()).sum::<usize>()
+    );
+    for (from, to) in edges {
+        assert!(
+            declared.contains(&from) && declared.contains(&to),
+            "undeclared node in {from} -> {to}"
+        );
+    }
+
+    example.loss.backward().unwrap();
+    for (name, p) in &example.params {
+        let g = p.grad().unwrap_or_else(|| panic!("{name} got no gradient"));
+        assert_eq!(g.shape(), p.shape(), "{name}");
+        assert!(
+            g.to_f64_vec().unwrap().iter().all(|v| v.is_finite()),
+            "{name}"
+        );
+    }
+}
