@@ -13,55 +13,11 @@
 //!   ~150 terms: 150·6e-8 ≈ 1e-5).
 
 use duel::ops::conv::{conv2d, conv_transpose2d, Conv2dParams, ConvTranspose2dParams};
-use duel::{DType, Device, Tensor};
+use duel::{DType, Device};
 use serde_json::Value;
 
-fn load() -> Vec<Value> {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/pytorch/conv.json");
-    let text = std::fs::read_to_string(path).expect("tests/data/pytorch/conv.json");
-    let doc: Value = serde_json::from_str(&text).unwrap();
-    doc["cases"].as_array().unwrap().clone()
-}
-
-fn nums(v: &Value) -> Vec<f64> {
-    v.as_array()
-        .unwrap()
-        .iter()
-        .map(|x| x.as_f64().unwrap())
-        .collect()
-}
-
-fn dims(v: &Value) -> Vec<usize> {
-    v.as_array()
-        .unwrap()
-        .iter()
-        .map(|x| x.as_u64().unwrap() as usize)
-        .collect()
-}
-
-fn pair(v: &Value) -> (usize, usize) {
-    let d = dims(v);
-    (d[0], d[1])
-}
-
-fn tensor(data: &[f64], shape: &[usize], dtype: DType, dev: &Device) -> Tensor {
-    let t = Tensor::from_slice(data, shape, &Device::Cpu).unwrap();
-    t.to_dtype(dtype).unwrap().to_device(dev).unwrap()
-}
-
-fn check(name: &str, got: &Tensor, want: &[f64], rel: f64) {
-    let got = got.to_f64_vec().unwrap();
-    assert_eq!(got.len(), want.len(), "{name}: length");
-    let scale = 1.0 + want.iter().fold(0.0f64, |m, v| m.max(v.abs()));
-    for (i, (g, w)) in got.iter().zip(want).enumerate() {
-        assert!(
-            (g - w).abs() <= rel * scale,
-            "{name}[{i}]: duel {g}, torch {w} (|diff| {:e} > {:e})",
-            (g - w).abs(),
-            rel * scale
-        );
-    }
-}
+mod pytorch_fixture;
+use pytorch_fixture::{check, dims, nums, pair, tensor};
 
 fn run_case(case: &Value, dtype: DType, dev: &Device, rel: f64) {
     let op = case["op"].as_str().unwrap();
@@ -130,7 +86,7 @@ fn run_case(case: &Value, dtype: DType, dev: &Device, rel: f64) {
 
 #[test]
 fn conv2d_and_conv_transpose2d_match_pytorch_cpu_f64() {
-    let cases = load();
+    let cases = pytorch_fixture::load("conv.json");
     assert!(cases.len() >= 10);
     for case in &cases {
         run_case(case, DType::F64, &Device::Cpu, 1e-10);
@@ -139,7 +95,7 @@ fn conv2d_and_conv_transpose2d_match_pytorch_cpu_f64() {
 
 #[test]
 fn conv2d_and_conv_transpose2d_match_pytorch_cpu_f32() {
-    for case in &load() {
+    for case in &pytorch_fixture::load("conv.json") {
         run_case(case, DType::F32, &Device::Cpu, 2e-5);
     }
 }
@@ -147,7 +103,7 @@ fn conv2d_and_conv_transpose2d_match_pytorch_cpu_f32() {
 #[test]
 fn conv2d_and_conv_transpose2d_match_pytorch_emu_f32() {
     let dev = Device::emu().expect("the emu device must be available");
-    for case in &load() {
+    for case in &pytorch_fixture::load("conv.json") {
         run_case(case, DType::F32, &dev, 2e-5);
     }
 }

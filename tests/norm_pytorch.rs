@@ -15,55 +15,15 @@
 use duel::ops::norm::{batch_norm, instance_norm2d};
 use duel::ops::pad::{pad2d, PadMode};
 use duel::ops::upsample::upsample_nearest2d;
-use duel::{DType, Device, Tensor};
-use serde_json::Value;
+use duel::{DType, Device};
 
-fn load() -> Vec<Value> {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/pytorch/norm.json");
-    let text = std::fs::read_to_string(path).expect("tests/data/pytorch/norm.json");
-    let doc: Value = serde_json::from_str(&text).unwrap();
-    doc["cases"].as_array().unwrap().clone()
-}
-
-fn nums(v: &Value) -> Vec<f64> {
-    v.as_array()
-        .unwrap()
-        .iter()
-        .map(|x| x.as_f64().unwrap())
-        .collect()
-}
-
-fn dims(v: &Value) -> Vec<usize> {
-    v.as_array()
-        .unwrap()
-        .iter()
-        .map(|x| x.as_u64().unwrap() as usize)
-        .collect()
-}
-
-fn tensor(data: &[f64], shape: &[usize], dtype: DType, dev: &Device) -> Tensor {
-    let t = Tensor::from_slice(data, shape, &Device::Cpu).unwrap();
-    t.to_dtype(dtype).unwrap().to_device(dev).unwrap()
-}
-
-fn check(name: &str, got: &Tensor, want: &[f64], rel: f64) {
-    let got = got.to_f64_vec().unwrap();
-    assert_eq!(got.len(), want.len(), "{name}: length");
-    let scale = 1.0 + want.iter().fold(0.0f64, |m, v| m.max(v.abs()));
-    for (i, (g, w)) in got.iter().zip(want).enumerate() {
-        assert!(
-            (g - w).abs() <= rel * scale,
-            "{name}[{i}]: duel {g}, torch {w} (|diff| {:e} > {:e})",
-            (g - w).abs(),
-            rel * scale
-        );
-    }
-}
+mod pytorch_fixture;
+use pytorch_fixture::{check, dims, nums, tensor};
 
 /// Run every case on `dev` in `dtype` and compare with PyTorch within `rel`.
 fn run_all(dtype: DType, dev: &Device, rel: f64) -> usize {
     let mut count = 0;
-    for (k, c) in load().iter().enumerate() {
+    for (k, c) in pytorch_fixture::load("norm.json").iter().enumerate() {
         let op = c["op"].as_str().unwrap();
         let name = format!("case {k} ({op} {})", c["x_shape"]);
         let xs = dims(&c["x_shape"]);
