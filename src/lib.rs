@@ -7,8 +7,11 @@
 pub mod autograd;
 pub mod device;
 pub mod error;
+pub mod io;
 pub mod kernels;
+pub mod nn;
 pub mod ops;
+pub mod optim;
 pub mod tensor;
 
 pub use device::Device;

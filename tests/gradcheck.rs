@@ -51,6 +51,11 @@ const RECORDED_OPS: &[&str] = &[
     "concat",
     "upsample_nearest2d",
     "pad2d",
+    // losses
+    "bce_with_logits",
+    "least_squares",
+    "l1",
+    "mse",
 ];
 
 #[test]

@@ -205,5 +205,6 @@ pub fn all_cases() -> Result<Vec<GradCase>> {
     cases.extend(crate::ops::concat::gradcheck_cases()?);
     cases.extend(crate::ops::upsample::gradcheck_cases()?);
     cases.extend(crate::ops::pad::gradcheck_cases()?);
+    cases.extend(crate::ops::loss::gradcheck_cases()?);
     Ok(cases)
 }

@@ -8,6 +8,7 @@ pub mod conv;
 pub mod dropout;
 pub mod elementwise;
 pub mod fill;
+pub mod loss;
 pub mod matmul;
 pub mod norm;
 pub mod pad;

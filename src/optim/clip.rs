@@ -1,0 +1,120 @@
+//! Weight clipping (WGAN), gradient norms and gradient-norm clipping.
+
+use super::{check_dtype, f32_arg, launch_1d, non_negative, ptr, slice_mut};
+use crate::device::simt::Arg;
+use crate::error::{Error, Result};
+use crate::tensor::{DType, Tensor};
+
+/// Clamp every element of exactly the given tensors to `[−c, c]`, in place (NaN stays
+/// NaN). WGAN calls it after each critic step with the critic's parameters — in the
+/// reference code *all* of them, norm-layer weights included; leaving some out (e.g. norm
+/// parameters) is the caller's choice of slice. Tensors not passed are never touched.
+/// On f32 the bounds are `±(c as f32)`.
+pub fn clip_weights(params: &[Tensor], c: f64) -> Result<()> {
+    const OP: &str = "clip_weights";
+    if !non_negative(c) {
+        return Err(Error::invalid(format!(
+            "clip_weights: the clip value must be >= 0, got {c}"
+        )));
+    }
+    for (i, p) in params.iter().enumerate() {
+        check_dtype(OP, p)?;
+        if !p.is_contiguous() {
+            return Err(Error::invalid(format!(
+                "clip_weights: tensor #{i} (shape {}) is not contiguous; clipping is in place",
+                p.shape()
+            )));
+        }
+        match p.device().simt() {
+            None => {
+                let mut b = p.cpu_buffer_mut(OP)?;
+                match p.dtype() {
+                    DType::F32 => {
+                        let (lo, hi) = (-(c as f32), c as f32);
+                        for x in slice_mut::<f32>(&mut b, p) {
+                            *x = clamp(*x, lo, hi);
+                        }
+                    }
+                    _ => {
+                        for x in slice_mut::<f64>(&mut b, p) {
+                            *x = clamp(*x, -c, c);
+                        }
+                    }
+                }
+            }
+            Some(simt) => {
+                let n = p.numel();
+                launch_1d(
+                    simt,
+                    OP,
+                    "clip_f32",
+                    n,
+                    &[
+                        Arg::ptr(ptr(OP, p)?),
+                        Arg::val(n as i32),
+                        f32_arg(-c),
+                        f32_arg(c),
+                    ],
+                )?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `x < lo ? lo : (x > hi ? hi : x)`, as the kernel.
+fn clamp<T: PartialOrd>(x: T, lo: T, hi: T) -> T {
+    if x < lo {
+        lo
+    } else if x > hi {
+        hi
+    } else {
+        x
+    }
+}
+
+/// The L2 norm of all the gradients of `params` together (params without a gradient count
+/// as zero), accumulated in f64 on the host from per-tensor sums of squares.
+pub fn grad_norm(params: &[Tensor]) -> Result<f64> {
+    let mut total = 0.0f64;
+    for p in params {
+        let Some(g) = p.grad() else { continue };
+        let sq = crate::autograd::no_grad(|| -> Result<f64> {
+            match g.dtype() {
+                DType::F64 => Ok(g.to_vec::<f64>()?.iter().map(|v| v * v).sum()),
+                _ if g.device().is_cpu() => Ok(g.to_f64_vec()?.iter().map(|v| v * v).sum()),
+                _ => g.mul(&g)?.sum_all()?.item(),
+            }
+        })?;
+        total += sq;
+    }
+    Ok(total.sqrt())
+}
+
+/// Scale all gradients of `params` by `max_norm / (norm + 1e-6)` when their total L2 norm
+/// exceeds `max_norm` (`torch.nn.utils.clip_grad_norm_`); returns the norm before clipping.
+/// The scaled gradient replaces each leaf's `.grad` (a new tensor: gradients may share
+/// storage with other tensors, so they are never scaled in place).
+pub fn clip_grad_norm(params: &[Tensor], max_norm: f64) -> Result<f64> {
+    if !non_negative(max_norm) {
+        return Err(Error::invalid(format!(
+            "clip_grad_norm: max_norm must be >= 0, got {max_norm}"
+        )));
+    }
+    let norm = grad_norm(params)?;
+    let coef = max_norm / (norm + 1e-6);
+    if coef < 1.0 {
+        for p in params {
+            let Some(g) = p.grad() else { continue };
+            let scaled = crate::autograd::no_grad(|| g.mul_scalar(coef))?;
+            p.zero_grad();
+            set_grad(p, scaled)?;
+        }
+    }
+    Ok(norm)
+}
+
+/// Put `grad` in the (empty) `.grad` slot of leaf `p`, through the public backward path.
+fn set_grad(p: &Tensor, grad: Tensor) -> Result<()> {
+    p.backward_with(&grad)
+}
