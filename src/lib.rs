@@ -5,8 +5,10 @@
 //! Start with [`Tensor`] and [`Device`]; see DESIGN notes in the README.
 
 pub mod autograd;
+pub mod data;
 pub mod device;
 pub mod error;
+pub mod eval;
 pub mod io;
 pub mod kernels;
 pub mod nn;
