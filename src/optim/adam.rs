@@ -2,7 +2,7 @@
 
 use super::{
     check_loaded_names, check_param, f32_arg, flag, launch_1d, loaded_buffer, missing,
-    non_negative, param_grad, ptr, slice, slice_mut, zeros_like, Optimizer, Real,
+    non_negative, param_grad, ptr, slice, slice_mut, zeros_like, Optimizer, ParamGroup, Real,
 };
 use crate::device::simt::Arg;
 use crate::error::{Error, Result};
@@ -58,11 +58,9 @@ impl AdamConfig {
 /// that differs from `β1·m + (1−β1)·d` by rounding only (an ulp of m), not in value.
 pub struct Adam {
     config: AdamConfig,
-    params: Vec<Tensor>,
+    group: ParamGroup,
     /// `(exp_avg, exp_avg_sq)` per parameter, after its first update.
     moments: Vec<Option<(Tensor, Tensor)>>,
-    param_steps: Vec<Option<u64>>,
-    steps: u64,
 }
 
 impl Adam {
@@ -78,16 +76,12 @@ impl Adam {
                 "Adam: need lr, eps, weight_decay >= 0 and betas in [0, 1), got {config:?}"
             )));
         }
-        for (i, p) in params.iter().enumerate() {
-            check_param("Adam", i, p)?;
-        }
-        let n = params.len();
+        let group = ParamGroup::new("Adam", params)?;
+        let n = group.len();
         Ok(Adam {
             config,
-            params,
+            group,
             moments: vec![None; n],
-            param_steps: vec![None; n],
-            steps: 0,
         })
     }
 
@@ -138,7 +132,7 @@ impl Optimizer for Adam {
     fn step(&mut self) -> Result<()> {
         const OP: &str = "Adam";
         let c = self.config;
-        for (i, p) in self.params.iter().enumerate() {
+        for (i, p) in self.group.params.iter().enumerate() {
             check_param(OP, i, p)?;
             let Some(g) = param_grad(OP, i, p)? else {
                 continue;
@@ -147,7 +141,7 @@ impl Optimizer for Adam {
                 self.moments[i] = Some((zeros_like(p)?, zeros_like(p)?));
             }
             let (m, v) = self.moments[i].as_ref().expect("created above");
-            let t = self.param_steps[i].unwrap_or(0) + 1;
+            let t = self.group.param_steps[i].unwrap_or(0) + 1;
             let (step_size, bc2_sqrt) = corrections(&c, t);
             match p.device().simt() {
                 None => {
@@ -202,23 +196,20 @@ impl Optimizer for Adam {
                     )?;
                 }
             }
-            self.param_steps[i] = Some(t);
+            self.group.param_steps[i] = Some(t);
         }
-        self.steps += 1;
+        self.group.steps += 1;
         Ok(())
     }
 
-    fn params(&self) -> &[Tensor] {
-        &self.params
+    fn group(&self) -> &ParamGroup {
+        &self.group
     }
     fn lr(&self) -> f64 {
         self.config.lr
     }
     fn set_lr(&mut self, lr: f64) {
         self.config.lr = lr;
-    }
-    fn steps(&self) -> u64 {
-        self.steps
     }
     fn state(&self) -> Vec<(String, Tensor)> {
         let mut out = Vec::new();
@@ -230,9 +221,6 @@ impl Optimizer for Adam {
         }
         out
     }
-    fn param_steps(&self) -> Vec<Option<u64>> {
-        self.param_steps.clone()
-    }
     fn load_state(
         &mut self,
         state: &[(String, Tensor)],
@@ -242,13 +230,13 @@ impl Optimizer for Adam {
         const OP: &str = "Adam";
         check_loaded_names(
             OP,
-            self.params.len(),
+            self.group.len(),
             state,
             param_steps,
             &["exp_avg", "exp_avg_sq"],
         )?;
-        let mut moments = Vec::with_capacity(self.params.len());
-        for (i, p) in self.params.iter().enumerate() {
+        let mut moments = Vec::with_capacity(self.group.len());
+        for (i, p) in self.group.params.iter().enumerate() {
             let m = loaded_buffer(OP, state, i, "exp_avg", p)?;
             let v = loaded_buffer(OP, state, i, "exp_avg_sq", p)?;
             moments.push(match (m, v, param_steps[i]) {
@@ -266,8 +254,7 @@ impl Optimizer for Adam {
             });
         }
         self.moments = moments;
-        self.param_steps = param_steps.to_vec();
-        self.steps = steps;
+        self.group.restore(param_steps, steps);
         Ok(())
     }
 }

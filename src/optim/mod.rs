@@ -53,16 +53,24 @@ pub trait Optimizer {
             p.zero_grad();
         }
     }
+    /// The parameters and step counters this optimizer updates.
+    fn group(&self) -> &ParamGroup;
     /// The parameter group.
-    fn params(&self) -> &[Tensor];
+    fn params(&self) -> &[Tensor] {
+        &self.group().params
+    }
     fn lr(&self) -> f64;
     fn set_lr(&mut self, lr: f64);
     /// Number of `step()` calls so far.
-    fn steps(&self) -> u64;
+    fn steps(&self) -> u64 {
+        self.group().steps
+    }
     /// The state tensors by PyTorch-like name (`"{index}.{buffer}"`, e.g. `"0.exp_avg"`),
     /// and the per-parameter step counts (`"{index}.step"`, absent until the first update).
     fn state(&self) -> Vec<(String, Tensor)>;
-    fn param_steps(&self) -> Vec<Option<u64>>;
+    fn param_steps(&self) -> Vec<Option<u64>> {
+        self.group().param_steps.clone()
+    }
     /// Restore what [`Optimizer::state`], [`Optimizer::param_steps`] and
     /// [`Optimizer::steps`] returned (exact resume from a checkpoint). The tensors are copied
     /// onto each parameter's device and dtype; an unknown name, a missing buffer, a shape
@@ -73,6 +81,40 @@ pub trait Optimizer {
         param_steps: &[Option<u64>],
         steps: u64,
     ) -> Result<()>;
+}
+
+/// What every optimizer keeps besides its own state: the parameters it updates, how many
+/// updates each has had (PyTorch's per-parameter `step`; a parameter without a gradient is
+/// skipped and its count does not advance) and the number of `step()` calls.
+pub struct ParamGroup {
+    pub(crate) params: Vec<Tensor>,
+    pub(crate) param_steps: Vec<Option<u64>>,
+    pub(crate) steps: u64,
+}
+
+impl ParamGroup {
+    /// Check every parameter (a contiguous leaf of a supported dtype) for optimizer `op`.
+    pub(crate) fn new(op: &'static str, params: Vec<Tensor>) -> Result<ParamGroup> {
+        for (i, p) in params.iter().enumerate() {
+            check_param(op, i, p)?;
+        }
+        let n = params.len();
+        Ok(ParamGroup {
+            params,
+            param_steps: vec![None; n],
+            steps: 0,
+        })
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.params.len()
+    }
+
+    /// Set the counters from a checkpoint (after the state tensors were checked).
+    pub(crate) fn restore(&mut self, param_steps: &[Option<u64>], steps: u64) {
+        self.param_steps = param_steps.to_vec();
+        self.steps = steps;
+    }
 }
 
 /// Floats the cpu reference updates (f32 and f64) — the operations the kernels use.

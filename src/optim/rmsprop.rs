@@ -2,7 +2,7 @@
 
 use super::{
     check_loaded_names, check_param, f32_arg, flag, launch_1d, loaded_buffer, missing,
-    non_negative, param_grad, ptr, slice, slice_mut, zeros_like, Optimizer, Real,
+    non_negative, param_grad, ptr, slice, slice_mut, zeros_like, Optimizer, ParamGroup, Real,
 };
 use crate::device::simt::Arg;
 use crate::error::{Error, Result};
@@ -51,11 +51,9 @@ impl RmsPropConfig {
 /// `buf = momentum·buf + d/a` (buf starts at 0) and `p −= lr·buf`.
 pub struct RmsProp {
     config: RmsPropConfig,
-    params: Vec<Tensor>,
+    group: ParamGroup,
     /// `(square_avg, momentum_buffer)` per parameter, after its first update.
     states: Vec<Option<(Tensor, Option<Tensor>)>>,
-    param_steps: Vec<Option<u64>>,
-    steps: u64,
 }
 
 impl RmsProp {
@@ -71,16 +69,12 @@ impl RmsProp {
                 "RMSProp: need lr, alpha, eps, momentum, weight_decay >= 0, got {config:?}"
             )));
         }
-        for (i, p) in params.iter().enumerate() {
-            check_param("RMSProp", i, p)?;
-        }
-        let n = params.len();
+        let group = ParamGroup::new("RMSProp", params)?;
+        let n = group.len();
         Ok(RmsProp {
             config,
-            params,
+            group,
             states: vec![None; n],
-            param_steps: vec![None; n],
-            steps: 0,
         })
     }
 
@@ -122,7 +116,7 @@ impl Optimizer for RmsProp {
         const OP: &str = "RMSProp";
         let c = self.config;
         let use_momentum = c.momentum != 0.0;
-        for (i, p) in self.params.iter().enumerate() {
+        for (i, p) in self.group.params.iter().enumerate() {
             check_param(OP, i, p)?;
             let Some(g) = param_grad(OP, i, p)? else {
                 continue;
@@ -192,23 +186,20 @@ impl Optimizer for RmsProp {
                     )?;
                 }
             }
-            self.param_steps[i] = Some(self.param_steps[i].unwrap_or(0) + 1);
+            self.group.param_steps[i] = Some(self.group.param_steps[i].unwrap_or(0) + 1);
         }
-        self.steps += 1;
+        self.group.steps += 1;
         Ok(())
     }
 
-    fn params(&self) -> &[Tensor] {
-        &self.params
+    fn group(&self) -> &ParamGroup {
+        &self.group
     }
     fn lr(&self) -> f64 {
         self.config.lr
     }
     fn set_lr(&mut self, lr: f64) {
         self.config.lr = lr;
-    }
-    fn steps(&self) -> u64 {
-        self.steps
     }
     fn state(&self) -> Vec<(String, Tensor)> {
         let mut out = Vec::new();
@@ -222,9 +213,6 @@ impl Optimizer for RmsProp {
         }
         out
     }
-    fn param_steps(&self) -> Vec<Option<u64>> {
-        self.param_steps.clone()
-    }
     fn load_state(
         &mut self,
         state: &[(String, Tensor)],
@@ -234,13 +222,13 @@ impl Optimizer for RmsProp {
         const OP: &str = "RMSProp";
         check_loaded_names(
             OP,
-            self.params.len(),
+            self.group.len(),
             state,
             param_steps,
             &["square_avg", "momentum_buffer"],
         )?;
-        let mut states = Vec::with_capacity(self.params.len());
-        for (i, p) in self.params.iter().enumerate() {
+        let mut states = Vec::with_capacity(self.group.len());
+        for (i, p) in self.group.params.iter().enumerate() {
             let sq = loaded_buffer(OP, state, i, "square_avg", p)?;
             let buf = loaded_buffer(OP, state, i, "momentum_buffer", p)?;
             states.push(match (sq, param_steps[i]) {
@@ -255,8 +243,7 @@ impl Optimizer for RmsProp {
             });
         }
         self.states = states;
-        self.param_steps = param_steps.to_vec();
-        self.steps = steps;
+        self.group.restore(param_steps, steps);
         Ok(())
     }
 }

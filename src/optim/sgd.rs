@@ -2,7 +2,7 @@
 
 use super::{
     check_loaded_names, check_param, f32_arg, flag, launch_1d, loaded_buffer, missing,
-    non_negative, param_grad, ptr, slice, slice_mut, zeros_like, Optimizer, Real,
+    non_negative, param_grad, ptr, slice, slice_mut, zeros_like, Optimizer, ParamGroup, Real,
 };
 use crate::device::simt::Arg;
 use crate::error::{Error, Result};
@@ -50,10 +50,8 @@ impl SgdConfig {
 /// `d = nesterov ? d + momentum·buf : buf` (only when `momentum ≠ 0`); `p −= lr·d`.
 pub struct Sgd {
     config: SgdConfig,
-    params: Vec<Tensor>,
+    group: ParamGroup,
     buffers: Vec<Option<Tensor>>,
-    param_steps: Vec<Option<u64>>,
-    steps: u64,
 }
 
 impl Sgd {
@@ -71,16 +69,12 @@ impl Sgd {
                 "SGD: nesterov momentum requires momentum > 0 and dampening = 0",
             ));
         }
-        for (i, p) in params.iter().enumerate() {
-            check_param("SGD", i, p)?;
-        }
-        let n = params.len();
+        let group = ParamGroup::new("SGD", params)?;
+        let n = group.len();
         Ok(Sgd {
             config,
-            params,
+            group,
             buffers: vec![None; n],
-            param_steps: vec![None; n],
-            steps: 0,
         })
     }
 
@@ -125,7 +119,7 @@ impl Optimizer for Sgd {
         const OP: &str = "SGD";
         let c = self.config;
         let use_momentum = c.momentum != 0.0;
-        for (i, p) in self.params.iter().enumerate() {
+        for (i, p) in self.group.params.iter().enumerate() {
             check_param(OP, i, p)?;
             let Some(g) = param_grad(OP, i, p)? else {
                 continue;
@@ -193,14 +187,14 @@ impl Optimizer for Sgd {
                     )?;
                 }
             }
-            self.param_steps[i] = Some(self.param_steps[i].unwrap_or(0) + 1);
+            self.group.param_steps[i] = Some(self.group.param_steps[i].unwrap_or(0) + 1);
         }
-        self.steps += 1;
+        self.group.steps += 1;
         Ok(())
     }
 
-    fn params(&self) -> &[Tensor] {
-        &self.params
+    fn group(&self) -> &ParamGroup {
+        &self.group
     }
     fn lr(&self) -> f64 {
         self.config.lr
@@ -208,18 +202,12 @@ impl Optimizer for Sgd {
     fn set_lr(&mut self, lr: f64) {
         self.config.lr = lr;
     }
-    fn steps(&self) -> u64 {
-        self.steps
-    }
     fn state(&self) -> Vec<(String, Tensor)> {
         self.buffers
             .iter()
             .enumerate()
             .filter_map(|(i, b)| b.clone().map(|b| (format!("{i}.momentum_buffer"), b)))
             .collect()
-    }
-    fn param_steps(&self) -> Vec<Option<u64>> {
-        self.param_steps.clone()
     }
     fn load_state(
         &mut self,
@@ -230,13 +218,13 @@ impl Optimizer for Sgd {
         const OP: &str = "SGD";
         check_loaded_names(
             OP,
-            self.params.len(),
+            self.group.len(),
             state,
             param_steps,
             &["momentum_buffer"],
         )?;
-        let mut buffers = Vec::with_capacity(self.params.len());
-        for (i, p) in self.params.iter().enumerate() {
+        let mut buffers = Vec::with_capacity(self.group.len());
+        for (i, p) in self.group.params.iter().enumerate() {
             let b = loaded_buffer(OP, state, i, "momentum_buffer", p)?;
             if b.is_none() && param_steps[i].is_some() && self.config.momentum != 0.0 {
                 return Err(missing(OP, i, "momentum_buffer"));
@@ -244,8 +232,7 @@ impl Optimizer for Sgd {
             buffers.push(b);
         }
         self.buffers = buffers;
-        self.param_steps = param_steps.to_vec();
-        self.steps = steps;
+        self.group.restore(param_steps, steps);
         Ok(())
     }
 }
