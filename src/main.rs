@@ -5,6 +5,8 @@
 //! into a [`DeviceSpec`] up front and opened when needed. Every error is printed as one `error: <message>` line; the process
 //! exits 2 for bad command-line values and 1 for failures while running.
 
+mod cli;
+
 use clap::{Parser, Subcommand};
 use duel::device::cuda;
 use duel::device::{selfcheck, DeviceSpec};
@@ -28,10 +30,12 @@ struct Cli {
     command: Command,
 }
 
-// `train`, `sample`, `gradcheck`, `trace` and `bench` arrive with the issues that build
-// what they run; there are no placeholders for them here.
 #[derive(Subcommand)]
 enum Command {
+    /// Train a GAN (default: non-saturating DCGAN on the built-in digits) into runs/<name>/
+    Train(Box<cli::train::TrainArgs>),
+    /// Draw samples from a trained generator into a PNG
+    Sample(cli::train::SampleArgs),
     /// List the CPU, GPUs, how the kernels were built, and whether the emulator works
     Devices,
     /// Run every op family on --device and compare it with the cpu reference
@@ -51,7 +55,7 @@ enum Command {
 }
 
 /// A failure: the message and the exit code.
-struct Failure(String, u8);
+struct Failure(pub String, pub u8);
 
 impl From<duel::Error> for Failure {
     fn from(e: duel::Error) -> Self {
@@ -91,6 +95,8 @@ fn run(cli: &Cli) -> Result<(), Failure> {
         .parse()
         .map_err(|e: duel::Error| Failure(e.to_string(), 2))?;
     match &cli.command {
+        Command::Train(args) => cli::train::train(device, args),
+        Command::Sample(args) => cli::train::sample(device, args),
         Command::Devices => devices(),
         Command::Check => check(device),
         Command::Gradcheck { op } => gradcheck(op.as_deref()),

@@ -229,3 +229,195 @@ fn autograd_trace_of_a_two_layer_mlp() {
         );
     }
 }
+
+// ---- freeze: leaves that act as constants for a while (the generator step freezes D) ----
+
+#[test]
+fn autograd_freeze_reports_no_grad_inside_the_guard_only() {
+    let w = t(&[1.0, 2.0], &[2]).with_requires_grad();
+    let other = t(&[3.0], &[1]).with_requires_grad();
+    let y = w.mul(&w).unwrap(); // not a leaf: ignored by freeze
+    assert!(w.requires_grad() && y.requires_grad());
+    {
+        let _frozen = autograd::freeze(&[w.clone(), y.clone()]);
+        assert!(
+            !w.requires_grad(),
+            "a frozen leaf reports requires_grad() == false"
+        );
+        assert!(w.is_leaf(), "it is still a leaf");
+        // a clone of the leaf is the same leaf: frozen too
+        assert!(!w.clone().requires_grad());
+        assert!(other.requires_grad(), "only the given leaves are frozen");
+        assert!(y.requires_grad(), "a recorded result is not frozen");
+    }
+    assert!(w.requires_grad(), "the freeze ends with the guard");
+    // an empty freeze changes nothing
+    let _none = autograd::freeze(&[]);
+    assert!(w.requires_grad());
+}
+
+#[test]
+fn autograd_backward_through_a_frozen_weight() {
+    // L = Σ (x·w1)·w2 with w2 frozen: ∂L/∂w1 = x·w2, ∂L/∂x = w1·w2; w2 gets nothing.
+    // x = [1, 2], w1 = [3, -1], w2 = [0.5, 4] ⇒ ∂L/∂w1 = [0.5, 8], ∂L/∂x = [1.5, -4].
+    let x = t(&[1.0, 2.0], &[2]).with_requires_grad();
+    let w1 = t(&[3.0, -1.0], &[2]).with_requires_grad_named("w1");
+    let w2 = t(&[0.5, 4.0], &[2]).with_requires_grad_named("w2");
+    let loss = {
+        let _frozen = autograd::freeze(std::slice::from_ref(&w2));
+        let loss = x.mul(&w1).unwrap().mul(&w2).unwrap().sum_all().unwrap();
+        // the tape holds no edge to w2: its input is labelled a constant
+        let tape = autograd::tape(&loss);
+        assert!(
+            tape.iter()
+                .flat_map(|e| e.inputs.iter())
+                .all(|(label, _)| label != "w2"),
+            "w2 is on the tape"
+        );
+        loss
+    };
+    // backward after the guard dropped: the graph was recorded without w2
+    loss.backward().unwrap();
+    assert!(w2.grad().is_none(), "a frozen weight gets no gradient");
+    assert_eq!(values(&w1.grad().unwrap()), vec![0.5, 8.0]);
+    assert_eq!(values(&x.grad().unwrap()), vec![1.5, -4.0]);
+}
+
+#[test]
+fn autograd_freeze_leaves_an_existing_grad_as_it_was() {
+    // The D step leaves D's gradient; the G step (D frozen) must neither clear nor add to it.
+    let w = t(&[2.0, -3.0], &[2]).with_requires_grad();
+    let g = t(&[1.0, 1.0], &[2]).with_requires_grad();
+    w.mul(&w).unwrap().sum_all().unwrap().backward().unwrap(); // ∂/∂w = 2w
+    assert_eq!(values(&w.grad().unwrap()), vec![4.0, -6.0]);
+    {
+        let _frozen = autograd::freeze(std::slice::from_ref(&w));
+        // L = Σ g·w ⇒ ∂L/∂g = w
+        let loss = g.mul(&w).unwrap().sum_all().unwrap();
+        loss.backward().unwrap();
+    }
+    assert_eq!(values(&w.grad().unwrap()), vec![4.0, -6.0]);
+    assert_eq!(values(&g.grad().unwrap()), vec![2.0, -3.0]);
+}
+
+#[test]
+fn autograd_freeze_guards_nest() {
+    let a = t(&[1.0], &[1]).with_requires_grad();
+    let b = t(&[2.0], &[1]).with_requires_grad();
+    let outer = autograd::freeze(&[a.clone(), b.clone()]);
+    {
+        let _inner = autograd::freeze(std::slice::from_ref(&a));
+        assert!(!a.requires_grad() && !b.requires_grad());
+    }
+    // the inner guard's end does not thaw what the outer one still freezes
+    assert!(!a.requires_grad() && !b.requires_grad());
+    // the same leaf frozen twice by one guard, and guards dropped out of order
+    let twice = autograd::freeze(&[b.clone(), b.clone()]);
+    drop(outer);
+    assert!(a.requires_grad());
+    assert!(!b.requires_grad(), "b is still frozen by the second guard");
+    drop(twice);
+    assert!(a.requires_grad() && b.requires_grad());
+}
+
+#[test]
+fn autograd_freeze_is_per_thread() {
+    let w = t(&[1.0], &[1]).with_requires_grad();
+    let _frozen = autograd::freeze(std::slice::from_ref(&w));
+    assert!(!w.requires_grad());
+    let w2 = w.clone();
+    let elsewhere = std::thread::spawn(move || w2.requires_grad())
+        .join()
+        .unwrap();
+    assert!(elsewhere, "another thread's view of the leaf is not frozen");
+}
+
+#[test]
+fn autograd_all_inputs_frozen_records_nothing() {
+    let w = t(&[1.0, 2.0], &[2]).with_requires_grad();
+    let x = t(&[3.0, 4.0], &[2]);
+    let _frozen = autograd::freeze(std::slice::from_ref(&w));
+    let y = x.mul(&w).unwrap().sum_all().unwrap();
+    assert!(!y.requires_grad());
+    assert!(autograd::tape(&y).is_empty());
+    assert!(y.backward().is_err());
+}
+
+#[test]
+fn autograd_freeze_matmul_weight() {
+    // y = x·W, L = Σ y ⇒ ∂L/∂x = 1·Wᵀ (each row: the row sums of W); W frozen: no grad.
+    // W = [[1, 2], [3, 4], [5, 6]] ⇒ row sums [3, 7, 11].
+    let x = t(&[1.0, 0.0, -1.0, 2.0, 1.0, 0.5], &[2, 3]).with_requires_grad();
+    let w = t(&[1.0, 2.0, 3.0, 4.0, 5.0, 6.0], &[3, 2]).with_requires_grad();
+    {
+        let _frozen = autograd::freeze(std::slice::from_ref(&w));
+        x.matmul(&w).unwrap().sum_all().unwrap().backward().unwrap();
+    }
+    assert!(w.grad().is_none());
+    assert_eq!(
+        values(&x.grad().unwrap()),
+        vec![3.0, 7.0, 11.0, 3.0, 7.0, 11.0]
+    );
+    // and with x frozen instead: ∂L/∂W = xᵀ·1 (each row: the column sums of x, twice)
+    x.zero_grad();
+    {
+        let _frozen = autograd::freeze(std::slice::from_ref(&x));
+        x.matmul(&w).unwrap().sum_all().unwrap().backward().unwrap();
+    }
+    assert!(x.grad().is_none());
+    assert_eq!(
+        values(&w.grad().unwrap()),
+        vec![3.0, 3.0, 1.0, 1.0, -0.5, -0.5]
+    );
+}
+
+#[test]
+fn autograd_freeze_conv_weight() {
+    use duel::ops::conv::{conv2d, conv_transpose2d, Conv2dParams, ConvTranspose2dParams};
+    // conv2d of a 3×3 input with a 2×2 kernel, L = Σ y. With W frozen: no grad for W, the
+    // bias gets the number of outputs (4), and x gets what the unfrozen run gives it.
+    let xv = [1.0, 2.0, 0.0, -1.0, 3.0, 1.0, 2.0, 0.0, 1.0];
+    let wv = [1.0, -1.0, 2.0, 0.5];
+    let run = |freeze_w: bool| {
+        let x = t(&xv, &[1, 1, 3, 3]).with_requires_grad();
+        let w = t(&wv, &[1, 1, 2, 2]).with_requires_grad();
+        let b = t(&[0.0], &[1]).with_requires_grad();
+        {
+            let _frozen = freeze_w.then(|| autograd::freeze(std::slice::from_ref(&w)));
+            conv2d(&x, &w, Some(&b), &Conv2dParams::default())
+                .unwrap()
+                .sum_all()
+                .unwrap()
+                .backward()
+                .unwrap();
+        }
+        (x.grad(), w.grad(), b.grad())
+    };
+    let (x_free, w_free, b_free) = run(false);
+    let (x_frozen, w_frozen, b_frozen) = run(true);
+    assert!(w_free.is_some());
+    assert!(w_frozen.is_none(), "a frozen conv weight gets no gradient");
+    assert_eq!(values(&b_frozen.unwrap()), vec![4.0]);
+    assert_eq!(values(&b_free.unwrap()), vec![4.0]);
+    // ∂L/∂x[i,j] = Σ of the kernel taps covering (i, j): corners get one tap, the centre all
+    // four (1 − 1 + 2 + 0.5 = 2.5).
+    let xg = values(&x_frozen.unwrap());
+    assert_eq!(xg, values(&x_free.unwrap()));
+    assert_eq!(xg, vec![1.0, 0.0, -1.0, 3.0, 2.5, -0.5, 2.0, 2.5, 0.5]);
+
+    // conv_transpose2d (the generator's layer) the same way
+    let x = t(&[1.0, -2.0, 0.5, 3.0], &[1, 1, 2, 2]).with_requires_grad();
+    let w = t(&wv, &[1, 1, 2, 2]).with_requires_grad();
+    {
+        let _frozen = autograd::freeze(std::slice::from_ref(&w));
+        conv_transpose2d(&x, &w, None, &ConvTranspose2dParams::default())
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .backward()
+            .unwrap();
+    }
+    assert!(w.grad().is_none());
+    // every input pixel spreads over all 4 taps: ∂L/∂x = Σ W = 2.5
+    assert_eq!(values(&x.grad().unwrap()), vec![2.5; 4]);
+}

@@ -33,11 +33,11 @@ DTYPES = {torch.float32: "F32", torch.float64: "F64", torch.float16: "F16",
 
 def generator():
     return nn.Sequential(
-        nn.Linear(NZ, 128 * 7 * 7),
+        nn.Linear(NZ, 128 * 7 * 7, bias=False),
         nn.BatchNorm1d(128 * 7 * 7),
         nn.ReLU(),
         nn.Unflatten(1, (128, 7, 7)),
-        nn.ConvTranspose2d(128, 64, 4, 2, 1),
+        nn.ConvTranspose2d(128, 64, 4, 2, 1, bias=False),
         nn.BatchNorm2d(64),
         nn.ReLU(),
         nn.ConvTranspose2d(64, 1, 4, 2, 1),

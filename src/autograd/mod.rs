@@ -21,7 +21,9 @@
 //! **Semantics GAN training relies on.** [`no_grad`] records nothing; [`Tensor::detach`]
 //! cuts the graph, so the discriminator step on `G(z).detach()` never reaches G's leaves;
 //! gradients accumulate across backward calls until [`Tensor::zero_grad`]; a leaf created
-//! without `with_requires_grad` never receives a gradient.
+//! without `with_requires_grad` never receives a gradient; [`freeze`] makes some leaves act
+//! as constants for a while (the generator step freezes the discriminator, so backward
+//! computes no discriminator weight gradients: PyTorch's `requires_grad_(False)`).
 
 pub mod gradcheck;
 pub mod trace;
@@ -30,7 +32,7 @@ pub use trace::{tape, TapeEntry};
 
 use crate::error::{Error, Result};
 use crate::tensor::{DType, Shape, Tensor};
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -91,6 +93,8 @@ static SAVED_PEAK: AtomicUsize = AtomicUsize::new(0);
 
 thread_local! {
     static NO_GRAD_DEPTH: Cell<u32> = const { Cell::new(0) };
+    /// Leaf id → number of live [`FreezeGuard`]s on this thread that freeze it.
+    static FROZEN: RefCell<HashMap<u64, u32>> = RefCell::new(HashMap::new());
 }
 
 fn next_id() -> u64 {
@@ -170,6 +174,56 @@ pub fn no_grad<T>(f: impl FnOnce() -> T) -> T {
     f()
 }
 
+/// While alive, the given leaves act as constants on this thread: they report
+/// `requires_grad() == false`, ops record no edge to them, and rules skip their gradients
+/// (a conv or matmul then skips its weight-gradient GEMM). Their `.grad` is left as it was.
+/// Guards nest. Tensors that are not leaves are ignored.
+#[must_use = "the leaves are frozen only while the guard is alive"]
+pub struct FreezeGuard {
+    ids: Vec<u64>,
+}
+
+/// Freeze `leaves` until the returned guard drops (see [`FreezeGuard`]).
+pub fn freeze(leaves: &[Tensor]) -> FreezeGuard {
+    let ids: Vec<u64> = leaves
+        .iter()
+        .filter_map(|t| match t.edge() {
+            Edge::Leaf(leaf) => Some(leaf.id),
+            _ => None,
+        })
+        .collect();
+    FROZEN.with(|f| {
+        let mut f = f.borrow_mut();
+        for &id in &ids {
+            *f.entry(id).or_insert(0) += 1;
+        }
+    });
+    FreezeGuard { ids }
+}
+
+impl Drop for FreezeGuard {
+    fn drop(&mut self) {
+        FROZEN.with(|f| {
+            let mut f = f.borrow_mut();
+            for id in &self.ids {
+                if let Some(n) = f.get_mut(id) {
+                    *n -= 1;
+                    if *n == 0 {
+                        f.remove(id);
+                    }
+                }
+            }
+        });
+    }
+}
+
+fn is_frozen(leaf: &Leaf) -> bool {
+    FROZEN.with(|f| {
+        let f = f.borrow();
+        !f.is_empty() && f.contains_key(&leaf.id)
+    })
+}
+
 /// A tensor to keep for backward: detached, so a saved output cannot hold its own node
 /// alive in a cycle.
 pub fn save(t: &Tensor) -> Tensor {
@@ -195,7 +249,11 @@ pub fn record<B: Backward>(
         inputs: inputs
             .iter()
             .map(|t| NodeInput {
-                edge: t.edge().clone(),
+                edge: if t.requires_grad() {
+                    t.edge().clone()
+                } else {
+                    Edge::None
+                },
                 shape: t.shape().clone(),
                 dtype: t.dtype(),
             })
@@ -225,9 +283,14 @@ impl Tensor {
         self.with_edge(Edge::Leaf(Arc::new(leaf)))
     }
 
-    /// True for leaves that require a gradient and for results recorded on the tape.
+    /// True for leaves that require a gradient (and are not [`freeze`]-frozen) and for
+    /// results recorded on the tape.
     pub fn requires_grad(&self) -> bool {
-        !matches!(self.edge(), Edge::None)
+        match self.edge() {
+            Edge::None => false,
+            Edge::Leaf(leaf) => !is_frozen(leaf),
+            Edge::Node(_) => true,
+        }
     }
 
     /// True for tensors made by `with_requires_grad` (they accumulate `.grad`).

@@ -219,45 +219,15 @@ pub fn zero_grad(module: &dyn Module) {
 }
 
 /// The DCGAN generator for 28×28 single-channel images (MNIST), as PyTorch's
-/// `nn.Sequential(Linear(nz, 128*7*7), BatchNorm1d(6272), ReLU(), Unflatten(1, (128, 7, 7)),
-/// ConvTranspose2d(128, 64, 4, 2, 1), BatchNorm2d(64), ReLU(),
+/// `nn.Sequential(Linear(nz, 128*7*7, bias=False), BatchNorm1d(6272), ReLU(),
+/// Unflatten(1, (128, 7, 7)), ConvTranspose2d(128, 64, 4, 2, 1, bias=False), BatchNorm2d(64), ReLU(),
 /// ConvTranspose2d(64, 1, 4, 2, 1), Tanh())` (children 0..=8), DCGAN-initialised from
-/// `seed`. Input `[N, nz]`, output `[N, 1, 28, 28]` in (−1, 1).
+/// `seed`. Input `[N, nz]`, output `[N, 1, 28, 28]` in (−1, 1): the generator of
+/// [`crate::gan::arch::dcgan28_generator`] at width 64.
 /// scripts/pytorch_reference/dcgan_checkpoint.py builds the PyTorch twin.
 pub fn dcgan_generator_28(nz: usize, seed: u64, device: &Device) -> Result<Sequential> {
     let mut rng = ParamRng::new(seed);
-    let ct = crate::ops::conv::ConvTranspose2dParams {
-        stride: (2, 2),
-        padding: (1, 1),
-        ..Default::default()
-    };
-    let g = Sequential::new(vec![
-        Box::new(Linear::new(nz, 128 * 7 * 7, true, &mut rng, device)?),
-        Box::new(BatchNorm1d::new(128 * 7 * 7, device)?),
-        Box::new(ReLU),
-        Box::new(Reshape::new(vec![128, 7, 7])),
-        Box::new(ConvTranspose2d::new(
-            128,
-            64,
-            (4, 4),
-            ct,
-            true,
-            &mut rng,
-            device,
-        )?),
-        Box::new(BatchNorm2d::new(64, device)?),
-        Box::new(ReLU),
-        Box::new(ConvTranspose2d::new(
-            64,
-            1,
-            (4, 4),
-            ct,
-            true,
-            &mut rng,
-            device,
-        )?),
-        Box::new(Tanh),
-    ]);
+    let g = crate::gan::arch::dcgan28_generator(nz, 64, 1, &mut rng, device)?;
     init::dcgan_init(&g, &mut rng)?;
     Ok(g)
 }

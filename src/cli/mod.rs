@@ -1,0 +1,3 @@
+//! Subcommands of the `duel` binary that need more than a few lines.
+
+pub mod train;

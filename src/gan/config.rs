@@ -1,0 +1,335 @@
+//! What a training run is: the variant, the networks, the data, the optimizers, the
+//! schedule and the seed. Stored as `config.json` in the run directory and inside every
+//! checkpoint, so `--resume` and `duel sample` rebuild exactly the same thing.
+
+use std::path::PathBuf;
+
+use serde_json::{json, Value};
+
+use super::arch::{Arch, NetSpec};
+use super::objective::{format_ls_coding, parse_ls_coding, Variant};
+use crate::error::{Error, Result};
+use crate::ops::loss::LsCoding;
+
+/// Where real samples come from.
+#[derive(Clone, Debug, PartialEq)]
+pub enum DataSpec {
+    /// The 5,000 built-in digits.
+    Digits,
+    /// MNIST-style IDX files by path (labels optional unless conditional).
+    Idx {
+        images: PathBuf,
+        labels: Option<PathBuf>,
+    },
+    /// Ring of 8 Gaussians (radius 2, std 0.02).
+    Ring8,
+    /// 5×5 grid of Gaussians (spacing 2, std 0.05).
+    Grid25,
+    /// 1-D mixture of three Gaussians at −2, 0, 2 (std 0.1).
+    Mix1d,
+}
+
+impl DataSpec {
+    pub const TOY: [&'static str; 3] = ["ring8", "grid25", "mix1d"];
+
+    /// `digits`, `ring8`, `grid25`, `mix1d`, or a path to an IDX images file.
+    pub fn parse(s: &str, labels: Option<PathBuf>) -> Result<DataSpec> {
+        let named = match s {
+            "digits" => Some(DataSpec::Digits),
+            "ring8" => Some(DataSpec::Ring8),
+            "grid25" => Some(DataSpec::Grid25),
+            "mix1d" => Some(DataSpec::Mix1d),
+            _ => None,
+        };
+        if let Some(d) = named {
+            if labels.is_some() {
+                return Err(Error::invalid(format!(
+                    "--labels is for IDX image files given by path, not for --data {s}"
+                )));
+            }
+            return Ok(d);
+        }
+        let images = PathBuf::from(s);
+        if !images.is_file() {
+            return Err(Error::invalid(format!(
+                "--data '{s}': no such file; use digits (built in), ring8, grid25, mix1d, or \
+                 the path of an IDX images file such as train-images-idx3-ubyte.gz"
+            )));
+        }
+        Ok(DataSpec::Idx { images, labels })
+    }
+
+    pub fn name(&self) -> String {
+        match self {
+            DataSpec::Digits => "digits".into(),
+            DataSpec::Idx { images, .. } => images.display().to_string(),
+            DataSpec::Ring8 => "ring8".into(),
+            DataSpec::Grid25 => "grid25".into(),
+            DataSpec::Mix1d => "mix1d".into(),
+        }
+    }
+
+    /// True for the images (digits or IDX files).
+    pub fn is_images(&self) -> bool {
+        matches!(self, DataSpec::Digits | DataSpec::Idx { .. })
+    }
+}
+
+/// Which optimizer both networks use (each gets its own instance and state).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OptimizerKind {
+    Adam,
+    RmsProp,
+    Sgd,
+}
+
+impl OptimizerKind {
+    pub fn parse(s: &str) -> Result<OptimizerKind> {
+        match s {
+            "adam" => Ok(OptimizerKind::Adam),
+            "rmsprop" => Ok(OptimizerKind::RmsProp),
+            "sgd" => Ok(OptimizerKind::Sgd),
+            other => Err(Error::invalid(format!(
+                "--optimizer '{other}': unknown optimizer; choose adam, rmsprop or sgd"
+            ))),
+        }
+    }
+    pub fn name(self) -> &'static str {
+        match self {
+            OptimizerKind::Adam => "adam",
+            OptimizerKind::RmsProp => "rmsprop",
+            OptimizerKind::Sgd => "sgd",
+        }
+    }
+}
+
+/// A training run's full description.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TrainConfig {
+    pub variant: Variant,
+    /// Discriminator (critic) steps per generator step: Algorithm 1's k, WGAN's n_critic.
+    pub d_steps: usize,
+    pub arch: Arch,
+    pub conditional: bool,
+    pub nz: usize,
+    pub width: usize,
+    pub data: DataSpec,
+    /// Side of the images fed to the networks (28, or 64: the digits scaled ×2 and padded).
+    pub image_size: usize,
+    pub batch_size: usize,
+    /// Total generator steps of the run.
+    pub steps: u64,
+    pub optimizer: OptimizerKind,
+    pub lr_g: f64,
+    pub lr_d: f64,
+    /// Adam's β1, β2; SGD uses `beta1` as its momentum; RMSProp uses `beta2` as alpha.
+    pub beta1: f64,
+    pub beta2: f64,
+    pub seed: u64,
+}
+
+impl TrainConfig {
+    /// The defaults for `variant` on `data` with `arch`: Adam 2e-4, β = (0.5, 0.999) for
+    /// the DCGANs (Radford et al.), Adam 1e-3 (0.5, 0.999) for the toy MLP (5e-4 for
+    /// LSGAN), and WGAN's RMSProp 5e-5 with n_critic 5 (Arjovsky et al.; 2e-4 on toy data).
+    pub fn defaults(variant: Variant, arch: Arch, data: DataSpec) -> TrainConfig {
+        let toy = arch == Arch::Mlp;
+        let wgan = matches!(variant, Variant::WGan { .. });
+        let lsgan = matches!(variant, Variant::LsGan(_));
+        // The toy values were measured on ring8 (tests/gan_toy.rs) to land on the modes
+        // within seconds. WGAN's toy lr is 4× the paper's 5e-5, which was tuned for images
+        // over ~10^5 generator steps: with clip 0.01 and n_critic 5 on the ring, 5e-5 and
+        // 1e-4 are still a blob around the origin after 2000 steps; 2e-4 was the best of
+        // 1e-4..1e-3 (a faster critic, up to 2e-3, is worse; faster G is noisier). LSGAN's
+        // unbounded quadratic scores make Adam 1e-3 oscillate (clusters drift, modes are
+        // dropped and re-found); 5e-4 settles.
+        let (optimizer, lr) = match (wgan, toy) {
+            (true, true) => (OptimizerKind::RmsProp, 2e-4),
+            (true, false) => (OptimizerKind::RmsProp, 5e-5),
+            (false, true) if lsgan => (OptimizerKind::Adam, 5e-4),
+            (false, true) => (OptimizerKind::Adam, 1e-3),
+            (false, false) => (OptimizerKind::Adam, 2e-4),
+        };
+        TrainConfig {
+            variant,
+            d_steps: if wgan { 5 } else { 1 },
+            arch,
+            conditional: false,
+            nz: if toy { 16 } else { 100 },
+            width: if toy { 128 } else { 64 },
+            image_size: arch.image_size().unwrap_or(28),
+            data,
+            // Toy WGAN: the paper's batch 64, so its 5 critic steps per G step buy 6000
+            // G steps in ~20 s.
+            batch_size: match (toy, wgan) {
+                (true, false) => 256,
+                _ => 64,
+            },
+            steps: match (toy, wgan) {
+                (true, false) => 3000,
+                (true, true) => 6000,
+                (false, _) => 3000,
+            },
+            optimizer,
+            lr_g: lr,
+            lr_d: lr,
+            beta1: if wgan { 0.0 } else { 0.5 },
+            beta2: if wgan { 0.99 } else { 0.999 },
+            seed: 1,
+        }
+    }
+
+    /// Check the combination; every problem names the flag to change.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |m: String| Err(Error::invalid(m));
+        if self.d_steps == 0 {
+            return bad("--d-steps must be at least 1".into());
+        }
+        if self.nz == 0 || self.width == 0 {
+            return bad("--nz and --width must be at least 1".into());
+        }
+        if self.batch_size < 2 {
+            return bad(format!(
+                "--batch-size {}: batch norm needs at least 2 samples per batch",
+                self.batch_size
+            ));
+        }
+        for (flag, v) in [("--lr-g", self.lr_g), ("--lr-d", self.lr_d)] {
+            if !(v.is_finite() && v > 0.0) {
+                return bad(format!("{flag} {v}: the learning rate must be positive"));
+            }
+        }
+        for (flag, v) in [("--beta1", self.beta1), ("--beta2", self.beta2)] {
+            if !(0.0..1.0).contains(&v) {
+                return bad(format!("{flag} {v}: must be in [0, 1)"));
+            }
+        }
+        match (self.arch, self.data.is_images()) {
+            (Arch::Mlp, true) => {
+                return bad(format!(
+                    "--arch mlp is for the toy sets ({}); images need --arch dcgan28 or dcgan64",
+                    DataSpec::TOY.join(", ")
+                ))
+            }
+            (Arch::Dcgan28 | Arch::Dcgan64, false) => {
+                return bad(format!(
+                    "--arch {} makes images; the toy set {} needs --arch mlp",
+                    self.arch.name(),
+                    self.data.name()
+                ))
+            }
+            _ => {}
+        }
+        if let Some(side) = self.arch.image_size() {
+            if side != self.image_size {
+                return bad(format!(
+                    "--arch {} makes {side}×{side} images but --image-size is {}",
+                    self.arch.name(),
+                    self.image_size
+                ));
+            }
+        }
+        if self.conditional && !self.data.is_images() {
+            return bad(
+                "--conditional needs labelled images (the digits or IDX files with --labels)"
+                    .into(),
+            );
+        }
+        Ok(())
+    }
+
+    /// The networks' shapes for samples of `sample_shape` and `classes` (when conditional).
+    pub fn net_spec(&self, sample_shape: Vec<usize>, classes: Option<usize>) -> NetSpec {
+        NetSpec {
+            arch: self.arch,
+            nz: self.nz,
+            width: self.width,
+            sample_shape,
+            classes: if self.conditional { classes } else { None },
+        }
+    }
+
+    pub fn to_json(&self) -> Value {
+        let (coding, clip) = match self.variant {
+            Variant::LsGan(c) => (Some(format_ls_coding(c)), None),
+            Variant::WGan { clip } => (None, Some(clip)),
+            _ => (None, None),
+        };
+        let (images, labels) = match &self.data {
+            DataSpec::Idx { images, labels } => (
+                Some(images.display().to_string()),
+                labels.as_ref().map(|l| l.display().to_string()),
+            ),
+            _ => (None, None),
+        };
+        json!({
+            "variant": self.variant.name(),
+            "ls_coding": coding,
+            "clip": clip,
+            "d_steps": self.d_steps,
+            "arch": self.arch.name(),
+            "conditional": self.conditional,
+            "nz": self.nz,
+            "width": self.width,
+            "data": if images.is_some() { "idx".to_string() } else { self.data.name() },
+            "images": images,
+            "labels": labels,
+            "image_size": self.image_size,
+            "batch_size": self.batch_size,
+            "steps": self.steps,
+            "optimizer": self.optimizer.name(),
+            "lr_g": self.lr_g,
+            "lr_d": self.lr_d,
+            "beta1": self.beta1,
+            "beta2": self.beta2,
+            "seed": self.seed,
+        })
+    }
+
+    /// Read what [`TrainConfig::to_json`] wrote; `what` names the file in errors.
+    pub fn from_json(v: &Value, what: &str) -> Result<TrainConfig> {
+        let err = |k: &str| {
+            Error::invalid(format!(
+                "{what}: the run configuration has no valid '{k}' (was it written by duel?)"
+            ))
+        };
+        let s = |k: &str| v.get(k).and_then(Value::as_str).ok_or_else(|| err(k));
+        let u = |k: &str| v.get(k).and_then(Value::as_u64).ok_or_else(|| err(k));
+        let f = |k: &str| v.get(k).and_then(Value::as_f64).ok_or_else(|| err(k));
+        let coding = match v.get("ls_coding").and_then(Value::as_str) {
+            Some(c) => parse_ls_coding(c)?,
+            None => LsCoding::BINARY,
+        };
+        let clip = v.get("clip").and_then(Value::as_f64).unwrap_or(0.01);
+        let data = match s("data")? {
+            "idx" => DataSpec::Idx {
+                images: PathBuf::from(s("images")?),
+                labels: v.get("labels").and_then(Value::as_str).map(PathBuf::from),
+            },
+            name => DataSpec::parse(name, None)?,
+        };
+        let c = TrainConfig {
+            variant: Variant::parse(s("variant")?, coding, clip)?,
+            d_steps: u("d_steps")? as usize,
+            arch: Arch::parse(s("arch")?)?,
+            conditional: v
+                .get("conditional")
+                .and_then(Value::as_bool)
+                .ok_or_else(|| err("conditional"))?,
+            nz: u("nz")? as usize,
+            width: u("width")? as usize,
+            data,
+            image_size: u("image_size")? as usize,
+            batch_size: u("batch_size")? as usize,
+            steps: u("steps")?,
+            optimizer: OptimizerKind::parse(s("optimizer")?)?,
+            lr_g: f("lr_g")?,
+            lr_d: f("lr_d")?,
+            beta1: f("beta1")?,
+            beta2: f("beta2")?,
+            seed: u("seed")?,
+        };
+        c.validate()?;
+        Ok(c)
+    }
+}

@@ -1,0 +1,500 @@
+//! The training loop of Goodfellow et al.'s Algorithm 1: per iteration, k discriminator
+//! steps (each on a fresh minibatch of real data and of noise), then one generator step on
+//! fresh noise. G and D have separate optimizers and optimizer state.
+//!
+//! **Who touches what.** The D step makes its fakes under `no_grad`, so backward never
+//! reaches G, and only D's optimizer steps (then, for WGAN, only D's weights are clipped).
+//! The G step freezes D's parameters ([`crate::autograd::freeze`]), so backward flows
+//! through D to G's leaves but computes and stores no gradient for D, and only G's
+//! optimizer steps. Both networks stay in training mode throughout (batch statistics, as
+//! the DCGAN reference does), so a forward pass advances that network's batch-norm running
+//! statistics; those are buffers, not parameters, and are only used for sampling.
+//!
+//! **Reproducibility.** Every random draw is a counter-based Philox stream addressed by
+//! (seed, position): noise and fake labels at `noise_offset`, real batches by the
+//! [`Batches`] state (images) or `toy_offset` (toy sets). The counters, both networks'
+//! parameters and buffers, and both optimizers' state are the whole training state: a
+//! checkpoint holds them all, so resuming continues bit for bit.
+
+use serde_json::{json, Value};
+
+use super::arch::{self, Net, NetSpec};
+use super::config::{DataSpec, OptimizerKind, TrainConfig};
+use super::objective::Objective;
+use crate::autograd::{freeze, no_grad};
+use crate::data::toy::Mixture;
+use crate::data::{BatchState, Batches, Digits};
+use crate::device::Device;
+use crate::error::{Error, Result};
+use crate::io::checkpoint::{load_training_state, save_training_state};
+use crate::nn::{load_state_dict, Module};
+use crate::ops::pad::PadMode;
+use crate::ops::rng::Philox;
+use crate::optim::{
+    clip_weights, grad_norm, Adam, AdamConfig, Optimizer, RmsProp, RmsPropConfig, Sgd, SgdConfig,
+};
+use crate::tensor::Tensor;
+
+/// Seeds of the independent streams derived from the run's seed.
+const NOISE_STREAM: u64 = 0x6e6f_6973_6500_0001;
+const FIXED_STREAM: u64 = 0x6669_7865_6400_0002;
+const DATA_STREAM: u64 = 0x6461_7461_0000_0003;
+/// Noise rows of the fixed sample grid (an 8×8 grid of images).
+pub const GRID_SAMPLES: usize = 64;
+/// Noise rows of the fixed samples of a toy run (a scatter plot).
+pub const TOY_SAMPLES: usize = 1000;
+
+/// One iteration's numbers (the D values are from the last of the k D steps).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct StepMetrics {
+    /// Generator steps done, this one included.
+    pub step: u64,
+    pub d_loss: f64,
+    pub g_loss: f64,
+    /// Mean D(x) on the real batch (a probability for gan/nsgan, a raw score otherwise).
+    pub d_real: f64,
+    /// Mean D(G(z)) on the fake batch of the D step.
+    pub d_fake: f64,
+    /// L2 norm of all of D's gradients in its last step, before clipping.
+    pub d_grad_norm: f64,
+    /// L2 norm of all of G's gradients in its step.
+    pub g_grad_norm: f64,
+}
+
+impl StepMetrics {
+    /// Named fields, as logged.
+    pub fn fields(&self) -> [(&'static str, f64); 7] {
+        [
+            ("step", self.step as f64),
+            ("d_loss", self.d_loss),
+            ("g_loss", self.g_loss),
+            ("d_real", self.d_real),
+            ("d_fake", self.d_fake),
+            ("d_grad_norm", self.d_grad_norm),
+            ("g_grad_norm", self.g_grad_norm),
+        ]
+    }
+}
+
+/// Where real samples come from, with the position of the next batch.
+enum Source {
+    Images {
+        digits: Digits,
+        batches: Batches,
+        size: usize,
+    },
+    Toy {
+        mixture: Mixture,
+        offset: u64,
+    },
+}
+
+/// A GAN in training: networks, optimizers, objective, data and counters.
+pub struct Trainer {
+    pub config: TrainConfig,
+    pub spec: NetSpec,
+    pub g: Net,
+    pub d: Net,
+    pub opt_g: Box<dyn Optimizer>,
+    pub opt_d: Box<dyn Optimizer>,
+    objective: Box<dyn Objective>,
+    source: Source,
+    device: Device,
+    /// Generator steps done.
+    pub step: u64,
+    noise_offset: u64,
+    fixed_noise: Tensor,
+    fixed_labels: Option<Vec<u8>>,
+}
+
+impl Trainer {
+    /// A fresh run of `config` on `device` (networks initialised from the seed).
+    pub fn new(config: TrainConfig, device: &Device) -> Result<Trainer> {
+        config.validate()?;
+        let (source, sample_shape, classes) = open_source(&config)?;
+        let spec = config.net_spec(sample_shape, classes);
+        let (g, d) = arch::build(&spec, config.seed, device)?;
+        let opt_g = make_optimizer(&config, config.lr_g, g.parameters())?;
+        let opt_d = make_optimizer(&config, config.lr_d, d.parameters())?;
+        let fixed_seed = config.seed ^ FIXED_STREAM;
+        let fixed_n = if config.data.is_images() {
+            GRID_SAMPLES
+        } else {
+            TOY_SAMPLES
+        };
+        let fixed_noise = Tensor::randn([fixed_n, config.nz], fixed_seed, 0, device)?;
+        // Conditional grids: row r (8 per row) of the 8×8 grid shows class r mod k.
+        let fixed_labels = spec
+            .classes
+            .map(|k| (0..GRID_SAMPLES).map(|i| ((i / 8) % k) as u8).collect());
+        Ok(Trainer {
+            objective: Box::new(config.variant),
+            config,
+            spec,
+            g,
+            d,
+            opt_g,
+            opt_d,
+            source,
+            device: device.clone(),
+            step: 0,
+            noise_offset: 0,
+            fixed_noise,
+            fixed_labels,
+        })
+    }
+
+    /// Train with another objective (tests use this to show a broken loss is caught).
+    pub fn with_objective(mut self, objective: Box<dyn Objective>) -> Trainer {
+        self.objective = objective;
+        self
+    }
+
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
+    /// The toy mixture being learned (None for images).
+    pub fn mixture(&self) -> Option<&Mixture> {
+        match &self.source {
+            Source::Toy { mixture, .. } => Some(mixture),
+            Source::Images { .. } => None,
+        }
+    }
+
+    /// The next real minibatch and its labels (when conditional).
+    fn real_batch(&mut self) -> Result<(Tensor, Option<Vec<u8>>)> {
+        let b = self.config.batch_size;
+        match &mut self.source {
+            Source::Images {
+                digits,
+                batches,
+                size,
+            } => {
+                let idx = batches.next_batch();
+                let (x, labels) = digits.batch(&idx, &self.device)?;
+                let x = resize(&x, *size)?;
+                Ok((x, self.spec.classes.map(|_| labels)))
+            }
+            Source::Toy { mixture, offset } => {
+                let x = mixture.sample(b, self.config.seed ^ DATA_STREAM, *offset)?;
+                *offset += b as u64;
+                Ok((x.to_device(&self.device)?, None))
+            }
+        }
+    }
+
+    /// `n` noise rows (and uniformly drawn class labels, when conditional) at the next
+    /// position of the noise stream.
+    pub fn noise(&mut self, n: usize) -> Result<(Tensor, Option<Vec<u8>>)> {
+        let seed = self.config.seed ^ NOISE_STREAM;
+        let len = (n * self.config.nz) as u64;
+        let z = Tensor::randn([n, self.config.nz], seed, self.noise_offset, &self.device)?;
+        let labels = self.spec.classes.map(|k| {
+            // Label draws use the positions after the noise's, so they never overlap it.
+            let rng = Philox::new(seed);
+            (0..n as u64)
+                .map(|i| ((rng.word(self.noise_offset + len + i) as u64 * k as u64) >> 32) as u8)
+                .collect()
+        });
+        self.noise_offset += len + if labels.is_some() { n as u64 } else { 0 };
+        Ok((z, labels))
+    }
+
+    /// One discriminator (critic) step. Returns (loss, mean D(x), mean D(G(z)), grad norm).
+    pub fn d_step(&mut self) -> Result<(f64, f64, f64, f64)> {
+        let (x, real_labels) = self.real_batch()?;
+        let (z, fake_labels) = self.noise(self.config.batch_size)?;
+        let fake = no_grad(|| self.g.forward(&z, fake_labels.as_deref()))?;
+        self.opt_d.zero_grad();
+        let real_out = self.d.forward(&x, real_labels.as_deref())?;
+        let fake_out = self.d.forward(&fake, fake_labels.as_deref())?;
+        let loss = self.objective.d_loss(&real_out, &fake_out)?;
+        loss.backward()?;
+        let norm = grad_norm(self.opt_d.params())?;
+        self.opt_d.step()?;
+        if let Some(c) = self.config.variant.weight_clip() {
+            clip_weights(self.opt_d.params(), c)?;
+        }
+        Ok((
+            loss.item()?,
+            self.objective.mean_d(&real_out)?,
+            self.objective.mean_d(&fake_out)?,
+            norm,
+        ))
+    }
+
+    /// One generator step with D frozen. Returns (loss, grad norm).
+    pub fn g_step(&mut self) -> Result<(f64, f64)> {
+        let (z, labels) = self.noise(self.config.batch_size)?;
+        self.opt_g.zero_grad();
+        let loss = {
+            let _frozen = freeze(self.opt_d.params());
+            let fake = self.g.forward(&z, labels.as_deref())?;
+            let out = self.d.forward(&fake, labels.as_deref())?;
+            let loss = self.objective.g_loss(&out)?;
+            loss.backward()?;
+            loss
+        };
+        let norm = grad_norm(self.opt_g.params())?;
+        self.opt_g.step()?;
+        Ok((loss.item()?, norm))
+    }
+
+    /// One iteration of Algorithm 1: `d_steps` D steps, then one G step.
+    pub fn train_step(&mut self) -> Result<StepMetrics> {
+        let mut d = (0.0, 0.0, 0.0, 0.0);
+        for _ in 0..self.config.d_steps {
+            d = self.d_step()?;
+        }
+        let (g_loss, g_norm) = self.g_step()?;
+        self.step += 1;
+        Ok(StepMetrics {
+            step: self.step,
+            d_loss: d.0,
+            g_loss,
+            d_real: d.1,
+            d_fake: d.2,
+            d_grad_norm: d.3,
+            g_grad_norm: g_norm,
+        })
+    }
+
+    /// G's samples from the fixed noise (the progress grid), with G in eval mode (running
+    /// statistics), so drawing them changes nothing. Images `[64, C, H, W]` or toy points
+    /// `[1000, d]`, on the cpu.
+    pub fn fixed_samples(&mut self) -> Result<Tensor> {
+        let z = self.fixed_noise.clone();
+        let labels = self.fixed_labels.clone();
+        self.generate(&z, labels.as_deref())
+    }
+
+    /// G(z) in eval mode without recording, on the cpu.
+    pub fn generate(&mut self, z: &Tensor, labels: Option<&[u8]>) -> Result<Tensor> {
+        self.g.set_training(false);
+        let out = no_grad(|| self.g.forward(z, labels));
+        self.g.set_training(true);
+        out?.to_device(&Device::Cpu)
+    }
+
+    /// `n` fresh samples (eval mode) from the noise stream of `seed`, independent of
+    /// training's streams; with `label`, every sample is of that class.
+    pub fn sample(&mut self, n: usize, seed: u64, label: Option<u8>) -> Result<Tensor> {
+        let z = Tensor::randn([n, self.config.nz], seed, 0, &self.device)?;
+        let labels = label.map(|l| vec![l; n]);
+        self.generate(&z, labels.as_deref())
+    }
+
+    /// Every tensor of the training state: G's and D's `state_dict` (`g.*`, `d.*`) and
+    /// both optimizers' state (`opt_g.*`, `opt_d.*`).
+    pub fn state_tensors(&self) -> Vec<(String, Tensor)> {
+        let mut v = Vec::new();
+        for (p, m) in [("g", &self.g.body), ("d", &self.d.body)] {
+            v.extend(
+                m.state_entries()
+                    .into_iter()
+                    .map(|(n, t)| (format!("{p}.{n}"), t)),
+            );
+        }
+        for (p, o) in [("opt_g", &self.opt_g), ("opt_d", &self.opt_d)] {
+            v.extend(o.state().into_iter().map(|(n, t)| (format!("{p}.{n}"), t)));
+        }
+        v
+    }
+
+    /// The counters and configuration, as stored beside the tensors.
+    pub fn state_json(&self) -> Value {
+        let data = match &self.source {
+            Source::Images { batches, .. } => {
+                let s = batches.state();
+                json!({"seed": s.seed, "epoch": s.epoch, "position": s.position})
+            }
+            Source::Toy { offset, .. } => json!({ "offset": offset }),
+        };
+        let opt = |o: &dyn Optimizer| json!({"steps": o.steps(), "param_steps": o.param_steps()});
+        json!({
+            "config": self.config.to_json(),
+            "net": self.spec.to_json(),
+            "step": self.step,
+            "noise_offset": self.noise_offset,
+            "data": data,
+            "opt_g": opt(self.opt_g.as_ref()),
+            "opt_d": opt(self.opt_d.as_ref()),
+        })
+    }
+
+    /// Write the whole training state to `path` (atomically).
+    pub fn save(&self, path: impl AsRef<std::path::Path>) -> Result<()> {
+        save_training_state(path, &self.state_tensors(), &self.state_json().to_string())
+    }
+
+    /// Rebuild a trainer from a file written by [`Trainer::save`], on `device`. With
+    /// `steps`, the run's total is changed (to train further than first planned).
+    pub fn load(
+        path: impl AsRef<std::path::Path>,
+        device: &Device,
+        steps: Option<u64>,
+    ) -> Result<Trainer> {
+        let path = path.as_ref();
+        let what = path.display().to_string();
+        let state = load_training_state(path)?;
+        let meta: Value = serde_json::from_str(&state.metadata_json)
+            .map_err(|e| Error::invalid(format!("{what}: bad training-state JSON: {e}")))?;
+        let bad = |k: &str| {
+            Error::invalid(format!(
+                "{what}: the training state has no valid '{k}'; the checkpoint is damaged"
+            ))
+        };
+        let mut config =
+            TrainConfig::from_json(meta.get("config").ok_or_else(|| bad("config"))?, &what)?;
+        if let Some(s) = steps {
+            config.steps = s;
+        }
+        let mut t = Trainer::new(config, device)?;
+        let u = |v: &Value, k: &str| v.get(k).and_then(Value::as_u64).ok_or_else(|| bad(k));
+        t.step = u(&meta, "step")?;
+        t.noise_offset = u(&meta, "noise_offset")?;
+        let data = meta.get("data").ok_or_else(|| bad("data"))?;
+        match &mut t.source {
+            Source::Images {
+                digits, batches, ..
+            } => {
+                let s = BatchState {
+                    seed: u(data, "seed")?,
+                    epoch: u(data, "epoch")?,
+                    position: u(data, "position")? as usize,
+                };
+                *batches = Batches::resume(digits.len(), t.config.batch_size, s)
+                    .map_err(|e| Error::invalid(format!("{what}: {e}")))?;
+            }
+            Source::Toy { offset, .. } => *offset = u(data, "offset")?,
+        }
+        let mut groups: [(&str, Vec<(String, Tensor)>); 4] = [
+            ("g.", vec![]),
+            ("d.", vec![]),
+            ("opt_g.", vec![]),
+            ("opt_d.", vec![]),
+        ];
+        for (name, tensor) in state.tensors {
+            let slot = groups
+                .iter_mut()
+                .find(|(p, _)| name.starts_with(p))
+                .ok_or_else(|| Error::invalid(format!("{what}: unexpected tensor '{name}'")))?;
+            slot.1.push((name[slot.0.len()..].to_string(), tensor));
+        }
+        let [(_, g), (_, d), (_, og), (_, od)] = groups;
+        for (net, entries) in [(&t.g.body, g), (&t.d.body, d)] {
+            load_state_dict(net, &entries.into_iter().collect())
+                .map_err(|e| Error::invalid(format!("{what}: {e}")))?;
+        }
+        for (key, opt, entries) in [("opt_g", &mut t.opt_g, og), ("opt_d", &mut t.opt_d, od)] {
+            let o = meta.get(key).ok_or_else(|| bad(key))?;
+            let param_steps: Vec<Option<u64>> = o
+                .get("param_steps")
+                .and_then(Value::as_array)
+                .ok_or_else(|| bad("param_steps"))?
+                .iter()
+                .map(Value::as_u64)
+                .collect();
+            opt.load_state(&entries, &param_steps, u(o, "steps")?)
+                .map_err(|e| Error::invalid(format!("{what}: {e}")))?;
+        }
+        Ok(t)
+    }
+}
+
+/// Load the data of `config`: the source, one sample's shape, and the class count.
+fn open_source(config: &TrainConfig) -> Result<(Source, Vec<usize>, Option<usize>)> {
+    let toy = |mixture: Mixture| {
+        let shape = vec![mixture.dim()];
+        Ok((Source::Toy { mixture, offset: 0 }, shape, None))
+    };
+    let digits = match &config.data {
+        DataSpec::Ring8 => return toy(Mixture::ring8()),
+        DataSpec::Grid25 => return toy(Mixture::grid25()),
+        DataSpec::Mix1d => return toy(Mixture::mixture_1d(&[-2.0, 0.0, 2.0], 0.1)?),
+        DataSpec::Digits => Digits::builtin()?,
+        DataSpec::Idx { images, labels } => {
+            let labels = match labels {
+                Some(l) => l.clone(),
+                None => guess_labels(images, config.conditional)?,
+            };
+            Digits::from_paths(images, labels)?
+        }
+    };
+    let (h, w) = digits.image_size();
+    if (h, w) != (28, 28) {
+        return Err(Error::invalid(format!(
+            "the images are {h}×{w}; the DCGAN architectures take 28×28 images (MNIST, Fashion-MNIST)"
+        )));
+    }
+    let classes = digits.class_counts().len();
+    let batches = Batches::new(digits.len(), config.batch_size, config.seed ^ DATA_STREAM)?;
+    let size = config.image_size;
+    if size != 28 && size != 64 {
+        return Err(Error::invalid(format!(
+            "--image-size {size}: use 28 (dcgan28) or 64 (dcgan64)"
+        )));
+    }
+    Ok((
+        Source::Images {
+            digits,
+            batches,
+            size,
+        },
+        vec![1, size, size],
+        Some(classes),
+    ))
+}
+
+/// MNIST's naming: `…images-idx3-ubyte[.gz]` has labels in `…labels-idx1-ubyte[.gz]`.
+fn guess_labels(images: &std::path::Path, needed: bool) -> Result<std::path::PathBuf> {
+    let name = images
+        .file_name()
+        .map(|n| n.to_string_lossy().to_string())
+        .unwrap_or_default();
+    let guess = images.with_file_name(name.replace("images-idx3", "labels-idx1"));
+    if guess != images && guess.is_file() {
+        return Ok(guess);
+    }
+    if needed {
+        return Err(Error::invalid(format!(
+            "conditional training needs labels for {}; give the labels file with --labels",
+            images.display()
+        )));
+    }
+    Err(Error::invalid(format!(
+        "no labels file found beside {} (looked for {}); give it with --labels",
+        images.display(),
+        guess.display()
+    )))
+}
+
+/// 28×28 images to `size`: unchanged for 28; for 64, ×2 nearest upsampling to 56 and a
+/// border of 4 background pixels (−1).
+fn resize(x: &Tensor, size: usize) -> Result<Tensor> {
+    if size == 28 {
+        return Ok(x.clone());
+    }
+    // Pad with zeros around x + 1, then shift back: the border is −1 (background).
+    crate::ops::pad::pad2d(
+        &x.upsample_nearest2d(2)?.add_scalar(1.0)?,
+        (4, 4, 4, 4),
+        PadMode::Zero,
+    )?
+    .add_scalar(-1.0)
+}
+
+fn make_optimizer(c: &TrainConfig, lr: f64, params: Vec<Tensor>) -> Result<Box<dyn Optimizer>> {
+    Ok(match c.optimizer {
+        OptimizerKind::Adam => Box::new(Adam::new(
+            params,
+            AdamConfig::new(lr).betas(c.beta1, c.beta2),
+        )?),
+        OptimizerKind::RmsProp => Box::new(RmsProp::new(
+            params,
+            RmsPropConfig::new(lr).alpha(c.beta2).momentum(c.beta1),
+        )?),
+        OptimizerKind::Sgd => Box::new(Sgd::new(params, SgdConfig::new(lr).momentum(c.beta1))?),
+    })
+}
