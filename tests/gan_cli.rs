@@ -442,3 +442,58 @@ fn bad_train_values_are_one_error_line_exit_2() {
         !tmp.path("runs").exists() || std::fs::read_dir(tmp.path("runs")).unwrap().count() == 0
     );
 }
+
+#[test]
+fn idx_files_by_path_find_their_labels() {
+    let tmp = TempDir::new("idx");
+    let runs = tmp.arg("runs");
+    // The built-in digits are MNIST-named IDX files: labels are found beside the images.
+    let images = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/data/digits-5k-images-idx3-ubyte.gz"
+    );
+    let stdout = assert_ok(&train(
+        &runs,
+        &["--data", images, "--name", "idx", "--conditional"],
+    ));
+    assert!(stdout.contains("samples:"), "{stdout}");
+    let config = std::fs::read_to_string(tmp.path("runs/idx/config.json")).unwrap();
+    assert!(
+        config.contains("digits-5k-labels-idx1-ubyte.gz"),
+        "{config}"
+    );
+    png_size(&tmp.path("runs/idx/samples/final.png"));
+    // Images without a labels file beside them: one error naming --labels.
+    let lone = tmp.path("lone-images.gz");
+    std::fs::copy(images, &lone).unwrap();
+    let out = train(&runs, &["--data", lone.to_str().unwrap(), "--name", "lone"]);
+    assert_one_error(&out, &["--labels"]);
+}
+
+#[test]
+fn every_toy_set_trains_and_draws_its_picture() {
+    let tmp = TempDir::new("toys");
+    let runs = tmp.arg("runs");
+    for (data, size) in [
+        ("ring8", (600, 600)),
+        ("grid25", (600, 600)),
+        ("mix1d", (800, 500)),
+    ] {
+        let out = with_cpu(vec![
+            "train",
+            "--data",
+            data,
+            "--steps",
+            "30",
+            "--runs-dir",
+            &runs,
+            "--name",
+            data,
+            "--quiet",
+        ]);
+        let stdout = assert_ok(&out);
+        assert!(stdout.contains("mode coverage of 1000 samples"), "{stdout}");
+        let pic = tmp.path(&format!("runs/{data}/samples/final.png"));
+        assert_eq!(png_size(&pic), size, "{data}");
+    }
+}

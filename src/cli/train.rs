@@ -261,7 +261,8 @@ pub fn train(spec: DeviceSpec, args: &TrainArgs) -> Result<(), Failure> {
             let config = args.config().map_err(bad)?;
             let dir = run_dir(args, &config);
             let device = spec.open()?;
-            let t = Trainer::new(config, &device)?;
+            // Errors here are about the data files the flags named: exit 2.
+            let t = Trainer::new(config, &device).map_err(bad)?;
             run::start(&dir, &t).map_err(bad)?;
             (t, dir)
         }

@@ -56,6 +56,10 @@ impl DataSpec {
                  the path of an IDX images file such as train-images-idx3-ubyte.gz"
             )));
         }
+        let labels = labels.or_else(|| {
+            let guess = labels_beside(&images);
+            (guess != images && guess.is_file()).then_some(guess)
+        });
         Ok(DataSpec::Idx { images, labels })
     }
 
@@ -73,6 +77,15 @@ impl DataSpec {
     pub fn is_images(&self) -> bool {
         matches!(self, DataSpec::Digits | DataSpec::Idx { .. })
     }
+}
+
+/// MNIST's naming: `…images-idx3-ubyte[.gz]` has its labels in `…labels-idx1-ubyte[.gz]`.
+pub fn labels_beside(images: &std::path::Path) -> PathBuf {
+    let name = images
+        .file_name()
+        .map(|n| n.to_string_lossy().replace("images-idx3", "labels-idx1"))
+        .unwrap_or_default();
+    images.with_file_name(name)
 }
 
 /// Which optimizer both networks use (each gets its own instance and state).

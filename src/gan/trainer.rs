@@ -415,10 +415,13 @@ fn open_source(config: &TrainConfig) -> Result<(Source, Vec<usize>, Option<usize
         DataSpec::Mix1d => return toy(Mixture::mixture_1d(&[-2.0, 0.0, 2.0], 0.1)?),
         DataSpec::Digits => Digits::builtin()?,
         DataSpec::Idx { images, labels } => {
-            let labels = match labels {
-                Some(l) => l.clone(),
-                None => guess_labels(images, config.conditional)?,
-            };
+            let labels = labels.clone().ok_or_else(|| {
+                Error::invalid(format!(
+                    "no labels file for {} (looked for {}); give it with --labels",
+                    images.display(),
+                    super::config::labels_beside(images).display()
+                ))
+            })?;
             Digits::from_paths(images, labels)?
         }
     };
@@ -445,29 +448,6 @@ fn open_source(config: &TrainConfig) -> Result<(Source, Vec<usize>, Option<usize
         vec![1, size, size],
         Some(classes),
     ))
-}
-
-/// MNIST's naming: `…images-idx3-ubyte[.gz]` has labels in `…labels-idx1-ubyte[.gz]`.
-fn guess_labels(images: &std::path::Path, needed: bool) -> Result<std::path::PathBuf> {
-    let name = images
-        .file_name()
-        .map(|n| n.to_string_lossy().to_string())
-        .unwrap_or_default();
-    let guess = images.with_file_name(name.replace("images-idx3", "labels-idx1"));
-    if guess != images && guess.is_file() {
-        return Ok(guess);
-    }
-    if needed {
-        return Err(Error::invalid(format!(
-            "conditional training needs labels for {}; give the labels file with --labels",
-            images.display()
-        )));
-    }
-    Err(Error::invalid(format!(
-        "no labels file found beside {} (looked for {}); give it with --labels",
-        images.display(),
-        guess.display()
-    )))
 }
 
 /// 28×28 images to `size`: unchanged for 28; for 64, ×2 nearest upsampling to 56 and a
