@@ -72,7 +72,7 @@ pub struct TrainArgs {
     /// Adam beta2 / RMSProp alpha [0.999; wgan 0.99]
     #[arg(long, allow_negative_numbers = true)]
     beta2: Option<f64>,
-    /// Seed of every random stream (initialisation, noise, data order)
+    /// Seed of every random stream (initialisation, noise, data order) [1]
     #[arg(long)]
     seed: Option<u64>,
     /// Run name: outputs go to <runs-dir>/<name> [<variant>-<arch>-<data>, numbered if taken]

@@ -190,14 +190,17 @@ impl Trainer {
         let seed = self.config.seed ^ NOISE_STREAM;
         let len = (n * self.config.nz) as u64;
         let z = Tensor::randn([n, self.config.nz], seed, self.noise_offset, &self.device)?;
-        let labels = self.spec.classes.map(|k| {
-            // Label draws use the positions after the noise's, so they never overlap it.
+        // A normal value uses a pair of words (2⌊p/2⌋, 2⌊p/2⌋ + 1), so every draw starts
+        // at an even position: then no word is used twice.
+        let after_noise = (self.noise_offset + len).next_multiple_of(2);
+        let labels: Option<Vec<u8>> = self.spec.classes.map(|k| {
             let rng = Philox::new(seed);
             (0..n as u64)
-                .map(|i| ((rng.word(self.noise_offset + len + i) as u64 * k as u64) >> 32) as u8)
+                .map(|i| ((rng.word(after_noise + i) as u64 * k as u64) >> 32) as u8)
                 .collect()
         });
-        self.noise_offset += len + if labels.is_some() { n as u64 } else { 0 };
+        let used = if labels.is_some() { n as u64 } else { 0 };
+        self.noise_offset = (after_noise + used).next_multiple_of(2);
         Ok((z, labels))
     }
 
