@@ -1,40 +1,11 @@
 //! `duel train` and `duel sample` through the binary: tiny runs, run naming, sampling
 //! from each kind of checkpoint path, and one clear `error:` line (exit 2) for bad values.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::path::Path;
+use std::process::Output;
 
-/// A fresh directory under the system temp dir, removed when dropped.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(test: &str) -> TempDir {
-        let dir = std::env::temp_dir().join(format!("duel-gan_cli-{}-{test}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        TempDir(dir)
-    }
-    fn path(&self, rel: &str) -> PathBuf {
-        self.0.join(rel)
-    }
-    fn arg(&self, rel: &str) -> String {
-        self.path(rel).to_str().unwrap().to_string()
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-fn duel(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_duel"))
-        .args(args)
-        .env_remove("RUST_BACKTRACE")
-        .output()
-        .expect("run duel")
-}
+mod common;
+use common::{duel, png_size, TempDir};
 
 fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
@@ -64,19 +35,6 @@ fn assert_one_error(out: &Output, needles: &[&str]) -> String {
         assert!(lines[0].contains(n), "expected {n:?} in: {}", lines[0]);
     }
     lines[0].to_string()
-}
-
-/// Width and height of a PNG file (decoding every pixel).
-fn png_size(path: &Path) -> (u32, u32) {
-    let file = std::fs::File::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    let mut reader = png::Decoder::new(file)
-        .read_info()
-        .unwrap_or_else(|e| panic!("{}: not a PNG: {e}", path.display()));
-    let mut buf = vec![0; reader.output_buffer_size()];
-    let frame = reader
-        .next_frame(&mut buf)
-        .unwrap_or_else(|e| panic!("{}: bad PNG data: {e}", path.display()));
-    (frame.width, frame.height)
 }
 
 /// The tiny training flags (into `runs_dir`), followed by `extra`.
@@ -111,7 +69,7 @@ fn with_cpu(mut args: Vec<&str>) -> Output {
 
 #[test]
 fn train_writes_a_run_and_numbers_the_default_name() {
-    let tmp = TempDir::new("train");
+    let tmp = TempDir::new("gan_cli-train");
     let runs = tmp.arg("runs");
     let out = train(&runs, &[]);
     let stdout = assert_ok(&out);
@@ -202,7 +160,7 @@ fn train_writes_a_run_and_numbers_the_default_name() {
 
 #[test]
 fn sample_from_a_run_dir_generator_and_checkpoint() {
-    let tmp = TempDir::new("sample");
+    let tmp = TempDir::new("gan_cli-sample");
     let runs = tmp.arg("runs");
     assert_ok(&train(&runs, &["--name", "r"]));
     let dir = tmp.path("runs/r");
@@ -286,7 +244,7 @@ fn sample_from_a_run_dir_generator_and_checkpoint() {
 
 #[test]
 fn sample_from_a_corrupt_checkpoint_is_one_error_naming_the_file() {
-    let tmp = TempDir::new("corrupt");
+    let tmp = TempDir::new("gan_cli-corrupt");
     let bad = tmp.path("checkpoint.safetensors");
     let out_png = tmp.arg("x.png");
     // Random bytes, text, an empty file, and a JSON header promising more than the file holds.
@@ -335,7 +293,7 @@ fn sample_from_a_corrupt_checkpoint_is_one_error_naming_the_file() {
 
 #[test]
 fn conditional_run_samples_one_class() {
-    let tmp = TempDir::new("cond");
+    let tmp = TempDir::new("gan_cli-cond");
     let runs = tmp.arg("runs");
     let out = train(&runs, &["--conditional"]);
     let stdout = assert_ok(&out);
@@ -384,7 +342,7 @@ fn conditional_run_samples_one_class() {
 
 #[test]
 fn bad_train_values_are_one_error_line_exit_2() {
-    let tmp = TempDir::new("bad");
+    let tmp = TempDir::new("gan_cli-bad");
     let runs = tmp.arg("runs");
     let cases: &[(&[&str], &[&str])] = &[
         (&["--variant", "foo"], &["--variant 'foo'", "nsgan"]),
@@ -445,7 +403,7 @@ fn bad_train_values_are_one_error_line_exit_2() {
 
 #[test]
 fn idx_files_by_path_find_their_labels() {
-    let tmp = TempDir::new("idx");
+    let tmp = TempDir::new("gan_cli-idx");
     let runs = tmp.arg("runs");
     // The built-in digits are MNIST-named IDX files: labels are found beside the images.
     let images = concat!(
@@ -472,7 +430,7 @@ fn idx_files_by_path_find_their_labels() {
 
 #[test]
 fn every_toy_set_trains_and_draws_its_picture() {
-    let tmp = TempDir::new("toys");
+    let tmp = TempDir::new("gan_cli-toys");
     let runs = tmp.arg("runs");
     for (data, size) in [
         ("ring8", (600, 600)),

@@ -8,7 +8,6 @@
 //! relative; parameters, buffers and Adam moments to 3e-6 of each tensor's largest value;
 //! G's output to 2e-7. The bounds below are 50× and 30× those.
 
-use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use duel::gan::config::{DataSpec, TrainConfig};
@@ -19,6 +18,9 @@ use duel::nn::Module;
 use duel::tensor::Tensor;
 use duel::Device;
 
+mod common;
+use common::{png_size, TempDir};
+
 /// Relative bound for losses, mean D outputs and gradient norms.
 const METRIC_TOL: f64 = 1e-5;
 /// Bound on max |emu − cpu| over a tensor, relative to the tensor's largest |value|.
@@ -26,36 +28,6 @@ const STATE_TOL: f64 = 1e-4;
 
 fn emu() -> Device {
     Device::emu().expect("the emu device must be available for the emu GAN tests")
-}
-
-/// A fresh directory under the system temp dir, removed when dropped.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(test: &str) -> TempDir {
-        let dir = std::env::temp_dir().join(format!("duel-gan_emu-{}-{test}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        TempDir(dir)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-fn png_size(path: &Path) -> (u32, u32) {
-    let file = std::fs::File::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    let mut reader = png::Decoder::new(file)
-        .read_info()
-        .unwrap_or_else(|e| panic!("{}: not a PNG: {e}", path.display()));
-    let mut buf = vec![0; reader.output_buffer_size()];
-    let frame = reader
-        .next_frame(&mut buf)
-        .unwrap_or_else(|e| panic!("{}: bad PNG data: {e}", path.display()));
-    (frame.width, frame.height)
 }
 
 fn rel(a: f64, b: f64) -> f64 {
@@ -120,8 +92,8 @@ fn biases_before_batch_norm(t: &Trainer) -> Vec<String> {
 fn emu_matches_cpu(test: &str, config: &TrainConfig) -> (TempDir, Trainer) {
     let device = emu();
     assert!(matches!(device, Device::Emu(_)));
-    let tmp = TempDir::new(test);
-    let dir = tmp.0.join("run");
+    let tmp = TempDir::new(&format!("gan_emu-{test}"));
+    let dir = tmp.path("run");
 
     let t0 = Instant::now();
     let mut on_emu = Trainer::new(config.clone(), &device).unwrap();
@@ -271,7 +243,7 @@ fn emu_trains_a_toy_mlp_gan_like_the_cpu() {
     config.steps = 5;
     let (tmp, on_emu) = emu_matches_cpu("mlp", &config);
     // Toy data: a 600×600 scatter of the fixed samples over the ring's modes.
-    let final_png = tmp.0.join("run/samples/final.png");
+    let final_png = tmp.path("run/samples/final.png");
     assert_eq!(png_size(&final_png), (600, 600));
     assert!(on_emu.mixture().is_some());
 }
@@ -287,7 +259,7 @@ fn emu_trains_a_tiny_conditional_dcgan_like_the_cpu() {
     let (tmp, on_emu) = emu_matches_cpu("cond28", &config);
     assert_eq!(on_emu.spec.classes, Some(10));
     // An 8×8 grid of 28×28 digits, padding 2.
-    let final_png = tmp.0.join("run/samples/final.png");
+    let final_png = tmp.path("run/samples/final.png");
     let (w, h) = duel::io::image::grid_size(64, 28, 28, 8, 2);
     assert_eq!(png_size(&final_png), (w as u32, h as u32));
 }

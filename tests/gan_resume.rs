@@ -8,8 +8,8 @@
 //! Everything is tiny (DCGAN width 4, batch 8, nz 8; MLP width 16) so the file runs in a
 //! few seconds in release.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::path::Path;
+use std::process::Output;
 
 use duel::gan::{Arch, DataSpec, OptimizerKind, StepMetrics, TrainConfig, Trainer, Variant};
 use duel::io::checkpoint::load_safetensors;
@@ -17,15 +17,10 @@ use duel::ops::loss::LsCoding;
 use duel::tensor::DType;
 use duel::{Device, Tensor};
 
-// ---- helpers --------------------------------------------------------------------------
+mod common;
+use common::{duel, TempDir};
 
-/// A fresh, empty scratch directory for one test (removed first if a previous run left it).
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("duel-gan-resume-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
+// ---- helpers --------------------------------------------------------------------------
 
 /// The exact bits of every element (f32 bits widened, f64 bits as they are).
 fn bits(t: &Tensor) -> Vec<u64> {
@@ -126,7 +121,8 @@ fn check_resume(name: &str, config: TrainConfig, n: u64) -> Vec<StepMetrics> {
     let all = train(&mut straight, n);
     assert_eq!(straight.step, n);
 
-    let dir = scratch(name);
+    let tmp = TempDir::new(&format!("gan_resume-{name}"));
+    let dir = tmp.dir();
     let path = dir.join("state.safetensors");
     let second = {
         let mut first = Trainer::new(config, &dev).unwrap();
@@ -160,7 +156,6 @@ fn check_resume(name: &str, config: TrainConfig, n: u64) -> Vec<StepMetrics> {
         .filter(|(x, y)| x.0.starts_with("g.") && x.3 != y.3)
         .count();
     assert!(moved > 0, "{name}: training changed none of G's tensors");
-    let _ = std::fs::remove_dir_all(&dir);
     all
 }
 
@@ -300,7 +295,8 @@ fn gan_resume_to_more_steps_than_planned() {
     )
     .unwrap();
     let all = train(&mut straight, 12);
-    let dir = scratch("extend");
+    let tmp = TempDir::new("gan_resume-extend");
+    let dir = tmp.dir();
     let path = dir.join("state.safetensors");
     let mut first = Trainer::new(c, &dev).unwrap();
     train(&mut first, 6);
@@ -311,14 +307,14 @@ fn gan_resume_to_more_steps_than_planned() {
     let tail = train(&mut resumed, 6);
     assert_same_metrics("extend", &tail, &all[6..]);
     assert_same_state("extend", &straight, &resumed);
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
 fn gan_resume_save_load_save_is_a_fixed_point() {
     // Loading a state and saving it again writes the same tensors and counters.
     let dev = Device::Cpu;
-    let dir = scratch("fixed-point");
+    let tmp = TempDir::new("gan_resume-fixed-point");
+    let dir = tmp.dir();
     let mut t = Trainer::new(tiny_dcgan(Variant::NsGan, true), &dev).unwrap();
     train(&mut t, 3);
     t.save(dir.join("a.safetensors")).unwrap();
@@ -328,7 +324,6 @@ fn gan_resume_save_load_save_is_a_fixed_point() {
     let a = load_safetensors(dir.join("a.safetensors")).unwrap();
     let b = load_safetensors(dir.join("b.safetensors")).unwrap();
     assert_same_tensors("a vs b", &snapshot(&a), &snapshot(&b));
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 // ---- seeds ---------------------------------------------------------------------------------
@@ -346,14 +341,6 @@ fn gan_same_seed_same_metrics_dcgan28() {
 }
 
 // ---- through the binary ------------------------------------------------------------------
-
-fn duel(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_duel"))
-        .args(args)
-        .env_remove("RUST_BACKTRACE")
-        .output()
-        .expect("run duel")
-}
 
 fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
@@ -397,7 +384,8 @@ fn metric_rows(dir: &Path) -> Vec<serde_json::Value> {
 
 #[test]
 fn gan_resume_through_the_cli_is_bitwise() {
-    let runs = scratch("cli");
+    let tmp = TempDir::new("gan_resume-cli");
+    let runs = tmp.dir();
     let runs_s = runs.to_str().unwrap();
     let common = [
         "--data",
@@ -476,12 +464,12 @@ fn gan_resume_through_the_cli_is_bitwise() {
     // the checkpoint loads as a trainer at step 20 with the extended total
     let t = Trainer::load(b.join("checkpoint.safetensors"), &Device::Cpu, None).unwrap();
     assert_eq!((t.step, t.config.steps), (20, 20));
-    let _ = std::fs::remove_dir_all(&runs);
 }
 
 #[test]
 fn gan_resume_cli_refusals() {
-    let runs = scratch("cli-refuse");
+    let tmp = TempDir::new("gan_resume-cli-refuse");
+    let runs = tmp.dir();
     let runs_s = runs.to_str().unwrap();
     ok(&duel(&[
         "train",
@@ -536,7 +524,6 @@ fn gan_resume_cli_refusals() {
         std::fs::read(r.join("checkpoint.safetensors")).unwrap()
     );
     assert_eq!(metric_rows(&r).len(), 4);
-    let _ = std::fs::remove_dir_all(&runs);
 }
 
 // ---- the comparison itself can fail ----------------------------------------------------------

@@ -26,12 +26,13 @@
 //! trained with real and fake swapped) leave no sample near a mode, so they fail even the
 //! loosest threshold (wgan's).
 
-use std::process::Command;
-
 use duel::eval::{mode_coverage, ModeCoverage};
 use duel::gan::{Arch, DataSpec, Objective, TrainConfig, Trainer, Variant};
 use duel::ops::loss::{discriminator_loss, nonsaturating_generator_loss, LsCoding};
 use duel::{Device, Result, Tensor};
+
+mod common;
+use common::{duel, TempDir};
 
 /// A sample is near a mode when within this distance of the mode's centre (10 std).
 const NEAR_RADIUS: f64 = 0.2;
@@ -195,32 +196,26 @@ fn a_discriminator_with_swapped_targets_fails_the_check() {
 
 #[test]
 fn cli_trains_on_ring8_and_reports_mode_coverage() {
-    let dir = std::env::temp_dir().join(format!("duel-gan-toy-cli-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    let out = Command::new(env!("CARGO_BIN_EXE_duel"))
-        .args([
-            "--device",
-            "cpu",
-            "train",
-            "--data",
-            "ring8",
-            "--variant",
-            "lsgan",
-        ])
-        .args([
-            "--ls-coding",
-            "pm1",
-            "--steps",
-            "40",
-            "--quiet",
-            "--runs-dir",
-        ])
-        .arg(&dir)
-        .output()
-        .unwrap();
+    let tmp = TempDir::new("gan_toy-cli");
+    let runs = tmp.arg("runs");
+    let out = duel(&[
+        "--device",
+        "cpu",
+        "train",
+        "--data",
+        "ring8",
+        "--variant",
+        "lsgan",
+        "--ls-coding",
+        "pm1",
+        "--steps",
+        "40",
+        "--quiet",
+        "--runs-dir",
+        &runs,
+    ]);
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
-    let _ = std::fs::remove_dir_all(&dir);
     assert!(
         out.status.success(),
         "duel train failed ({}):\n{stdout}\n{stderr}",

@@ -13,37 +13,8 @@ use duel::nn::Module;
 use duel::tensor::Tensor;
 use duel::Device;
 
-/// A fresh directory under the system temp dir, removed when dropped.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(test: &str) -> TempDir {
-        let dir =
-            std::env::temp_dir().join(format!("duel-gan_train-{}-{test}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        TempDir(dir)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-/// Width, height and colour type of a PNG file (decoding every pixel).
-fn png_info(path: &Path) -> (u32, u32, png::ColorType) {
-    let file = std::fs::File::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    let mut reader = png::Decoder::new(file)
-        .read_info()
-        .unwrap_or_else(|e| panic!("{}: not a PNG: {e}", path.display()));
-    let mut buf = vec![0; reader.output_buffer_size()];
-    let frame = reader
-        .next_frame(&mut buf)
-        .unwrap_or_else(|e| panic!("{}: bad PNG data: {e}", path.display()));
-    (frame.width, frame.height, frame.color_type)
-}
+mod common;
+use common::{png_info, TempDir};
 
 fn tiny_dcgan28(steps: u64) -> TrainConfig {
     let mut c = TrainConfig::defaults(Variant::NsGan, Arch::Dcgan28, DataSpec::Digits);
@@ -138,8 +109,8 @@ fn check_run_dir(dir: &Path, config: &TrainConfig, sample_steps: &[u64], side: u
 
 #[test]
 fn tiny_dcgan28_run_writes_valid_files() {
-    let tmp = TempDir::new("dcgan28");
-    let dir = tmp.0.join("run");
+    let tmp = TempDir::new("gan_train-dcgan28");
+    let dir = tmp.path("run");
     let config = tiny_dcgan28(6);
     let mut trainer = Trainer::new(config.clone(), &Device::Cpu).unwrap();
     run::start(&dir, &trainer).unwrap();
@@ -195,8 +166,8 @@ fn tiny_dcgan28_run_writes_valid_files() {
 
 #[test]
 fn tiny_conditional_dcgan28_run_writes_valid_files() {
-    let tmp = TempDir::new("cond28");
-    let dir = tmp.0.join("run");
+    let tmp = TempDir::new("gan_train-cond28");
+    let dir = tmp.path("run");
     let mut config = tiny_dcgan28(4);
     config.conditional = true;
     let mut trainer = Trainer::new(config.clone(), &Device::Cpu).unwrap();
@@ -221,8 +192,8 @@ fn tiny_conditional_dcgan28_run_writes_valid_files() {
 
 #[test]
 fn tiny_dcgan64_run_writes_valid_files() {
-    let tmp = TempDir::new("dcgan64");
-    let dir = tmp.0.join("run");
+    let tmp = TempDir::new("gan_train-dcgan64");
+    let dir = tmp.path("run");
     let mut config = TrainConfig::defaults(Variant::NsGan, Arch::Dcgan64, DataSpec::Digits);
     config.width = 2;
     config.batch_size = 4;
@@ -268,8 +239,8 @@ impl Objective for NanFrom {
 
 #[test]
 fn nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint() {
-    let tmp = TempDir::new("nan");
-    let dir = tmp.0.join("run");
+    let tmp = TempDir::new("gan_train-nan");
+    let dir = tmp.path("run");
     let config = tiny_dcgan28(10);
     let objective = NanFrom {
         inner: Variant::NsGan,

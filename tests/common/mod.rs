@@ -1,0 +1,64 @@
+//! Helpers shared by the gan_* integration tests: temp directories, PNG decoding and
+//! running the `duel` binary.
+
+#![allow(dead_code)] // each test binary compiles this module and uses a subset of it
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// A fresh directory `duel-<tag>-<pid>` under the system temp dir, removed when dropped.
+pub struct TempDir(PathBuf);
+
+impl TempDir {
+    /// Creates the directory empty (removing one a previous run left).
+    pub fn new(tag: &str) -> TempDir {
+        let dir = std::env::temp_dir().join(format!("duel-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        TempDir(dir)
+    }
+    pub fn dir(&self) -> &Path {
+        &self.0
+    }
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.0.join(rel)
+    }
+    /// `path(rel)` as a command-line argument.
+    pub fn arg(&self, rel: &str) -> String {
+        self.path(rel).to_str().unwrap().to_string()
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Width, height and colour type of a PNG file (decoding every pixel).
+pub fn png_info(path: &Path) -> (u32, u32, png::ColorType) {
+    let file = std::fs::File::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let mut reader = png::Decoder::new(file)
+        .read_info()
+        .unwrap_or_else(|e| panic!("{}: not a PNG: {e}", path.display()));
+    let mut buf = vec![0; reader.output_buffer_size()];
+    let frame = reader
+        .next_frame(&mut buf)
+        .unwrap_or_else(|e| panic!("{}: bad PNG data: {e}", path.display()));
+    (frame.width, frame.height, frame.color_type)
+}
+
+/// Width and height of a PNG file (decoding every pixel).
+pub fn png_size(path: &Path) -> (u32, u32) {
+    let (w, h, _) = png_info(path);
+    (w, h)
+}
+
+/// Runs the `duel` binary with `args` (RUST_BACKTRACE unset) and waits for it.
+pub fn duel(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_duel"))
+        .args(args)
+        .env_remove("RUST_BACKTRACE")
+        .output()
+        .expect("run duel")
+}
