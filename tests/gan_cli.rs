@@ -453,5 +453,19 @@ fn every_toy_set_trains_and_draws_its_picture() {
         assert!(stdout.contains("mode coverage of 1000 samples"), "{stdout}");
         let pic = tmp.path(&format!("runs/{data}/samples/final.png"));
         assert_eq!(png_size(&pic), size, "{data}");
+        // `duel sample` on a toy model draws the same kind of picture.
+        let run = tmp.arg(&format!("runs/{data}"));
+        let drawn = tmp.arg(&format!("{data}-sample.png"));
+        let out = with_cpu(vec![
+            "sample",
+            "--checkpoint",
+            &run,
+            "--n",
+            "200",
+            "--out",
+            &drawn,
+        ]);
+        assert_ok(&out);
+        assert_eq!(png_size(Path::new(&drawn)), size, "duel sample on {data}");
     }
 }

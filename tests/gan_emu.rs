@@ -189,7 +189,7 @@ fn emu_matches_cpu(test: &str, config: &TrainConfig) -> (TempDir, Trainer) {
         assert_eq!(d, 0.0, "{n} reloaded from the emu checkpoint");
     }
     // generator.safetensors: the emu G, run on the cpu, draws what it draws on the emu.
-    let (g, spec) = run::load_generator(&dir, &Device::Cpu).unwrap();
+    let (g, spec, _) = run::load_generator(&dir, &Device::Cpu).unwrap();
     assert_eq!(spec, on_cpu.spec);
     let z = Tensor::randn([8, config.nz], 11, 0, &Device::Cpu).unwrap();
     let labels = spec

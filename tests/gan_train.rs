@@ -136,7 +136,7 @@ fn tiny_dcgan28_run_writes_valid_files() {
 
     // generator.safetensors is G alone: same images as the trainer's G (eval mode).
     let z = Tensor::randn([16, config.nz], 7, 0, &Device::Cpu).unwrap();
-    let (g, spec) = run::load_generator(&dir.join(run::GENERATOR), &Device::Cpu).unwrap();
+    let (g, spec, _) = run::load_generator(&dir.join(run::GENERATOR), &Device::Cpu).unwrap();
     assert_eq!(spec, trainer.spec);
     assert_eq!(spec.classes, None);
     let from_file = duel::autograd::no_grad(|| g.forward(&z, None)).unwrap();
@@ -146,7 +146,7 @@ fn tiny_dcgan28_run_writes_valid_files() {
     assert_eq!(max_abs_diff(&from_file, &from_trainer), 0.0);
     // The run directory and checkpoint.safetensors lead to the same generator.
     for path in [dir.clone(), dir.join(run::CHECKPOINT)] {
-        let (g2, spec2) = run::load_generator(&path, &Device::Cpu).unwrap();
+        let (g2, spec2, _) = run::load_generator(&path, &Device::Cpu).unwrap();
         assert_eq!(spec2, spec);
         let out = duel::autograd::no_grad(|| g2.forward(&z, None)).unwrap();
         assert_eq!(max_abs_diff(&out, &from_trainer), 0.0, "{}", path.display());
@@ -176,7 +176,7 @@ fn tiny_conditional_dcgan28_run_writes_valid_files() {
     run::run(&mut trainer, &dir, &opts(2)).unwrap();
     check_run_dir(&dir, &config, &[2, 4], 28);
 
-    let (g, spec) = run::load_generator(&dir, &Device::Cpu).unwrap();
+    let (g, spec, _) = run::load_generator(&dir, &Device::Cpu).unwrap();
     assert_eq!(spec.classes, Some(10));
     let z = Tensor::randn([10, config.nz], 3, 0, &Device::Cpu).unwrap();
     let labels: Vec<u8> = (0..10).collect();
@@ -204,7 +204,7 @@ fn tiny_dcgan64_run_writes_valid_files() {
     run::start(&dir, &trainer).unwrap();
     run::run(&mut trainer, &dir, &opts(1)).unwrap();
     check_run_dir(&dir, &config, &[1, 2], 64);
-    let (g, spec) = run::load_generator(&dir, &Device::Cpu).unwrap();
+    let (g, spec, _) = run::load_generator(&dir, &Device::Cpu).unwrap();
     assert_eq!(spec.sample_shape, vec![1, 64, 64]);
     let z = Tensor::randn([3, config.nz], 5, 0, &Device::Cpu).unwrap();
     let out = duel::autograd::no_grad(|| g.forward(&z, None)).unwrap();
@@ -272,7 +272,7 @@ fn nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint() {
         assert!(all_finite(&tensor), "{name} is not finite");
     }
     // So is generator.safetensors (written with it).
-    let (g, _) = run::load_generator(&dir, &Device::Cpu).unwrap();
+    let (g, _, _) = run::load_generator(&dir, &Device::Cpu).unwrap();
     for (name, p) in g.body.parameters() {
         assert!(all_finite(&p), "generator {name} is not finite");
     }

@@ -1,6 +1,6 @@
 //! `duel train` and `duel sample`.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use clap::Args;
 use duel::device::DeviceSpec;
@@ -368,7 +368,7 @@ pub fn sample(spec: DeviceSpec, args: &SampleArgs) -> Result<(), Failure> {
         return Err(Failure(format!("--n {}: use 1 to 4096 samples", args.n), 2));
     }
     let device = spec.open()?;
-    let (g, net) =
+    let (g, net, config) =
         run::load_generator(&args.checkpoint, &device).map_err(|e| Failure(e.to_string(), 2))?;
     let labels = match (net.classes, args.label) {
         (Some(k), Some(l)) if (l as usize) < k => Some(vec![l; args.n]),
@@ -390,21 +390,13 @@ pub fn sample(spec: DeviceSpec, args: &SampleArgs) -> Result<(), Failure> {
     let z = Tensor::randn([args.n, net.nz], args.seed, 0, &device)?;
     let x = duel::autograd::no_grad(|| g.forward(&z, labels.as_deref()))?
         .to_device(&duel::Device::Cpu)?;
-    write_samples(&args.out, &x)?;
+    match config.data.mixture() {
+        Some(mixture) => run::save_toy_picture(&args.out, "SAMPLES", &x, &mixture)?,
+        None => {
+            let nrow = (args.n as f64).sqrt().ceil() as usize;
+            save_grid(&args.out, &x, nrow.max(1), 2)?
+        }
+    }
     println!("{} samples written to {}", args.n, args.out.display());
     Ok(())
-}
-
-fn write_samples(out: &Path, x: &Tensor) -> duel::Result<()> {
-    if x.rank() == 4 {
-        let nrow = (x.dims()[0] as f64).sqrt().ceil() as usize;
-        return save_grid(out, x, nrow.max(1), 2);
-    }
-    let v = x.to_f64_vec()?;
-    let pts: Vec<(f64, f64)> = if x.dims()[1] == 2 {
-        v.chunks(2).map(|p| (p[0], p[1])).collect()
-    } else {
-        v.iter().map(|&p| (p, 0.0)).collect()
-    };
-    duel::io::plot::save_scatter_plot(out, "SAMPLES", &[("generated", &pts)], 600, 600)
 }

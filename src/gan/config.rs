@@ -8,6 +8,7 @@ use serde_json::{json, Value};
 
 use super::arch::{Arch, NetSpec};
 use super::objective::{format_ls_coding, parse_ls_coding, Variant};
+use crate::data::toy::Mixture;
 use crate::error::{Error, Result};
 use crate::ops::loss::LsCoding;
 
@@ -70,6 +71,16 @@ impl DataSpec {
             DataSpec::Ring8 => "ring8".into(),
             DataSpec::Grid25 => "grid25".into(),
             DataSpec::Mix1d => "mix1d".into(),
+        }
+    }
+
+    /// The toy mixture (None for images).
+    pub fn mixture(&self) -> Option<Mixture> {
+        match self {
+            DataSpec::Ring8 => Some(Mixture::ring8()),
+            DataSpec::Grid25 => Some(Mixture::grid25()),
+            DataSpec::Mix1d => Mixture::mixture_1d(&[-2.0, 0.0, 2.0], 0.1).ok(),
+            DataSpec::Digits | DataSpec::Idx { .. } => None,
         }
     }
 

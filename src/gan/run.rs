@@ -27,6 +27,7 @@ use std::time::Instant;
 use std::collections::HashMap;
 
 use super::arch::{build, Net, NetSpec};
+use super::config::TrainConfig;
 use super::trainer::{StepMetrics, Trainer};
 use crate::data::toy::Mixture;
 use crate::device::Device;
@@ -237,8 +238,9 @@ pub fn save_checkpoint(trainer: &Trainer, dir: &Path) -> Result<()> {
 }
 
 /// A generator read back for sampling: from a run directory, its `generator.safetensors`,
-/// or its `checkpoint.safetensors`. Returns G (eval mode) and its noise size and classes.
-pub fn load_generator(path: &Path, device: &Device) -> Result<(Net, NetSpec)> {
+/// or its `checkpoint.safetensors`. Returns G (eval mode), its shapes (noise size,
+/// classes) and the configuration of the run that trained it.
+pub fn load_generator(path: &Path, device: &Device) -> Result<(Net, NetSpec, TrainConfig)> {
     let file = if path.is_dir() {
         path.join(GENERATOR)
     } else {
@@ -262,26 +264,28 @@ pub fn load_generator(path: &Path, device: &Device) -> Result<(Net, NetSpec)> {
     let parse = |s: &str| -> Result<serde_json::Value> {
         serde_json::from_str(s).map_err(|e| Error::invalid(format!("{what}: bad metadata: {e}")))
     };
-    let (spec, entries): (NetSpec, HashMap<String, Tensor>) =
+    let (net, config, entries): (_, _, HashMap<String, Tensor>) =
         if let Some(state) = meta.get("duel.training_state") {
             let v = parse(state)?;
-            let spec = NetSpec::from_json(v.get("net").ok_or_else(not_duel)?, &what)?;
             let g = tensors
                 .into_iter()
                 .filter_map(|(n, t)| n.strip_prefix("g.").map(|n| (n.to_string(), t)))
                 .collect();
-            (spec, g)
+            (v.get("net").cloned(), v.get("config").cloned(), g)
         } else {
-            let net = meta.get("duel.net").ok_or_else(not_duel)?;
+            let field = |k: &str| meta.get(k).map(|s| parse(s)).transpose();
             (
-                NetSpec::from_json(&parse(net)?, &what)?,
+                field("duel.net")?,
+                field("duel.config")?,
                 tensors.into_iter().collect(),
             )
         };
+    let spec = NetSpec::from_json(&net.ok_or_else(not_duel)?, &what)?;
+    let config = TrainConfig::from_json(&config.ok_or_else(not_duel)?, &what)?;
     let (mut g, _) = build(&spec, 0, device)?;
     load_state_dict(&g.body, &entries).map_err(|e| Error::invalid(format!("{what}: {e}")))?;
     g.set_training(false);
-    Ok((g, spec))
+    Ok((g, spec, config))
 }
 
 /// G(fixed noise) as a picture: an 8×8 image grid, or the toy samples over the modes.

@@ -408,14 +408,14 @@ impl Trainer {
 
 /// Load the data of `config`: the source, one sample's shape, and the class count.
 fn open_source(config: &TrainConfig) -> Result<(Source, Vec<usize>, Option<usize>)> {
-    let toy = |mixture: Mixture| {
-        let shape = vec![mixture.dim()];
-        Ok((Source::Toy { mixture, offset: 0 }, shape, None))
-    };
     let digits = match &config.data {
-        DataSpec::Ring8 => return toy(Mixture::ring8()),
-        DataSpec::Grid25 => return toy(Mixture::grid25()),
-        DataSpec::Mix1d => return toy(Mixture::mixture_1d(&[-2.0, 0.0, 2.0], 0.1)?),
+        toy @ (DataSpec::Ring8 | DataSpec::Grid25 | DataSpec::Mix1d) => {
+            let mixture = toy.mixture().ok_or_else(|| {
+                Error::invalid(format!("no mixture for the toy set {}", toy.name()))
+            })?;
+            let shape = vec![mixture.dim()];
+            return Ok((Source::Toy { mixture, offset: 0 }, shape, None));
+        }
         DataSpec::Digits => Digits::builtin()?,
         DataSpec::Idx { images, labels } => {
             let labels = labels.clone().ok_or_else(|| {

@@ -425,28 +425,3 @@ pub fn save_line_plot(
         .map_err(|e| Error::invalid(format!("{}: {e}", path.display())))?;
     super::image::save_png_rgb(path, width, height, &px)
 }
-
-/// A scatter plot: each series' points drawn as separate 3x3 dots (a line plot whose
-/// points have no finite neighbours), e.g. generated samples over the data's modes.
-pub fn save_scatter_plot(
-    path: impl AsRef<Path>,
-    title: &str,
-    series: &[(&str, &[(f64, f64)])],
-    width: usize,
-    height: usize,
-) -> Result<()> {
-    let apart: Vec<Vec<(f64, f64)>> = series
-        .iter()
-        .map(|(_, pts)| {
-            pts.iter()
-                .flat_map(|&p| [p, (f64::NAN, f64::NAN)])
-                .collect()
-        })
-        .collect();
-    let named: Vec<(&str, &[(f64, f64)])> = series
-        .iter()
-        .zip(&apart)
-        .map(|((label, _), pts)| (*label, pts.as_slice()))
-        .collect();
-    save_line_plot(path, title, &named, width, height)
-}
