@@ -3,6 +3,9 @@
 use duel::{DType, Device, Tensor};
 use half::{bf16, f16};
 
+mod common;
+use common::bits;
+
 fn emu() -> Device {
     Device::emu().expect("the emu device must be available for parity tests")
 }
@@ -107,35 +110,6 @@ fn fill_arange_errors() {
     assert!(Tensor::arange(f64::NAN, 1.0, 1.0, DType::F32, &d).is_err());
     assert!(Tensor::arange(0.0, 1.0, f64::NAN, DType::F32, &d).is_err());
     assert!(Tensor::arange(0.0, 1e300, 1e-300, DType::F32, &d).is_err());
-}
-
-fn bits(t: &Tensor) -> Vec<u64> {
-    match t.dtype() {
-        DType::F32 => t
-            .to_vec::<f32>()
-            .unwrap()
-            .iter()
-            .map(|x| x.to_bits() as u64)
-            .collect(),
-        DType::F16 => t
-            .to_vec::<f16>()
-            .unwrap()
-            .iter()
-            .map(|x| x.to_bits() as u64)
-            .collect(),
-        DType::BF16 => t
-            .to_vec::<bf16>()
-            .unwrap()
-            .iter()
-            .map(|x| x.to_bits() as u64)
-            .collect(),
-        DType::F64 => t
-            .to_vec::<f64>()
-            .unwrap()
-            .iter()
-            .map(|x| x.to_bits())
-            .collect(),
-    }
 }
 
 #[test]

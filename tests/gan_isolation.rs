@@ -12,26 +12,10 @@
 use duel::gan::{Arch, DataSpec, OptimizerKind, TrainConfig, Trainer, Variant};
 use duel::ops::loss::LsCoding;
 use duel::optim::Optimizer;
-use duel::tensor::DType;
 use duel::{Device, Tensor};
 
-fn bits(t: &Tensor) -> Vec<u64> {
-    match t.dtype() {
-        DType::F32 => t
-            .to_vec::<f32>()
-            .unwrap()
-            .iter()
-            .map(|v| v.to_bits() as u64)
-            .collect(),
-        DType::F64 => t
-            .to_vec::<f64>()
-            .unwrap()
-            .iter()
-            .map(|v| v.to_bits())
-            .collect(),
-        other => panic!("unexpected dtype {other:?}"),
-    }
-}
+mod common;
+use common::bits;
 
 /// One network's side of the training state, as exact bits.
 #[derive(Clone, Debug, PartialEq)]

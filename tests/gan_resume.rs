@@ -18,28 +18,9 @@ use duel::tensor::DType;
 use duel::{Device, Tensor};
 
 mod common;
-use common::{duel, TempDir};
+use common::{bits, duel, TempDir};
 
 // ---- helpers --------------------------------------------------------------------------
-
-/// The exact bits of every element (f32 bits widened, f64 bits as they are).
-fn bits(t: &Tensor) -> Vec<u64> {
-    match t.dtype() {
-        DType::F32 => t
-            .to_vec::<f32>()
-            .unwrap()
-            .iter()
-            .map(|v| v.to_bits() as u64)
-            .collect(),
-        DType::F64 => t
-            .to_vec::<f64>()
-            .unwrap()
-            .iter()
-            .map(|v| v.to_bits())
-            .collect(),
-        other => panic!("unexpected dtype {other:?} in the training state"),
-    }
-}
 
 /// Name, dtype, dims and bits of every tensor.
 type Snapshot = Vec<(String, DType, Vec<usize>, Vec<u64>)>;

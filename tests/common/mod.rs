@@ -1,5 +1,5 @@
-//! Helpers shared by the gan_* integration tests: temp directories, PNG decoding and
-//! running the `duel` binary.
+//! Helpers shared by integration tests: temp directories, PNG decoding, running the `duel`
+//! binary, and the exact bits of a tensor.
 
 #![allow(dead_code)] // each test binary compiles this module and uses a subset of it
 
@@ -61,4 +61,19 @@ pub fn duel(args: &[&str]) -> Output {
         .env_remove("RUST_BACKTRACE")
         .output()
         .expect("run duel")
+}
+
+/// The exact bits of every element, widened to u64 (f64 bits as they are).
+pub fn bits(t: &duel::Tensor) -> Vec<u64> {
+    use duel::DType;
+    use half::{bf16, f16};
+    fn widen<T: Copy>(v: Vec<T>, f: impl Fn(T) -> u64) -> Vec<u64> {
+        v.into_iter().map(f).collect()
+    }
+    match t.dtype() {
+        DType::F32 => widen(t.to_vec::<f32>().unwrap(), |x| x.to_bits() as u64),
+        DType::F64 => widen(t.to_vec::<f64>().unwrap(), f64::to_bits),
+        DType::F16 => widen(t.to_vec::<f16>().unwrap(), |x| x.to_bits() as u64),
+        DType::BF16 => widen(t.to_vec::<bf16>().unwrap(), |x| x.to_bits() as u64),
+    }
 }
