@@ -2,8 +2,8 @@
 //! mask is `uniform_at(seed, offset + i) >= p` in f32, as in kernels/dropout.cu; kept
 //! elements are multiplied by the scale rounded to the element type.
 
-use crate::device::cpu::{CpuBuffer, PARALLEL_THRESHOLD};
-use crate::error::{Error, Result};
+use crate::device::cpu::{map_real, PARALLEL_THRESHOLD};
+use crate::error::Result;
 use crate::ops::rng::{philox_block, uniform_from_word};
 use crate::tensor::{Element, Tensor};
 use rayon::prelude::*;
@@ -47,20 +47,11 @@ fn mask_typed<T: Element + std::ops::Mul<Output = T>>(
 
 /// `x` contiguous.
 pub fn apply_mask(x: &Tensor, p: f64, seed: u64, offset: u64) -> Result<Tensor> {
-    let off = x.layout().offset;
-    let n = x.numel();
-    let out = {
-        let b = x.cpu_buffer("dropout")?;
-        match &*b {
-            CpuBuffer::F32(v) => CpuBuffer::F32(mask_typed(&v[off..off + n], p, seed, offset)),
-            CpuBuffer::F64(v) => CpuBuffer::F64(mask_typed(&v[off..off + n], p, seed, offset)),
-            _ => {
-                return Err(Error::dtype(
-                    "dropout",
-                    format!("dropout on cpu takes f32 or f64, got {}", x.dtype()),
-                ))
-            }
-        }
-    };
-    Tensor::from_cpu_buffer(out, x.shape().clone())
+    map_real(
+        "dropout",
+        x,
+        x.dims(),
+        |v| mask_typed(v, p, seed, offset),
+        |v| mask_typed(v, p, seed, offset),
+    )
 }

@@ -3,8 +3,8 @@
 //! order (candidates along y, then along x), accumulating in f64.
 
 use super::{candidates, source, PadSpec};
-use crate::device::cpu::{CpuBuffer, PARALLEL_THRESHOLD};
-use crate::error::{Error, Result};
+use crate::device::cpu::{map_real, PARALLEL_THRESHOLD};
+use crate::error::Result;
 use crate::tensor::{Element, Tensor};
 use rayon::prelude::*;
 
@@ -67,37 +67,14 @@ fn bwd<T: Element>(dy: &[T], planes: usize, h: usize, w: usize, p: PadSpec) -> V
     })
 }
 
-fn run(
-    t: &Tensor,
-    out_dims: [usize; 4],
-    f32f: impl Fn(&[f32]) -> Vec<f32>,
-    f64f: impl Fn(&[f64]) -> Vec<f64>,
-) -> Result<Tensor> {
-    let off = t.layout().offset;
-    let n = t.numel();
-    let out = {
-        let b = t.cpu_buffer("pad2d")?;
-        match &*b {
-            CpuBuffer::F32(v) => CpuBuffer::F32(f32f(&v[off..off + n])),
-            CpuBuffer::F64(v) => CpuBuffer::F64(f64f(&v[off..off + n])),
-            _ => {
-                return Err(Error::dtype(
-                    "pad2d",
-                    format!("pad2d on cpu takes f32 or f64, got {}", t.dtype()),
-                ))
-            }
-        }
-    };
-    Tensor::from_cpu_buffer(out, out_dims.to_vec())
-}
-
 /// `x` contiguous `[N, C, H, W]`.
 pub fn forward(x: &Tensor, p: PadSpec) -> Result<Tensor> {
     let d = x.dims();
     let (planes, h, w) = (d[0] * d[1], d[2], d[3]);
-    run(
+    map_real(
+        "pad2d",
         x,
-        [d[0], d[1], h + p.top + p.bottom, w + p.left + p.right],
+        &[d[0], d[1], h + p.top + p.bottom, w + p.left + p.right],
         |v| fwd(v, planes, h, w, p),
         |v| fwd(v, planes, h, w, p),
     )
@@ -107,9 +84,10 @@ pub fn forward(x: &Tensor, p: PadSpec) -> Result<Tensor> {
 pub fn backward(dy: &Tensor, h: usize, w: usize, p: PadSpec) -> Result<Tensor> {
     let d = dy.dims();
     let planes = d[0] * d[1];
-    run(
+    map_real(
+        "pad2d",
         dy,
-        [d[0], d[1], h, w],
+        &[d[0], d[1], h, w],
         |v| bwd(v, planes, h, w, p),
         |v| bwd(v, planes, h, w, p),
     )

@@ -1,8 +1,8 @@
 //! Reference nearest upsampling on the cpu (f32, f64), parallel over planes above
 //! `PARALLEL_THRESHOLD`.
 
-use crate::device::cpu::{CpuBuffer, PARALLEL_THRESHOLD};
-use crate::error::{Error, Result};
+use crate::device::cpu::{map_real, PARALLEL_THRESHOLD};
+use crate::error::Result;
 use crate::tensor::{Element, Tensor};
 use rayon::prelude::*;
 
@@ -58,37 +58,14 @@ fn down<T: Element>(dy: &[T], planes: usize, h: usize, w: usize, s: usize) -> Ve
     })
 }
 
-fn run(
-    t: &Tensor,
-    out_dims: [usize; 4],
-    f32f: impl Fn(&[f32]) -> Vec<f32>,
-    f64f: impl Fn(&[f64]) -> Vec<f64>,
-) -> Result<Tensor> {
-    let off = t.layout().offset;
-    let n = t.numel();
-    let out = {
-        let b = t.cpu_buffer("upsample_nearest2d")?;
-        match &*b {
-            CpuBuffer::F32(v) => CpuBuffer::F32(f32f(&v[off..off + n])),
-            CpuBuffer::F64(v) => CpuBuffer::F64(f64f(&v[off..off + n])),
-            _ => {
-                return Err(Error::dtype(
-                    "upsample_nearest2d",
-                    format!("upsample on cpu takes f32 or f64, got {}", t.dtype()),
-                ))
-            }
-        }
-    };
-    Tensor::from_cpu_buffer(out, out_dims.to_vec())
-}
-
 /// `x` contiguous `[N, C, H, W]`.
 pub fn forward(x: &Tensor, s: usize) -> Result<Tensor> {
     let d = x.dims();
     let (planes, h, w) = (d[0] * d[1], d[2], d[3]);
-    run(
+    map_real(
+        "upsample_nearest2d",
         x,
-        [d[0], d[1], h * s, w * s],
+        &[d[0], d[1], h * s, w * s],
         |v| up(v, planes, h, w, s),
         |v| up(v, planes, h, w, s),
     )
@@ -98,9 +75,10 @@ pub fn forward(x: &Tensor, s: usize) -> Result<Tensor> {
 pub fn backward(dy: &Tensor, s: usize) -> Result<Tensor> {
     let d = dy.dims();
     let (planes, h, w) = (d[0] * d[1], d[2] / s, d[3] / s);
-    run(
+    map_real(
+        "upsample_nearest2d",
         dy,
-        [d[0], d[1], h, w],
+        &[d[0], d[1], h, w],
         |v| down(v, planes, h, w, s),
         |v| down(v, planes, h, w, s),
     )
