@@ -121,40 +121,26 @@ fn train_writes_a_run_and_numbers_the_default_name() {
     assert_one_error(&out, &["already holds a run", "--resume"]);
 
     // --resume with --steps extends the run.
-    let out = duel(&[
-        "train",
-        "--device",
-        "cpu",
-        "--resume",
-        dir.to_str().unwrap(),
-        "--steps",
-        "6",
-        "--quiet",
-    ]);
-    let stdout = assert_ok(&out);
+    let resume = |extra: &[&str]| {
+        let mut args = vec![
+            "train",
+            "--device",
+            "cpu",
+            "--resume",
+            dir.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        duel(&args)
+    };
+    let stdout = assert_ok(&resume(&["--steps", "6", "--quiet"]));
     assert!(stdout.contains("trained to step 6"), "{stdout}");
     let rows = duel::io::metrics::read_metrics(dir.join("metrics.jsonl")).unwrap();
     assert_eq!(rows.len(), 6);
     // A finished run cannot be resumed without a larger --steps.
-    let out = duel(&[
-        "train",
-        "--device",
-        "cpu",
-        "--resume",
-        dir.to_str().unwrap(),
-        "--quiet",
-    ]);
+    let out = resume(&["--quiet"]);
     assert_one_error(&out, &["already finished", "--steps"]);
     // Nor can its configuration be changed.
-    let out = duel(&[
-        "train",
-        "--device",
-        "cpu",
-        "--resume",
-        dir.to_str().unwrap(),
-        "--lr",
-        "0.1",
-    ]);
+    let out = resume(&["--lr", "0.1"]);
     assert_one_error(&out, &["--lr", "cannot change a resumed run"]);
 }
 
