@@ -97,7 +97,7 @@ fn emu_matches_cpu(test: &str, config: &TrainConfig) -> (TempDir, Trainer) {
 
     let t0 = Instant::now();
     let mut on_emu = Trainer::new(config.clone(), &device).unwrap();
-    run::start(&dir, &on_emu).unwrap();
+    run::start(&dir).unwrap();
     let opts = RunOptions {
         sample_every: 1000,
         checkpoint_every: 1000,

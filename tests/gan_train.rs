@@ -113,7 +113,7 @@ fn tiny_dcgan28_run_writes_valid_files() {
     let dir = tmp.path("run");
     let config = tiny_dcgan28(6);
     let mut trainer = Trainer::new(config.clone(), &Device::Cpu).unwrap();
-    run::start(&dir, &trainer).unwrap();
+    run::start(&dir).unwrap();
     let summary = run::run(&mut trainer, &dir, &opts(3)).unwrap();
     assert_eq!(summary.step, 6);
     assert_eq!(summary.final_samples, dir.join("samples").join("final.png"));
@@ -160,7 +160,7 @@ fn tiny_dcgan28_run_writes_valid_files() {
     );
 
     // A second start in the same directory is refused.
-    let err = run::start(&dir, &trainer).unwrap_err().to_string();
+    let err = run::start(&dir).unwrap_err().to_string();
     assert!(err.contains("already holds a run"), "{err}");
 }
 
@@ -172,7 +172,7 @@ fn tiny_conditional_dcgan28_run_writes_valid_files() {
     config.conditional = true;
     let mut trainer = Trainer::new(config.clone(), &Device::Cpu).unwrap();
     assert_eq!(trainer.spec.classes, Some(10));
-    run::start(&dir, &trainer).unwrap();
+    run::start(&dir).unwrap();
     run::run(&mut trainer, &dir, &opts(2)).unwrap();
     check_run_dir(&dir, &config, &[2, 4], 28);
 
@@ -199,9 +199,9 @@ fn tiny_dcgan64_run_writes_valid_files() {
     config.batch_size = 4;
     config.nz = 8;
     config.steps = 2;
-    assert_eq!(config.image_size, 64);
+    assert_eq!(config.image_size(), 64);
     let mut trainer = Trainer::new(config.clone(), &Device::Cpu).unwrap();
-    run::start(&dir, &trainer).unwrap();
+    run::start(&dir).unwrap();
     run::run(&mut trainer, &dir, &opts(1)).unwrap();
     check_run_dir(&dir, &config, &[1, 2], 64);
     let (g, spec, _) = run::load_generator(&dir, &Device::Cpu).unwrap();
@@ -250,7 +250,7 @@ fn nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint() {
     let mut trainer = Trainer::new(config.clone(), &Device::Cpu)
         .unwrap()
         .with_objective(Box::new(objective));
-    run::start(&dir, &trainer).unwrap();
+    run::start(&dir).unwrap();
     let opts = RunOptions {
         sample_every: 100,
         checkpoint_every: 2,

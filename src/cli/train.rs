@@ -263,7 +263,7 @@ pub fn train(spec: DeviceSpec, args: &TrainArgs) -> Result<(), Failure> {
             let device = spec.open()?;
             // Errors here are about the data files the flags named: exit 2.
             let t = Trainer::new(config, &device).map_err(bad)?;
-            run::start(&dir, &t).map_err(bad)?;
+            run::start(&dir).map_err(bad)?;
             (t, dir)
         }
     };

@@ -138,8 +138,6 @@ pub struct TrainConfig {
     pub nz: usize,
     pub width: usize,
     pub data: DataSpec,
-    /// Side of the images fed to the networks (28, or 64: the digits scaled ×2 and padded).
-    pub image_size: usize,
     pub batch_size: usize,
     /// Total generator steps of the run.
     pub steps: u64,
@@ -181,7 +179,6 @@ impl TrainConfig {
             conditional: false,
             nz: if toy { 16 } else { 100 },
             width: if toy { 128 } else { 64 },
-            image_size: arch.image_size().unwrap_or(28),
             data,
             // Toy WGAN: the paper's batch 64, so its 5 critic steps per G step buy 6000
             // G steps in ~20 s.
@@ -244,15 +241,6 @@ impl TrainConfig {
             }
             _ => {}
         }
-        if let Some(side) = self.arch.image_size() {
-            if side != self.image_size {
-                return bad(format!(
-                    "--arch {} makes {side}×{side} images but --image-size is {}",
-                    self.arch.name(),
-                    self.image_size
-                ));
-            }
-        }
         if self.conditional && !self.data.is_images() {
             return bad(
                 "--conditional needs labelled images (the digits or IDX files with --labels)"
@@ -260,6 +248,12 @@ impl TrainConfig {
             );
         }
         Ok(())
+    }
+
+    /// Side of the images fed to the networks: 28, or 64 for dcgan64 (the digits scaled ×2
+    /// and padded).
+    pub fn image_size(&self) -> usize {
+        self.arch.image_size().unwrap_or(28)
     }
 
     /// The networks' shapes for samples of `sample_shape` and `classes` (when conditional).
@@ -298,7 +292,6 @@ impl TrainConfig {
             "data": if images.is_some() { "idx".to_string() } else { self.data.name() },
             "images": images,
             "labels": labels,
-            "image_size": self.image_size,
             "batch_size": self.batch_size,
             "steps": self.steps,
             "optimizer": self.optimizer.name(),
@@ -343,7 +336,6 @@ impl TrainConfig {
             nz: u("nz")? as usize,
             width: u("width")? as usize,
             data,
-            image_size: u("image_size")? as usize,
             batch_size: u("batch_size")? as usize,
             steps: u("steps")?,
             optimizer: OptimizerKind::parse(s("optimizer")?)?,

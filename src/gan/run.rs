@@ -89,8 +89,8 @@ pub struct RunSummary {
     pub interrupted: bool,
 }
 
-/// Start a new run in `dir` (which must not hold a run already).
-pub fn start(dir: &Path, trainer: &Trainer) -> Result<()> {
+/// Claim `dir` for a new run (it must not hold one already); [`run`] then fills it.
+pub fn start(dir: &Path) -> Result<()> {
     if dir.join(CHECKPOINT).exists() || dir.join(METRICS).exists() {
         return Err(Error::invalid(format!(
             "{} already holds a run; continue it with --resume {} or choose another --name",
@@ -99,12 +99,12 @@ pub fn start(dir: &Path, trainer: &Trainer) -> Result<()> {
         )));
     }
     std::fs::create_dir_all(dir.join("samples")).map_err(|e| Error::io(dir, e))?;
-    write_config(trainer, dir)?;
     MetricsLog::create(dir.join(METRICS))?;
     Ok(())
 }
 
-/// `config.json` from the trainer's configuration (rewritten when a resume extends a run).
+/// `config.json` from the trainer's configuration (written by every [`run`], so a resume
+/// that extends the run updates it).
 fn write_config(trainer: &Trainer, dir: &Path) -> Result<()> {
     let config = serde_json::to_string_pretty(&trainer.config.to_json())
         .map_err(|e| Error::invalid(format!("config: {e}")))?;

@@ -408,15 +408,11 @@ impl Trainer {
 
 /// Load the data of `config`: the source, one sample's shape, and the class count.
 fn open_source(config: &TrainConfig) -> Result<(Source, Vec<usize>, Option<usize>)> {
+    if let Some(mixture) = config.data.mixture() {
+        let shape = vec![mixture.dim()];
+        return Ok((Source::Toy { mixture, offset: 0 }, shape, None));
+    }
     let digits = match &config.data {
-        toy @ (DataSpec::Ring8 | DataSpec::Grid25 | DataSpec::Mix1d) => {
-            let mixture = toy.mixture().ok_or_else(|| {
-                Error::invalid(format!("no mixture for the toy set {}", toy.name()))
-            })?;
-            let shape = vec![mixture.dim()];
-            return Ok((Source::Toy { mixture, offset: 0 }, shape, None));
-        }
-        DataSpec::Digits => Digits::builtin()?,
         DataSpec::Idx { images, labels } => {
             let labels = labels.clone().ok_or_else(|| {
                 Error::invalid(format!(
@@ -427,6 +423,7 @@ fn open_source(config: &TrainConfig) -> Result<(Source, Vec<usize>, Option<usize
             })?;
             Digits::from_paths(images, labels)?
         }
+        _ => Digits::builtin()?,
     };
     let (h, w) = digits.image_size();
     if (h, w) != (28, 28) {
@@ -436,12 +433,7 @@ fn open_source(config: &TrainConfig) -> Result<(Source, Vec<usize>, Option<usize
     }
     let classes = digits.class_counts().len();
     let batches = Batches::new(digits.len(), config.batch_size, config.seed ^ DATA_STREAM)?;
-    let size = config.image_size;
-    if size != 28 && size != 64 {
-        return Err(Error::invalid(format!(
-            "--image-size {size}: use 28 (dcgan28) or 64 (dcgan64)"
-        )));
-    }
+    let size = config.image_size();
     Ok((
         Source::Images {
             digits,
