@@ -69,7 +69,11 @@ fn assert_same_state(what: &str, a: &Trainer, b: &Trainer) {
             "{what}: {name}.param_steps()"
         );
     }
-    assert_eq!(a.state_json(), b.state_json(), "{what}: state_json");
+    assert_eq!(
+        a.state_json().unwrap(),
+        b.state_json().unwrap(),
+        "{what}: state_json"
+    );
 }
 
 /// The metrics as bits (so NaN == NaN and −0 != +0: a bitwise comparison).
@@ -258,7 +262,12 @@ fn gan_resume_across_an_epoch_boundary_is_bitwise() {
     check_resume("epoch", c.clone(), 8);
     let mut t = Trainer::new(c, &Device::Cpu).unwrap();
     train(&mut t, 6);
-    assert_eq!(t.state_json()["data"]["epoch"], 1, "{}", t.state_json());
+    assert_eq!(
+        t.state_json().unwrap()["data"]["epoch"],
+        1,
+        "{}",
+        t.state_json().unwrap()
+    );
 }
 
 #[test]

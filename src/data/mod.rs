@@ -132,7 +132,7 @@ impl Digits {
 }
 
 /// Where a [`Batches`] sampler is: enough to resume it exactly.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct BatchState {
     pub seed: u64,
     pub epoch: u64,

@@ -15,6 +15,8 @@
 //! there into a random walk). D ends without a sigmoid (the losses take logits, or raw scores for
 //! LSGAN and WGAN).
 
+use serde::{Deserialize, Serialize};
+
 use crate::device::Device;
 use crate::error::{Error, Result};
 use crate::nn::{
@@ -25,7 +27,8 @@ use crate::ops::conv::{Conv2dParams, ConvTranspose2dParams};
 use crate::tensor::Tensor;
 
 /// Which pair of networks.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Arch {
     /// Three-layer MLPs for 1-D and 2-D toy data.
     Mlp,
@@ -66,8 +69,9 @@ impl Arch {
     }
 }
 
-/// Everything that fixes the shapes of both networks.
-#[derive(Clone, Debug, PartialEq)]
+/// Everything that fixes the shapes of both networks; stored by field name
+/// (`{"arch", "nz", "width", "sample_shape", "classes"}`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct NetSpec {
     pub arch: Arch,
     /// Noise dimension.
@@ -82,43 +86,16 @@ pub struct NetSpec {
 }
 
 impl NetSpec {
-    /// `{"arch", "nz", "width", "sample_shape", "classes"}`.
     pub fn to_json(&self) -> serde_json::Value {
-        serde_json::json!({
-            "arch": self.arch.name(),
-            "nz": self.nz,
-            "width": self.width,
-            "sample_shape": self.sample_shape,
-            "classes": self.classes,
-        })
+        serde_json::to_value(self).expect("a NetSpec is numbers and names")
     }
 
     /// Read what [`NetSpec::to_json`] wrote; `what` names the file in errors.
     pub fn from_json(v: &serde_json::Value, what: &str) -> Result<NetSpec> {
-        let err = |k: &str| {
+        NetSpec::deserialize(v).map_err(|e| {
             Error::invalid(format!(
-                "{what}: the network description has no valid '{k}' (was it written by duel?)"
+                "{what}: the network description is not valid: {e} (was it written by duel?)"
             ))
-        };
-        let u = |k: &str| v.get(k).and_then(|x| x.as_u64()).ok_or_else(|| err(k));
-        let sample_shape = v
-            .get("sample_shape")
-            .and_then(|x| x.as_array())
-            .and_then(|a| a.iter().map(|d| d.as_u64().map(|d| d as usize)).collect())
-            .ok_or_else(|| err("sample_shape"))?;
-        Ok(NetSpec {
-            arch: Arch::parse(
-                v.get("arch")
-                    .and_then(|x| x.as_str())
-                    .ok_or_else(|| err("arch"))?,
-            )?,
-            nz: u("nz")? as usize,
-            width: u("width")? as usize,
-            sample_shape,
-            classes: v
-                .get("classes")
-                .and_then(|x| x.as_u64())
-                .map(|k| k as usize),
         })
     }
 }

@@ -4,16 +4,18 @@
 
 use std::path::PathBuf;
 
-use serde_json::{json, Value};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
 use super::arch::{Arch, NetSpec};
-use super::objective::{format_ls_coding, parse_ls_coding, Variant};
+use super::objective::Variant;
 use crate::data::toy::Mixture;
 use crate::error::{Error, Result};
-use crate::ops::loss::LsCoding;
 
-/// Where real samples come from.
-#[derive(Clone, Debug, PartialEq)]
+/// Where real samples come from. Stored as `"data": "<name>"` (`"idx"` with `"images"`
+/// and `"labels"` paths) among the run configuration's fields.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "data", rename_all = "lowercase")]
 pub enum DataSpec {
     /// The 5,000 built-in digits.
     Digits,
@@ -100,7 +102,8 @@ pub fn labels_beside(images: &std::path::Path) -> PathBuf {
 }
 
 /// Which optimizer both networks use (each gets its own instance and state).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum OptimizerKind {
     Adam,
     RmsProp,
@@ -127,9 +130,12 @@ impl OptimizerKind {
     }
 }
 
-/// A training run's full description.
-#[derive(Clone, Debug, PartialEq)]
+/// A training run's full description. Its JSON form (`config.json`) is one flat object:
+/// the fields below by name, with the variant's (`variant`, `ls_coding`, `clip`) and the
+/// data's (`data`, `images`, `labels`) among them.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct TrainConfig {
+    #[serde(flatten)]
     pub variant: Variant,
     /// Discriminator (critic) steps per generator step: Algorithm 1's k, WGAN's n_critic.
     pub d_steps: usize,
@@ -137,6 +143,7 @@ pub struct TrainConfig {
     pub conditional: bool,
     pub nz: usize,
     pub width: usize,
+    #[serde(flatten)]
     pub data: DataSpec,
     pub batch_size: usize,
     /// Total generator steps of the run.
@@ -267,84 +274,25 @@ impl TrainConfig {
         }
     }
 
-    pub fn to_json(&self) -> Value {
-        let (coding, clip) = match self.variant {
-            Variant::LsGan(c) => (Some(format_ls_coding(c)), None),
-            Variant::WGan { clip } => (None, Some(clip)),
-            _ => (None, None),
-        };
-        let (images, labels) = match &self.data {
-            DataSpec::Idx { images, labels } => (
-                Some(images.display().to_string()),
-                labels.as_ref().map(|l| l.display().to_string()),
-            ),
-            _ => (None, None),
-        };
-        json!({
-            "variant": self.variant.name(),
-            "ls_coding": coding,
-            "clip": clip,
-            "d_steps": self.d_steps,
-            "arch": self.arch.name(),
-            "conditional": self.conditional,
-            "nz": self.nz,
-            "width": self.width,
-            "data": if images.is_some() { "idx".to_string() } else { self.data.name() },
-            "images": images,
-            "labels": labels,
-            "batch_size": self.batch_size,
-            "steps": self.steps,
-            "optimizer": self.optimizer.name(),
-            "lr_g": self.lr_g,
-            "lr_d": self.lr_d,
-            "beta1": self.beta1,
-            "beta2": self.beta2,
-            "seed": self.seed,
+    /// The configuration as JSON (`config.json`, and inside every checkpoint). Fails only
+    /// for a data path that is not UTF-8.
+    pub fn to_json(&self) -> Result<Value> {
+        serde_json::to_value(self).map_err(|e| {
+            Error::invalid(format!(
+                "cannot record the run configuration: {e}; give --data a path in UTF-8"
+            ))
         })
     }
 
-    /// Read what [`TrainConfig::to_json`] wrote; `what` names the file in errors.
+    /// Read what [`TrainConfig::to_json`] wrote (also files written before the derive:
+    /// same field names, `null` for the fields a variant or data set does not use);
+    /// `what` names the file in errors.
     pub fn from_json(v: &Value, what: &str) -> Result<TrainConfig> {
-        let err = |k: &str| {
+        let c = TrainConfig::deserialize(v).map_err(|e| {
             Error::invalid(format!(
-                "{what}: the run configuration has no valid '{k}' (was it written by duel?)"
+                "{what}: the run configuration is not valid: {e} (was it written by duel?)"
             ))
-        };
-        let s = |k: &str| v.get(k).and_then(Value::as_str).ok_or_else(|| err(k));
-        let u = |k: &str| v.get(k).and_then(Value::as_u64).ok_or_else(|| err(k));
-        let f = |k: &str| v.get(k).and_then(Value::as_f64).ok_or_else(|| err(k));
-        let coding = match v.get("ls_coding").and_then(Value::as_str) {
-            Some(c) => parse_ls_coding(c)?,
-            None => LsCoding::BINARY,
-        };
-        let clip = v.get("clip").and_then(Value::as_f64).unwrap_or(0.01);
-        let data = match s("data")? {
-            "idx" => DataSpec::Idx {
-                images: PathBuf::from(s("images")?),
-                labels: v.get("labels").and_then(Value::as_str).map(PathBuf::from),
-            },
-            name => DataSpec::parse(name, None)?,
-        };
-        let c = TrainConfig {
-            variant: Variant::parse(s("variant")?, coding, clip)?,
-            d_steps: u("d_steps")? as usize,
-            arch: Arch::parse(s("arch")?)?,
-            conditional: v
-                .get("conditional")
-                .and_then(Value::as_bool)
-                .ok_or_else(|| err("conditional"))?,
-            nz: u("nz")? as usize,
-            width: u("width")? as usize,
-            data,
-            batch_size: u("batch_size")? as usize,
-            steps: u("steps")?,
-            optimizer: OptimizerKind::parse(s("optimizer")?)?,
-            lr_g: f("lr_g")?,
-            lr_d: f("lr_d")?,
-            beta1: f("beta1")?,
-            beta2: f("beta2")?,
-            seed: u("seed")?,
-        };
+        })?;
         c.validate()?;
         Ok(c)
     }

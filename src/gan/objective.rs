@@ -2,6 +2,8 @@
 //! on a real and a fake batch, the generator's loss on a fake batch, and what "mean D(·)"
 //! means for the metrics.
 
+use serde::{Deserialize, Serialize};
+
 use crate::error::{Error, Result};
 use crate::ops::loss::{
     discriminator_loss, lsgan_d_loss, lsgan_g_loss, minimax_generator_loss,
@@ -21,8 +23,10 @@ pub trait Objective: Send + Sync {
     fn mean_d(&self, out: &Tensor) -> Result<f64>;
 }
 
-/// The four variants, selectable by name (`gan`, `nsgan`, `lsgan`, `wgan`).
-#[derive(Clone, Copy, Debug, PartialEq)]
+/// The four variants, selectable by name (`gan`, `nsgan`, `lsgan`, `wgan`). Stored as
+/// [`VariantFields`].
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(into = "VariantFields", try_from = "VariantFields")]
 pub enum Variant {
     /// Minimax: G minimises E log(1 − D(G(z))) (saturates when D rejects the fakes).
     Gan,
@@ -73,6 +77,42 @@ impl Variant {
             Variant::WGan { clip } => Some(*clip),
             _ => None,
         }
+    }
+}
+
+/// How a [`Variant`] is stored among the run configuration's fields: its name, the LSGAN
+/// coding as `"a,b,c"` and the WGAN clip (`null` or absent where they do not apply; an
+/// absent coding is `01`, an absent clip 0.01).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct VariantFields {
+    variant: String,
+    #[serde(default)]
+    ls_coding: Option<String>,
+    #[serde(default)]
+    clip: Option<f64>,
+}
+
+impl From<Variant> for VariantFields {
+    fn from(v: Variant) -> VariantFields {
+        VariantFields {
+            variant: v.name().to_string(),
+            ls_coding: match v {
+                Variant::LsGan(c) => Some(format_ls_coding(c)),
+                _ => None,
+            },
+            clip: v.weight_clip(),
+        }
+    }
+}
+
+impl TryFrom<VariantFields> for Variant {
+    type Error = Error;
+    fn try_from(f: VariantFields) -> Result<Variant> {
+        let coding = match &f.ls_coding {
+            Some(c) => parse_ls_coding(c)?,
+            None => LsCoding::BINARY,
+        };
+        Variant::parse(&f.variant, coding, f.clip.unwrap_or(0.01))
     }
 }
 

@@ -106,7 +106,7 @@ pub fn start(dir: &Path) -> Result<()> {
 /// `config.json` from the trainer's configuration (written by every [`run`], so a resume
 /// that extends the run updates it).
 fn write_config(trainer: &Trainer, dir: &Path) -> Result<()> {
-    let config = serde_json::to_string_pretty(&trainer.config.to_json())
+    let config = serde_json::to_string_pretty(&trainer.config.to_json()?)
         .map_err(|e| Error::invalid(format!("config: {e}")))?;
     crate::io::checkpoint::write_atomic(&dir.join(CONFIG), format!("{config}\n").as_bytes())
 }
@@ -230,7 +230,7 @@ pub fn save_checkpoint(trainer: &Trainer, dir: &Path) -> Result<()> {
     let mut meta = BTreeMap::new();
     meta.insert(
         "duel.config".to_string(),
-        trainer.config.to_json().to_string(),
+        trainer.config.to_json()?.to_string(),
     );
     meta.insert("duel.net".to_string(), trainer.spec.to_json().to_string());
     meta.insert("duel.step".to_string(), trainer.step.to_string());

@@ -16,7 +16,8 @@
 //! parameters and buffers, and both optimizers' state are the whole training state: a
 //! checkpoint holds them all, so resuming continues bit for bit.
 
-use serde_json::{json, Value};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
 use super::arch::{self, Net, NetSpec};
 use super::config::{DataSpec, OptimizerKind, TrainConfig};
@@ -305,30 +306,35 @@ impl Trainer {
         v
     }
 
-    /// The counters and configuration, as stored beside the tensors.
-    pub fn state_json(&self) -> Value {
+    /// The counters and configuration, as stored beside the tensors ([`SavedState`]).
+    pub fn state_json(&self) -> Result<Value> {
         let data = match &self.source {
-            Source::Images { batches, .. } => {
-                let s = batches.state();
-                json!({"seed": s.seed, "epoch": s.epoch, "position": s.position})
-            }
-            Source::Toy { offset, .. } => json!({ "offset": offset }),
+            Source::Images { batches, .. } => SourceState::Images(batches.state()),
+            Source::Toy { offset, .. } => SourceState::Toy { offset: *offset },
         };
-        let opt = |o: &dyn Optimizer| json!({"steps": o.steps(), "param_steps": o.param_steps()});
-        json!({
-            "config": self.config.to_json(),
-            "net": self.spec.to_json(),
-            "step": self.step,
-            "noise_offset": self.noise_offset,
-            "data": data,
-            "opt_g": opt(self.opt_g.as_ref()),
-            "opt_d": opt(self.opt_d.as_ref()),
+        let counters = |o: &dyn Optimizer| OptimizerCounters {
+            steps: o.steps(),
+            param_steps: o.param_steps(),
+        };
+        let state = SavedState {
+            config: self.config.clone(),
+            net: self.spec.clone(),
+            step: self.step,
+            noise_offset: self.noise_offset,
+            data,
+            opt_g: counters(self.opt_g.as_ref()),
+            opt_d: counters(self.opt_d.as_ref()),
+        };
+        serde_json::to_value(&state).map_err(|e| {
+            Error::invalid(format!(
+                "cannot record the training state: {e}; give --data a path in UTF-8"
+            ))
         })
     }
 
     /// Write the whole training state to `path` (atomically).
     pub fn save(&self, path: impl AsRef<std::path::Path>) -> Result<()> {
-        save_training_state(path, &self.state_tensors(), &self.state_json().to_string())
+        save_training_state(path, &self.state_tensors(), &self.state_json()?.to_string())
     }
 
     /// Rebuild a trainer from a file written by [`Trainer::save`], on `device`. With
@@ -341,36 +347,36 @@ impl Trainer {
         let path = path.as_ref();
         let what = path.display().to_string();
         let state = load_training_state(path)?;
-        let meta: Value = serde_json::from_str(&state.metadata_json)
-            .map_err(|e| Error::invalid(format!("{what}: bad training-state JSON: {e}")))?;
-        let bad = |k: &str| {
+        let meta: SavedState = serde_json::from_str(&state.metadata_json).map_err(|e| {
             Error::invalid(format!(
-                "{what}: the training state has no valid '{k}'; the checkpoint is damaged"
+                "{what}: the training state is not valid: {e}; the checkpoint is damaged"
             ))
-        };
-        let mut config =
-            TrainConfig::from_json(meta.get("config").ok_or_else(|| bad("config"))?, &what)?;
+        })?;
+        let mut config = meta.config;
+        config.validate()?;
         if let Some(s) = steps {
             config.steps = s;
         }
         let mut t = Trainer::new(config, device)?;
-        let u = |v: &Value, k: &str| v.get(k).and_then(Value::as_u64).ok_or_else(|| bad(k));
-        t.step = u(&meta, "step")?;
-        t.noise_offset = u(&meta, "noise_offset")?;
-        let data = meta.get("data").ok_or_else(|| bad("data"))?;
-        match &mut t.source {
-            Source::Images {
-                digits, batches, ..
-            } => {
-                let s = BatchState {
-                    seed: u(data, "seed")?,
-                    epoch: u(data, "epoch")?,
-                    position: u(data, "position")? as usize,
-                };
+        t.step = meta.step;
+        t.noise_offset = meta.noise_offset;
+        match (&mut t.source, meta.data) {
+            (
+                Source::Images {
+                    digits, batches, ..
+                },
+                SourceState::Images(s),
+            ) => {
                 *batches = Batches::resume(digits.len(), t.config.batch_size, s)
                     .map_err(|e| Error::invalid(format!("{what}: {e}")))?;
             }
-            Source::Toy { offset, .. } => *offset = u(data, "offset")?,
+            (Source::Toy { offset, .. }, SourceState::Toy { offset: o }) => *offset = o,
+            _ => {
+                return Err(Error::invalid(format!(
+                    "{what}: the training state's data position does not fit its data set; \
+                     the checkpoint is damaged"
+                )))
+            }
         }
         let mut groups: [(&str, Vec<(String, Tensor)>); 4] = [
             ("g.", vec![]),
@@ -390,20 +396,46 @@ impl Trainer {
             load_state_dict(net, &entries.into_iter().collect())
                 .map_err(|e| Error::invalid(format!("{what}: {e}")))?;
         }
-        for (key, opt, entries) in [("opt_g", &mut t.opt_g, og), ("opt_d", &mut t.opt_d, od)] {
-            let o = meta.get(key).ok_or_else(|| bad(key))?;
-            let param_steps: Vec<Option<u64>> = o
-                .get("param_steps")
-                .and_then(Value::as_array)
-                .ok_or_else(|| bad("param_steps"))?
-                .iter()
-                .map(Value::as_u64)
-                .collect();
-            opt.load_state(&entries, &param_steps, u(o, "steps")?)
+        for (counters, opt, entries) in [
+            (meta.opt_g, &mut t.opt_g, og),
+            (meta.opt_d, &mut t.opt_d, od),
+        ] {
+            opt.load_state(&entries, &counters.param_steps, counters.steps)
                 .map_err(|e| Error::invalid(format!("{what}: {e}")))?;
         }
         Ok(t)
     }
+}
+
+/// The counters and configuration of a training state, stored as JSON in a checkpoint's
+/// metadata (`duel.training_state`).
+#[derive(Serialize, Deserialize)]
+pub struct SavedState {
+    pub config: TrainConfig,
+    pub net: NetSpec,
+    /// Generator steps done.
+    pub step: u64,
+    /// Position of the next draw in the noise stream.
+    pub noise_offset: u64,
+    pub data: SourceState,
+    pub opt_g: OptimizerCounters,
+    pub opt_d: OptimizerCounters,
+}
+
+/// Where the next real batch starts: the image batches' shuffle state, or the toy
+/// stream's position.
+#[derive(Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum SourceState {
+    Images(BatchState),
+    Toy { offset: u64 },
+}
+
+/// An optimizer's step counters (its tensors are stored beside them).
+#[derive(Serialize, Deserialize)]
+pub struct OptimizerCounters {
+    pub steps: u64,
+    pub param_steps: Vec<Option<u64>>,
 }
 
 /// Load the data of `config`: the source, one sample's shape, and the class count.

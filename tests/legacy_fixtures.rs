@@ -1,0 +1,206 @@
+//! Runs written by main before the run description moved to serde derive (commit 8e3b19f,
+//! `scripts/make-legacy-fixtures.sh`): their config.json and checkpoints still load, and a
+//! resume continues them bit for bit — the same losses and the same final tensors as the
+//! old binary's own continuation, recorded when the fixtures were made.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::{bits, TempDir};
+use duel::gan::config::{DataSpec, OptimizerKind, TrainConfig};
+use duel::gan::objective::Variant;
+use duel::gan::Arch;
+use duel::io::checkpoint::load_safetensors;
+use duel::ops::loss::LsCoding;
+
+fn fixture(rel: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data/fixtures")
+        .join(rel)
+}
+
+fn legacy_json(run: &str) -> serde_json::Value {
+    let text = std::fs::read_to_string(fixture(&format!("{run}/config.json"))).unwrap();
+    serde_json::from_str(&text).unwrap()
+}
+
+fn legacy_config(run: &str) -> TrainConfig {
+    TrainConfig::from_json(&legacy_json(run), "config.json").unwrap()
+}
+
+#[test]
+fn legacy_config_files_load_with_their_values() {
+    // The values are those given on the command lines of make-legacy-fixtures.sh.
+    let c = legacy_config("ring8");
+    assert_eq!(c.variant, Variant::LsGan(LsCoding::PEARSON));
+    assert_eq!((c.arch, c.data.clone()), (Arch::Mlp, DataSpec::Ring8));
+    assert_eq!(
+        (c.nz, c.width, c.batch_size, c.steps, c.seed),
+        (4, 8, 16, 10, 7)
+    );
+    assert_eq!(
+        (c.optimizer, c.lr_g, c.lr_d),
+        (OptimizerKind::Adam, 5e-4, 5e-4)
+    );
+
+    let c = legacy_config("dcgan28");
+    assert_eq!(c.variant, Variant::WGan { clip: 0.02 });
+    assert!(c.conditional);
+    assert_eq!((c.arch, c.data.clone()), (Arch::Dcgan28, DataSpec::Digits));
+    assert_eq!((c.d_steps, c.optimizer), (5, OptimizerKind::RmsProp));
+    assert_eq!((c.beta1, c.beta2), (0.0, 0.99));
+
+    let c = legacy_config("idx");
+    assert_eq!(c.variant, Variant::Gan);
+    assert_eq!(
+        c.data,
+        DataSpec::Idx {
+            images: "tiny-images-idx3-ubyte".into(),
+            labels: Some("tiny-labels-idx1-ubyte".into()),
+        }
+    );
+    assert_eq!(
+        (c.optimizer, c.lr_g, c.lr_d, c.beta1),
+        (OptimizerKind::Sgd, 1e-3, 3e-3, 0.9)
+    );
+}
+
+#[test]
+fn the_written_form_keeps_every_legacy_field_name_and_value() {
+    for run in ["ring8", "dcgan28", "idx"] {
+        let old = legacy_json(run);
+        let new = legacy_config(run).to_json().unwrap();
+        for (k, v) in old.as_object().unwrap() {
+            // Fields a variant or data set does not use were written as null; they may
+            // now be left out.
+            let written = new.get(k).unwrap_or(&serde_json::Value::Null);
+            assert_eq!(written, v, "{run}: field {k}");
+        }
+        assert_eq!(
+            TrainConfig::from_json(&new, "new").unwrap(),
+            legacy_config(run)
+        );
+    }
+}
+
+/// The fields of a metrics row that do not depend on timing.
+const DETERMINISTIC: [&str; 7] = [
+    "step",
+    "d_loss",
+    "g_loss",
+    "d_real",
+    "d_fake",
+    "d_grad_norm",
+    "g_grad_norm",
+];
+
+fn metric_rows(path: &Path) -> Vec<Vec<u64>> {
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            DETERMINISTIC
+                .iter()
+                .map(|k| v[k].as_f64().unwrap().to_bits())
+                .collect()
+        })
+        .collect()
+}
+
+fn tensor_bits(path: &Path) -> Vec<(String, Vec<usize>, Vec<u64>)> {
+    let mut v: Vec<_> = load_safetensors(path)
+        .unwrap()
+        .into_iter()
+        .map(|(n, t)| (n, t.dims().to_vec(), bits(&t)))
+        .collect();
+    v.sort();
+    v
+}
+
+/// Resume a copy of the legacy run `run` to `steps` with today's binary (one cpu thread,
+/// as the fixtures were made) and compare with the old binary's continuation.
+fn resumes_bitwise(run: &str, steps: &str, every: &str) {
+    let tmp = TempDir::new(&format!("legacy-{run}"));
+    let dir = tmp.path(run);
+    std::fs::create_dir_all(&dir).unwrap();
+    for f in ["config.json", "checkpoint.safetensors", "metrics.jsonl"] {
+        std::fs::copy(fixture(&format!("{run}/{f}")), dir.join(f)).unwrap();
+    }
+    let out = Command::new(env!("CARGO_BIN_EXE_duel"))
+        .args(["train", "--device", "cpu", "--resume"])
+        .arg(&dir)
+        .args([
+            "--steps",
+            steps,
+            "--checkpoint-every",
+            every,
+            "--sample-every",
+            every,
+        ])
+        .arg("--quiet")
+        .env("RAYON_NUM_THREADS", "1")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{run}: resume failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let expected = metric_rows(&fixture(&format!("{run}/continued-metrics.jsonl")));
+    let got = metric_rows(&dir.join("metrics.jsonl"));
+    assert_eq!(got.len(), expected.len(), "{run}: metrics rows");
+    for (i, (g, e)) in got.iter().zip(&expected).enumerate() {
+        assert_eq!(
+            g,
+            e,
+            "{run}: metrics row {} differs from the old binary's",
+            i + 1
+        );
+    }
+    let expected = tensor_bits(&fixture(&format!("{run}/continued-checkpoint.safetensors")));
+    let got = tensor_bits(&dir.join("checkpoint.safetensors"));
+    assert_eq!(got.len(), expected.len(), "{run}: tensor count");
+    for (g, e) in got.iter().zip(&expected) {
+        assert_eq!(g, e, "{run}: tensor {} differs from the old binary's", e.0);
+    }
+}
+
+#[test]
+fn legacy_toy_checkpoint_resumes_bitwise() {
+    resumes_bitwise("ring8", "20", "10");
+}
+
+#[test]
+fn legacy_dcgan28_checkpoint_resumes_bitwise() {
+    resumes_bitwise("dcgan28", "8", "4");
+}
+
+#[test]
+fn legacy_generator_and_checkpoint_files_sample() {
+    let tmp = TempDir::new("legacy-sample");
+    for run in ["ring8", "dcgan28", "idx"] {
+        for file in ["generator.safetensors", "checkpoint.safetensors"] {
+            let out = tmp.path(&format!("{run}-{file}.png"));
+            let o = common::duel(&[
+                "sample",
+                "--device",
+                "cpu",
+                "--checkpoint",
+                fixture(&format!("{run}/{file}")).to_str().unwrap(),
+                "--n",
+                "4",
+                "--out",
+                out.to_str().unwrap(),
+            ]);
+            assert!(
+                o.status.success(),
+                "{run}/{file}: {}",
+                String::from_utf8_lossy(&o.stderr)
+            );
+            assert!(common::png_size(&out).0 > 0);
+        }
+    }
+}
