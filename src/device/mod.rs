@@ -12,6 +12,15 @@ use simt::SimtDevice;
 use std::fmt;
 use std::sync::{Arc, OnceLock};
 
+/// Cumulative allocations a device made from the system (cuda: `cuMemAlloc`; emu: host
+/// blocks; cpu: buffers from the cpu allocator), and their bytes. Reuse from a cache is
+/// not counted, so the difference between two readings is what a piece of work cost.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct AllocStats {
+    pub allocations: u64,
+    pub bytes: u64,
+}
+
 #[derive(Clone)]
 pub enum Device {
     Cpu,
@@ -107,6 +116,15 @@ impl Device {
         match self {
             Device::Cpu => None,
             Device::Cuda(d, _) | Device::Emu(d) => Some(d),
+        }
+    }
+
+    /// Allocations this device has made from the system so far (see [`AllocStats`]).
+    /// cpu: counted by the cpu allocator (helper cpuperf's); zeros until it exists.
+    pub fn alloc_stats(&self) -> AllocStats {
+        match self {
+            Device::Cpu => AllocStats::default(),
+            Device::Cuda(d, _) | Device::Emu(d) => d.alloc_stats(),
         }
     }
 

@@ -120,10 +120,18 @@ unsafe impl Sync for Pool {}
 pub struct EmuRuntime {
     pool: Pool,
     kernels: HashMap<&'static str, EmuKernel>,
-    /// Live allocations: base address → size in bytes.
-    allocs: Mutex<BTreeMap<u64, usize>>,
+    /// Every block from `alloc`, by base address.
+    allocs: Mutex<BTreeMap<u64, Block>>,
     schedule: Schedule,
     trace: Option<Mutex<std::fs::File>>,
+}
+
+/// One host block: its size, and the bytes it is lent for (None while it sits in the
+/// caching allocator's free list, when any access to it is an error).
+#[derive(Clone, Copy)]
+struct Block {
+    size: usize,
+    lent: Option<usize>,
 }
 
 /// Alignment of every allocation: what cudaMalloc guarantees and float4 loads need.
@@ -189,9 +197,14 @@ impl EmuRuntime {
     /// Checks that `[ptr, ptr + bytes)` lies inside one live allocation.
     fn check_range(&self, what: &str, ptr: DevicePtr, bytes: usize) -> Result<()> {
         let allocs = self.allocs.lock().unwrap_or_else(|e| e.into_inner());
-        match allocs.range(..=ptr).next_back() {
-            Some((&base, &size)) if ptr + bytes as u64 <= base + size as u64 => Ok(()),
-            Some((&base, &size)) if ptr < base + size as u64 => Err(Error::backend(format!(
+        let live = allocs
+            .range(..=ptr)
+            .next_back()
+            .and_then(|(&base, b)| Some((base, b.lent?)))
+            .filter(|&(base, size)| ptr < base + size.max(1) as u64);
+        match live {
+            Some((base, size)) if ptr + bytes as u64 <= base + size as u64 => Ok(()),
+            Some((base, size)) => Err(Error::backend(format!(
                 "emu: {what} of {bytes} bytes at 0x{ptr:x} runs past the end of its \
                  {size}-byte allocation at 0x{base:x}"
             ))),
@@ -262,12 +275,12 @@ impl Drop for EmuRuntime {
         // SAFETY: created in new, freed once; no launch can be running (&mut self).
         unsafe { ffi::duel_emu_pool_free(self.pool.0) };
         let allocs = std::mem::take(self.allocs.get_mut().unwrap_or_else(|e| e.into_inner()));
-        for (ptr, size) in allocs {
+        for (ptr, block) in allocs {
             // SAFETY: every entry was allocated in `alloc` with this layout.
             unsafe {
                 std::alloc::dealloc(
                     ptr as *mut u8,
-                    Layout::from_size_align_unchecked(size, ALIGN),
+                    Layout::from_size_align_unchecked(block.size, ALIGN),
                 )
             };
         }
@@ -298,8 +311,32 @@ impl Runtime for EmuRuntime {
         self.allocs
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .insert(ptr as u64, size);
+            .insert(
+                ptr as u64,
+                Block {
+                    size,
+                    lent: Some(size),
+                },
+            );
         Ok(ptr as u64)
+    }
+
+    /// Poisons the whole block again (a reused block holds the last tensor's values,
+    /// which a kernel reading unwritten memory would otherwise see as plausible data).
+    fn lend(&self, ptr: DevicePtr, bytes: usize) {
+        let mut allocs = self.allocs.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(block) = allocs.get_mut(&ptr) {
+            // SAFETY: the block is `block.size` writable bytes allocated in `alloc`.
+            unsafe { std::ptr::write_bytes(ptr as *mut u8, 0xFF, block.size) };
+            block.lent = Some(bytes);
+        }
+    }
+
+    fn reclaim(&self, ptr: DevicePtr) {
+        let mut allocs = self.allocs.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(block) = allocs.get_mut(&ptr) {
+            block.lent = None;
+        }
     }
 
     unsafe fn free(&self, ptr: DevicePtr) {
@@ -310,10 +347,10 @@ impl Runtime for EmuRuntime {
             .remove(&ptr);
         match size {
             // SAFETY: allocated in `alloc` with this size and alignment.
-            Some(size) => unsafe {
+            Some(block) => unsafe {
                 std::alloc::dealloc(
                     ptr as *mut u8,
-                    Layout::from_size_align_unchecked(size, ALIGN),
+                    Layout::from_size_align_unchecked(block.size, ALIGN),
                 )
             },
             // Freeing what we did not allocate would corrupt the heap: keep going without.

@@ -1,22 +1,28 @@
 //! The SIMT launch layer shared by the `cuda` and `emu` devices. Each op family's launch
 //! logic lives in `src/ops/<family>/simt.rs` and talks only to [`SimtDevice`].
 
+pub mod alloc;
 pub mod runtime;
 
-pub use runtime::{Arg, DeviceBuffer, DevicePtr, LaunchConfig, Runtime};
+pub use alloc::{CachingAllocator, DeviceBuffer};
+pub use runtime::{Arg, DevicePtr, LaunchConfig, Runtime};
 
+use crate::device::AllocStats;
 use crate::error::Result;
 use crate::tensor::shape::{Layout, MAX_RANK};
 use std::sync::Arc;
 
-/// A device that runs `kernels/*.cu`: a runtime plus its name.
+/// A device that runs `kernels/*.cu`: a runtime (cuda or emu) and the caching allocator
+/// in front of its memory.
 pub struct SimtDevice {
     runtime: Arc<dyn Runtime>,
+    allocator: Arc<CachingAllocator>,
 }
 
 impl SimtDevice {
     pub fn new(runtime: Arc<dyn Runtime>) -> Self {
-        SimtDevice { runtime }
+        let allocator = Arc::new(CachingAllocator::new(runtime.clone()));
+        SimtDevice { runtime, allocator }
     }
     pub fn runtime(&self) -> &Arc<dyn Runtime> {
         &self.runtime
@@ -24,8 +30,21 @@ impl SimtDevice {
     pub fn name(&self) -> String {
         self.runtime.name()
     }
+    /// At least `bytes` bytes of device memory, reused from the cache when it can be.
     pub fn alloc(&self, bytes: usize) -> Result<DeviceBuffer> {
-        DeviceBuffer::new(&self.runtime, bytes)
+        DeviceBuffer::new(&self.allocator, bytes)
+    }
+    /// Allocations that reached the runtime so far (cache hits excluded).
+    pub fn alloc_stats(&self) -> AllocStats {
+        self.allocator.stats()
+    }
+    /// Blocks asked for so far, cache hits included.
+    pub fn alloc_requests(&self) -> u64 {
+        self.allocator.requests()
+    }
+    /// Give every cached, unused block back to the runtime; returns the bytes freed.
+    pub fn release_cached(&self) -> usize {
+        self.allocator.release_cached()
     }
     pub fn launch(&self, kernel: &str, cfg: &LaunchConfig, args: &[Arg]) -> Result<()> {
         self.runtime.launch(kernel, cfg, args)

@@ -5,7 +5,6 @@
 
 use crate::error::{Error, Result};
 use std::ffi::c_void;
-use std::sync::Arc;
 
 /// A device address. On `emu` it is a host address.
 pub type DevicePtr = u64;
@@ -78,56 +77,15 @@ pub trait Runtime: Send + Sync {
     /// # Safety
     /// `ptr` came from `alloc` of this runtime and is not used afterwards.
     unsafe fn free(&self, ptr: DevicePtr);
+    /// `ptr` (new or reused) is handed out for `bytes` bytes by the caching allocator.
+    /// The emulator poisons it and bounds-checks copies against `bytes`; a GPU does nothing.
+    fn lend(&self, _ptr: DevicePtr, _bytes: usize) {}
+    /// `ptr` went back to the allocator's cache: no tensor may use it until it is lent again.
+    fn reclaim(&self, _ptr: DevicePtr) {}
     fn copy_to_device(&self, dst: DevicePtr, src: &[u8]) -> Result<()>;
     fn copy_to_host(&self, src: DevicePtr, dst: &mut [u8]) -> Result<()>;
     fn copy_on_device(&self, dst: DevicePtr, src: DevicePtr, bytes: usize) -> Result<()>;
     /// Launch `kernel` (its `extern "C"` name) with `args` in parameter order.
     fn launch(&self, kernel: &str, cfg: &LaunchConfig, args: &[Arg]) -> Result<()>;
     fn synchronize(&self) -> Result<()>;
-}
-
-/// Device memory owned by one runtime, freed on drop.
-pub struct DeviceBuffer {
-    ptr: DevicePtr,
-    bytes: usize,
-    runtime: Arc<dyn Runtime>,
-}
-
-impl DeviceBuffer {
-    pub fn new(runtime: &Arc<dyn Runtime>, bytes: usize) -> Result<Self> {
-        // Zero-byte tensors still get a distinct, valid allocation so pointers stay non-null.
-        let ptr = runtime.alloc(bytes.max(1))?;
-        Ok(DeviceBuffer {
-            ptr,
-            bytes,
-            runtime: runtime.clone(),
-        })
-    }
-    pub fn ptr(&self) -> DevicePtr {
-        self.ptr
-    }
-    pub fn bytes(&self) -> usize {
-        self.bytes
-    }
-    pub fn runtime(&self) -> &Arc<dyn Runtime> {
-        &self.runtime
-    }
-}
-
-impl Drop for DeviceBuffer {
-    fn drop(&mut self) {
-        // SAFETY: the buffer owns `ptr`, which came from this runtime's `alloc`.
-        unsafe { self.runtime.free(self.ptr) }
-    }
-}
-
-impl std::fmt::Debug for DeviceBuffer {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "DeviceBuffer({} bytes on {})",
-            self.bytes,
-            self.runtime.name()
-        )
-    }
 }
