@@ -61,18 +61,10 @@ fn check_run_dir(dir: &Path, config: &TrainConfig, sample_steps: &[u64], side: u
     assert_eq!(rows.len() as u64, config.steps, "{rows:?}");
     for (i, row) in rows.iter().enumerate() {
         assert_eq!(row["step"], (i + 1) as f64, "{row:?}");
-        for key in [
-            "d_loss",
-            "g_loss",
-            "d_real",
-            "d_fake",
-            "d_grad_norm",
-            "g_grad_norm",
-            "img_per_s",
-            "elapsed_s",
-        ] {
+        let timing = ["img_per_s", "elapsed_s"];
+        for key in common::DETERMINISTIC_METRICS[1..].iter().chain(&timing) {
             let v = row
-                .get(key)
+                .get(*key)
                 .unwrap_or_else(|| panic!("row {} has no {key}: {row:?}", i + 1));
             assert!(v.is_finite(), "row {}: {key} = {v}", i + 1);
         }

@@ -85,24 +85,13 @@ fn the_written_form_keeps_every_legacy_field_name_and_value() {
     }
 }
 
-/// The fields of a metrics row that do not depend on timing.
-const DETERMINISTIC: [&str; 7] = [
-    "step",
-    "d_loss",
-    "g_loss",
-    "d_real",
-    "d_fake",
-    "d_grad_norm",
-    "g_grad_norm",
-];
-
 fn metric_rows(path: &Path) -> Vec<Vec<u64>> {
     std::fs::read_to_string(path)
         .unwrap()
         .lines()
         .map(|l| {
             let v: serde_json::Value = serde_json::from_str(l).unwrap();
-            DETERMINISTIC
+            common::DETERMINISTIC_METRICS
                 .iter()
                 .map(|k| v[k].as_f64().unwrap().to_bits())
                 .collect()

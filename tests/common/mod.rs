@@ -77,3 +77,14 @@ pub fn bits(t: &duel::Tensor) -> Vec<u64> {
         DType::BF16 => widen(t.to_vec::<bf16>().unwrap(), |x| x.to_bits() as u64),
     }
 }
+
+/// The metrics.jsonl fields that do not depend on timing (`img_per_s` and `elapsed_s` do).
+pub const DETERMINISTIC_METRICS: [&str; 7] = [
+    "step",
+    "d_loss",
+    "g_loss",
+    "d_real",
+    "d_fake",
+    "d_grad_norm",
+    "g_grad_norm",
+];
