@@ -5,6 +5,7 @@
 //! Start with [`Tensor`] and [`Device`]; see DESIGN notes in the README.
 
 pub mod autograd;
+pub mod bench;
 pub mod data;
 pub mod device;
 pub mod error;

@@ -46,6 +46,8 @@ enum Command {
         #[arg(long)]
         op: Option<String>,
     },
+    /// Measure every op family and whole training steps against the machine's limits
+    Bench(cli::bench::BenchArgs),
     /// Print the tape of a two-layer MLP's loss, run backward, write the graph as DOT
     Trace {
         /// Where to write the Graphviz DOT file
@@ -101,6 +103,7 @@ fn run(cli: &Cli) -> Result<(), Failure> {
         Command::Check => check(device),
         Command::Gradcheck { op } => gradcheck(op.as_deref()),
         Command::Trace { dot } => trace(device, dot),
+        Command::Bench(args) => cli::bench::bench(device, args),
     }
 }
 
@@ -238,10 +241,10 @@ fn check(spec: DeviceSpec) -> Result<(), Failure> {
 fn devices() -> Result<(), Failure> {
     let mut out = String::new();
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let simd = simd_features();
+    let simd = duel::bench::machine::isa_features();
     out += &format!(
         "CPU       {} ({threads} logical threads; SIMD: {})\n",
-        cpu_model(),
+        duel::bench::machine::cpu_model(),
         if simd.is_empty() {
             "none detected".to_string()
         } else {
@@ -295,48 +298,11 @@ fn devices() -> Result<(), Failure> {
 }
 
 /// Write to stdout; a closed pipe (`duel devices | head -1`) is not an error.
-fn print(text: &str) -> Result<(), Failure> {
+pub(crate) fn print(text: &str) -> Result<(), Failure> {
     match std::io::stdout().lock().write_all(text.as_bytes()) {
         Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
             Err(Failure(format!("writing to stdout: {e}"), 1))
         }
         _ => Ok(()),
     }
-}
-
-fn cpu_model() -> String {
-    let info = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
-    ["model name", "Hardware", "Model", "cpu model"]
-        .iter()
-        .find_map(|key| {
-            info.lines().find_map(|line| {
-                let (k, v) = line.split_once(':')?;
-                (k.trim() == *key && !v.trim().is_empty()).then(|| v.trim().to_string())
-            })
-        })
-        .unwrap_or_else(|| format!("{} CPU", std::env::consts::ARCH))
-}
-
-#[allow(unused_mut)]
-fn simd_features() -> Vec<&'static str> {
-    let mut found = Vec::new();
-    #[cfg(any(target_arch = "x86", target_arch = "x86_64"))]
-    {
-        if is_x86_feature_detected!("avx2") {
-            found.push("avx2");
-        }
-        if is_x86_feature_detected!("fma") {
-            found.push("fma");
-        }
-        if is_x86_feature_detected!("avx512f") {
-            found.push("avx512f");
-        }
-    }
-    #[cfg(target_arch = "aarch64")]
-    {
-        if std::arch::is_aarch64_feature_detected!("neon") {
-            found.push("neon");
-        }
-    }
-    found
 }

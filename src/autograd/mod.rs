@@ -26,6 +26,7 @@
 //! computes no discriminator weight gradients: PyTorch's `requires_grad_(False)`).
 
 pub mod gradcheck;
+pub mod profile;
 pub mod trace;
 
 pub use trace::{tape, TapeEntry};
@@ -407,7 +408,10 @@ fn run_backward(root: &Arc<Node>, seed: Tensor) -> Result<()> {
                 node.op, node.seq
             ))
         })?;
-        let grads = saved.rule.backward(&grad_output)?;
+        let grads = {
+            let _p = profile::scope(node.op, profile::Direction::Backward);
+            saved.rule.backward(&grad_output)?
+        };
         drop(saved); // release what the op saved as soon as its rule has run
         if grads.len() != node.inputs.len() {
             return Err(Error::invalid(format!(
@@ -417,6 +421,8 @@ fn run_backward(root: &Arc<Node>, seed: Tensor) -> Result<()> {
                 node.inputs.len()
             )));
         }
+        // Summing gradients at fan-outs and into leaves is backward work, not forward adds.
+        let _p = profile::scope("accumulate_grad", profile::Direction::Backward);
         for (input, grad) in node.inputs.iter().zip(grads) {
             let Some(grad) = grad else { continue };
             if grad.shape() != &input.shape || grad.dtype() != input.dtype {

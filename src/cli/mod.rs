@@ -1,3 +1,4 @@
 //! Subcommands of the `duel` binary that need more than a few lines.
 
+pub mod bench;
 pub mod train;

@@ -30,6 +30,13 @@ pub struct GpuInfo {
     pub total_memory: usize,
     /// (major, minor) of the CUDA version the driver supports, e.g. (12, 4).
     pub driver_version: (i32, i32),
+    /// Streaming multiprocessors.
+    pub sm_count: u32,
+    /// Peak SM clock and memory clock (kHz), memory bus width (bits): the peaks derive
+    /// from these.
+    pub clock_khz: u32,
+    pub memory_clock_khz: u32,
+    pub memory_bus_bits: u32,
 }
 
 /// Every GPU the driver sees, or why none can be used.
@@ -57,10 +64,21 @@ pub fn probe() -> std::result::Result<Vec<GpuInfo>, String> {
                     total_memory: unsafe { cu::device::total_mem(dev) }
                         .map_err(|e| e.to_string())?,
                     driver_version,
+                    sm_count: count_attr(attr(CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT))?,
+                    clock_khz: count_attr(attr(CU_DEVICE_ATTRIBUTE_CLOCK_RATE))?,
+                    memory_clock_khz: count_attr(attr(CU_DEVICE_ATTRIBUTE_MEMORY_CLOCK_RATE))?,
+                    memory_bus_bits: count_attr(attr(CU_DEVICE_ATTRIBUTE_GLOBAL_MEMORY_BUS_WIDTH))?,
                 })
             })
             .collect()
     })
+}
+
+/// A non-negative device attribute, or the driver's error as text.
+fn count_attr<E: std::fmt::Display>(
+    v: std::result::Result<i32, E>,
+) -> std::result::Result<u32, String> {
+    v.map(|x| x.max(0) as u32).map_err(|e| e.to_string())
 }
 
 /// A GPU context plus the kernel modules loaded into it so far.

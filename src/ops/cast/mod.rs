@@ -15,6 +15,7 @@ use crate::tensor::{DType, Tensor};
 /// unchanged; `Tensor::to_dtype` returns `x` itself in that case). Recorded as "cast":
 /// the gradient is cast back to `x`'s dtype (the gradient of an f16 input is f16).
 pub fn cast(x: &Tensor, dtype: DType) -> Result<Tensor> {
+    let _p = crate::autograd::profile::forward("cast");
     let out = convert(x, dtype)?;
     Ok(record("cast", &[x], out, || CastBackward {
         input: x.dtype(),

@@ -105,6 +105,7 @@ impl Backward for ConcatBackward {
 
 /// Concatenate `tensors` along `axis` (see the module docs).
 pub fn concat(tensors: &[&Tensor], axis: isize) -> Result<Tensor> {
+    let _p = crate::autograd::profile::forward("concat");
     let plan = plan(tensors, axis)?;
     let out = no_grad(|| match tensors[0].device() {
         Device::Cpu => cpu::concat(tensors, &plan),

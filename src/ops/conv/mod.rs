@@ -414,6 +414,7 @@ pub fn conv_transpose2d(
 }
 
 fn run_op(kind: Kind, plan: Plan, x: &Tensor, w: &Tensor, bias: Option<&Tensor>) -> Result<Tensor> {
+    let _p = crate::autograd::profile::forward(kind.name());
     let out = autograd::no_grad(|| -> Result<Tensor> {
         let xc = x.detach().contiguous()?;
         let wc = w.detach().contiguous()?;

@@ -58,6 +58,7 @@ impl Backward for DropoutBackward {
 /// Inverted dropout of `x` with drop probability `p`, the mask drawn from the Philox
 /// stream of `seed` at positions `offset ..` (see the module docs).
 pub fn dropout(x: &Tensor, p: f64, seed: u64, offset: u64, training: bool) -> Result<Tensor> {
+    let _p = crate::autograd::profile::forward("dropout");
     if !(0.0..=1.0).contains(&p) {
         return Err(Error::invalid(format!(
             "dropout probability has to be between 0 and 1, but got {p}"

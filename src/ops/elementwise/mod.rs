@@ -222,6 +222,7 @@ fn check_compute(op: &'static str, what: &str, dtype: DType, device: &Device) ->
 
 /// Apply `op` to every element of `x`; the result is a new contiguous tensor.
 pub fn unary(x: &Tensor, op: UnaryOp) -> Result<Tensor> {
+    let _p = crate::autograd::profile::forward(op.name());
     if op != UnaryOp::Copy {
         check_compute(op.name(), "the input", x.dtype(), x.device())?;
     }
@@ -241,6 +242,7 @@ pub fn unary(x: &Tensor, op: UnaryOp) -> Result<Tensor> {
 
 /// Apply `op` to `a` and `b` broadcast to a common shape (NumPy/PyTorch rules).
 pub fn binary(a: &Tensor, b: &Tensor, op: BinaryOp) -> Result<Tensor> {
+    let _p = crate::autograd::profile::forward(op.name());
     let name = op.name();
     a.device().check_same(name, b.device())?;
     if a.dtype() != b.dtype() {

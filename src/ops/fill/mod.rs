@@ -28,6 +28,7 @@ fn check_dtype(op: &'static str, dtype: DType, device: &Device) -> Result<()> {
 
 /// A tensor of `shape` with every element `value` (rounded to `dtype`).
 pub fn full(shape: &Shape, value: f64, dtype: DType, device: &Device) -> Result<Tensor> {
+    let _p = crate::autograd::profile::forward("fill");
     check_dtype("full", dtype, device)?;
     match device {
         Device::Cpu => {

@@ -91,6 +91,7 @@ fn check_dtype(op: &'static str, x: &Tensor) -> Result<()> {
 
 /// Forward of `kind` on `x` against `t` (same shape) or the scalar `ts`; no recording.
 pub fn loss_forward(kind: LossKind, x: &Tensor, t: Option<&Tensor>, ts: f64) -> Result<Tensor> {
+    let _p = crate::autograd::profile::forward(kind.name());
     let x = x.detach().contiguous()?;
     let t = t.map(|t| t.detach().contiguous()).transpose()?;
     match x.device() {

@@ -236,6 +236,7 @@ pub fn matmul(a: &Tensor, b: &Tensor) -> Result<Tensor> {
 /// [`matmul`] with the simt kernel version forced (tests and benchmarks compare them;
 /// the backward of the recorded node uses the same version). The cpu backend ignores it.
 pub fn matmul_with(a: &Tensor, b: &Tensor, kernel: MatmulKernel) -> Result<Tensor> {
+    let _p = crate::autograd::profile::forward("matmul");
     let out = forward(&a.detach(), &b.detach(), kernel)?;
     let (a_grad, b_grad) = (a.requires_grad(), b.requires_grad());
     Ok(autograd::record(OP, &[a, b], out, || MatmulBackward {

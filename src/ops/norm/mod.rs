@@ -263,6 +263,7 @@ pub fn batch_norm(
     momentum: f64,
     eps: f64,
 ) -> Result<Tensor> {
+    let _p = crate::autograd::profile::forward("batch_norm");
     const OP: &str = "batch_norm";
     check_compute_dtype(OP, x)?;
     if x.rank() < 2 || x.rank() > 4 {
@@ -347,6 +348,7 @@ pub fn instance_norm2d(
     bias: Option<&Tensor>,
     eps: f64,
 ) -> Result<Tensor> {
+    let _p = crate::autograd::profile::forward("instance_norm2d");
     const OP: &str = "instance_norm2d";
     check_compute_dtype(OP, x)?;
     if x.rank() != 4 {

@@ -136,6 +136,7 @@ impl Backward for PadBackward {
 
 /// Pad the last two axes of `x` `[N, C, H, W]` by `(left, right, top, bottom)`.
 pub fn pad2d(x: &Tensor, pads: (usize, usize, usize, usize), mode: PadMode) -> Result<Tensor> {
+    let _p = crate::autograd::profile::forward("pad2d");
     const OP: &str = "pad2d";
     check_dtype(OP, x)?;
     if x.rank() != 4 {

@@ -116,6 +116,7 @@ impl ReducePlan {
 /// Reduce `x` over `axes` (see the module docs for the rules), recording "sum", "mean" or
 /// "max" on the tape.
 pub fn reduce(x: &Tensor, op: ReduceOp, axes: &[isize], keepdim: bool) -> Result<Tensor> {
+    let _p = crate::autograd::profile::forward(op.name());
     let plan = ReducePlan::new(op, x.layout(), axes, keepdim)?;
     let out = reduce_forward(x, op, &plan)?;
     Ok(match op {

@@ -68,6 +68,7 @@ pub fn sample(
     dtype: DType,
     device: &Device,
 ) -> Result<Tensor> {
+    let _p = crate::autograd::profile::forward("rng");
     let n = shape.numel();
     if offset.checked_add(n as u64).is_none() {
         return Err(Error::invalid(format!(

@@ -85,6 +85,7 @@ impl Backward for UpsampleBackward {
 
 /// Nearest-neighbour upsampling of `x` `[N, C, H, W]` by `scale` (≥ 1) on both spatial axes.
 pub fn upsample_nearest2d(x: &Tensor, scale: usize) -> Result<Tensor> {
+    let _p = crate::autograd::profile::forward("upsample_nearest2d");
     const OP: &str = "upsample_nearest2d";
     check(OP, x)?;
     if x.rank() != 4 {

@@ -1,0 +1,577 @@
+//! The op rows of `duel bench`: one [`Case`] per (op, direction, shape), with its FLOP and
+//! byte counts and a builder that makes the timed work on any device.
+//!
+//! **Counting.** FLOPs count multiply and add separately (an FMA is 2): a convolution or
+//! matmul direction is `2·M·N·K` of the GEMM it is; elementwise and normalisation rows
+//! count the arithmetic of the formula per element (stated beside each). Bytes are the
+//! compulsory traffic: every input read once, every output written once, in the dtype's
+//! size; a kernel that moves more shows it as a lower GB/s, never as a bigger count.
+//!
+//! **Directions.** `forward`; `input-grad` and `weight-grad` run the real backward rule
+//! through the tape with only that operand requiring a gradient (the forward pass that
+//! records the node is not timed); `backward` is every gradient of the op; `update` is an
+//! optimizer step.
+
+use crate::autograd::no_grad;
+use crate::device::Device;
+use crate::error::Result;
+use crate::ops::conv::{Conv2dParams, ConvTranspose2dParams};
+use crate::ops::matmul::MatmulKernel;
+use crate::optim::{Adam, AdamConfig, Optimizer, RmsProp, RmsPropConfig};
+use crate::tensor::{DType, Tensor};
+
+use super::timing::Stopwatch;
+
+/// The timed work of one row: each call runs the op once (timing what `sw` brackets) and
+/// returns the result tensors that the check compares.
+pub type Work = Box<dyn FnMut(&mut Stopwatch) -> Result<Vec<Tensor>>>;
+type Build = Box<dyn Fn(&Device, DType) -> Result<Work>>;
+
+/// One row to measure.
+pub struct Case {
+    pub op: &'static str,
+    pub direction: &'static str,
+    /// Where the shape comes from: `dcgan28 D.conv2`, `square`, `generic`.
+    pub label: String,
+    pub shape: String,
+    /// The kernel version (simt matmul variants; `default` elsewhere).
+    pub kernel: &'static str,
+    pub flops: f64,
+    /// Compulsory traffic at 4 bytes per element (f32).
+    pub bytes: f64,
+    /// Left out by `--quick`.
+    pub full_only: bool,
+    pub build: Build,
+}
+
+impl Case {
+    /// The key rows are matched by across tools (`--against`): op, direction, label, shape.
+    pub fn key(&self) -> String {
+        format!(
+            "{}/{}/{}/{}",
+            self.op, self.direction, self.label, self.shape
+        )
+    }
+}
+
+/// Problem sizes for a device: the emulator runs every CUDA thread as a fiber, so it gets
+/// batch 2 and small generic sizes (its rows show what a test run costs, not a GPU).
+#[derive(Clone, Copy, Debug)]
+pub struct Sizes {
+    pub batch: usize,
+    pub elements: usize,
+    pub squares: &'static [usize],
+}
+
+impl Sizes {
+    pub fn for_device(device: &Device) -> Sizes {
+        match device {
+            Device::Emu(_) => Sizes {
+                batch: 2,
+                elements: 1 << 14,
+                squares: &[64, 128],
+            },
+            _ => Sizes {
+                batch: 64,
+                elements: 1 << 22,
+                squares: &[256, 512, 1024, 2048],
+            },
+        }
+    }
+}
+
+/// The same values on every device and dtype: Philox normals made in f32 on the cpu.
+fn input(shape: &[usize], seed: u64, dev: &Device, dtype: DType) -> Result<Tensor> {
+    Tensor::randn(shape.to_vec(), seed, 0, &Device::Cpu)?
+        .to_dtype(dtype)?
+        .to_device(dev)
+}
+
+fn dims(s: &[usize]) -> String {
+    let v: Vec<String> = s.iter().map(|d| d.to_string()).collect();
+    format!("[{}]", v.join(","))
+}
+
+/// A convolution layer: conv2d (`transposed == false`, weight `[Cout, Cin, k, k]`) or
+/// conv_transpose2d (weight `[Cin, Cout, k, k]`), on input `[n, cin, h, h]`.
+#[derive(Clone, Copy, Debug)]
+pub struct ConvLayer {
+    pub name: &'static str,
+    pub transposed: bool,
+    pub cin: usize,
+    pub cout: usize,
+    pub h: usize,
+    pub k: usize,
+    pub stride: usize,
+    pub pad: usize,
+}
+
+impl ConvLayer {
+    fn out(&self) -> usize {
+        if self.transposed {
+            (self.h - 1) * self.stride + self.k - 2 * self.pad
+        } else {
+            (self.h + 2 * self.pad - self.k) / self.stride + 1
+        }
+    }
+    fn weight_dims(&self) -> [usize; 4] {
+        if self.transposed {
+            [self.cin, self.cout, self.k, self.k]
+        } else {
+            [self.cout, self.cin, self.k, self.k]
+        }
+    }
+    /// `2·N·Cin·Cout·k²` times the positions of the smaller side (conv2d: the output grid;
+    /// convT: the input grid): the same GEMM in every direction.
+    fn flops(&self, n: usize) -> f64 {
+        let grid = if self.transposed { self.h } else { self.out() };
+        2.0 * (n * self.cin * self.cout * self.k * self.k * grid * grid) as f64
+    }
+    fn run(&self, x: &Tensor, w: &Tensor) -> Result<Tensor> {
+        let (s, p) = ((self.stride, self.stride), (self.pad, self.pad));
+        if self.transposed {
+            let params = ConvTranspose2dParams {
+                stride: s,
+                padding: p,
+                ..Default::default()
+            };
+            x.conv_transpose2d(w, None, &params)
+        } else {
+            let params = Conv2dParams {
+                stride: s,
+                padding: p,
+                dilation: (1, 1),
+            };
+            x.conv2d(w, None, &params)
+        }
+    }
+}
+
+/// The convolution layers of dcgan28 and dcgan64 (width 64, nz 100, one channel), as
+/// src/gan/arch.rs builds them, plus two generic shapes.
+pub fn conv_layers() -> Vec<(&'static str, ConvLayer, bool)> {
+    let c = |name, transposed, cin, cout, h, k, stride, pad| ConvLayer {
+        name,
+        transposed,
+        cin,
+        cout,
+        h,
+        k,
+        stride,
+        pad,
+    };
+    vec![
+        ("dcgan28", c("G.convt1", true, 128, 64, 7, 4, 2, 1), false),
+        ("dcgan28", c("G.convt2", true, 64, 1, 14, 4, 2, 1), false),
+        ("dcgan28", c("D.conv1", false, 1, 64, 28, 4, 2, 1), false),
+        ("dcgan28", c("D.conv2", false, 64, 128, 14, 4, 2, 1), false),
+        ("dcgan64", c("G.convt1", true, 100, 512, 1, 4, 1, 0), true),
+        ("dcgan64", c("G.convt2", true, 512, 256, 4, 4, 2, 1), true),
+        ("dcgan64", c("G.convt3", true, 256, 128, 8, 4, 2, 1), true),
+        ("dcgan64", c("G.convt4", true, 128, 64, 16, 4, 2, 1), true),
+        ("dcgan64", c("G.convt5", true, 64, 1, 32, 4, 2, 1), true),
+        ("dcgan64", c("D.conv1", false, 1, 64, 64, 4, 2, 1), true),
+        ("dcgan64", c("D.conv2", false, 64, 128, 32, 4, 2, 1), true),
+        ("dcgan64", c("D.conv3", false, 128, 256, 16, 4, 2, 1), true),
+        ("dcgan64", c("D.conv4", false, 256, 512, 8, 4, 2, 1), true),
+        ("dcgan64", c("D.conv5", false, 512, 1, 4, 4, 1, 0), true),
+        ("generic", c("3x3/1", false, 64, 64, 32, 3, 1, 1), true),
+        ("generic", c("3x3/1", false, 256, 256, 8, 3, 1, 1), true),
+    ]
+}
+
+fn conv_cases(sizes: Sizes, out: &mut Vec<Case>) {
+    let n = sizes.batch;
+    for (arch, layer, full_only) in conv_layers() {
+        let op = if layer.transposed {
+            "conv_transpose2d"
+        } else {
+            "conv2d"
+        };
+        let x_dims = [n, layer.cin, layer.h, layer.h];
+        let y_dims = [n, layer.cout, layer.out(), layer.out()];
+        let w_dims = layer.weight_dims();
+        let shape = format!("x{} w{}", dims(&x_dims), dims(&w_dims));
+        let numel = |d: &[usize]| d.iter().product::<usize>() as f64;
+        let (xn, wn, yn) = (numel(&x_dims), numel(&w_dims), numel(&y_dims));
+        // forward reads x, w, writes y; input-grad reads dy, w, writes dx; weight-grad
+        // reads dy, x, writes dw.
+        for (direction, bytes) in [
+            ("forward", xn + wn + yn),
+            ("input-grad", yn + wn + xn),
+            ("weight-grad", yn + xn + wn),
+        ] {
+            out.push(Case {
+                op,
+                direction,
+                label: format!("{arch} {}", layer.name),
+                shape: shape.clone(),
+                kernel: "default",
+                flops: layer.flops(n),
+                bytes: 4.0 * bytes,
+                full_only,
+                build: Box::new(move |dev, dt| {
+                    let x = input(&x_dims, 11, dev, dt)?;
+                    let w = input(&w_dims, 12, dev, dt)?;
+                    let dy = input(&y_dims, 13, dev, dt)?;
+                    match direction {
+                        "forward" => Ok(Box::new(move |sw: &mut Stopwatch| {
+                            sw.start()?;
+                            let y = no_grad(|| layer.run(&x, &w))?;
+                            sw.stop()?;
+                            Ok(vec![y])
+                        }) as Work),
+                        dir => {
+                            let wrt_input = dir == "input-grad";
+                            let (x, w) = if wrt_input {
+                                (x.with_requires_grad(), w)
+                            } else {
+                                (x, w.with_requires_grad())
+                            };
+                            Ok(Box::new(move |sw: &mut Stopwatch| {
+                                let leaf = if wrt_input { &x } else { &w };
+                                leaf.zero_grad();
+                                let y = layer.run(&x, &w)?;
+                                backward_timed(sw, &y, &dy)?;
+                                Ok(vec![grad_of(leaf)?])
+                            }) as Work)
+                        }
+                    }
+                }),
+            });
+        }
+    }
+}
+
+/// Time only the backward walk of `y` seeded with `dy`.
+fn backward_timed(sw: &mut Stopwatch, y: &Tensor, dy: &Tensor) -> Result<()> {
+    sw.start()?;
+    y.backward_with(dy)?;
+    sw.stop()
+}
+
+fn grad_of(leaf: &Tensor) -> Result<Tensor> {
+    leaf.grad().ok_or_else(|| {
+        crate::Error::invalid("the benchmarked backward gave no gradient (a bug in the case)")
+    })
+}
+
+fn matmul_cases(sizes: Sizes, device: &Device, out: &mut Vec<Case>) {
+    let kernels: Vec<(&'static str, MatmulKernel)> = if device.is_cpu() {
+        vec![("default", MatmulKernel::default())]
+    } else {
+        MatmulKernel::ALL.iter().map(|k| (k.name(), *k)).collect()
+    };
+    for &s in sizes.squares {
+        for &(kname, kernel) in &kernels {
+            out.push(Case {
+                op: "matmul",
+                direction: "forward",
+                label: "square".into(),
+                shape: format!("{s}x{s}x{s}"),
+                kernel: kname,
+                flops: 2.0 * (s * s * s) as f64,
+                bytes: 4.0 * 3.0 * (s * s) as f64,
+                full_only: s > 512,
+                build: Box::new(move |dev, dt| {
+                    let a = input(&[s, s], 21, dev, dt)?;
+                    let b = input(&[s, s], 22, dev, dt)?;
+                    Ok(Box::new(move |sw: &mut Stopwatch| {
+                        sw.start()?;
+                        let c = crate::ops::matmul::matmul_with(&a, &b, kernel)?;
+                        sw.stop()?;
+                        Ok(vec![c])
+                    }) as Work)
+                }),
+            });
+        }
+    }
+    // The DCGAN linear layers, as nn::Linear runs them: x[n, in] @ w[out, in]ᵀ.
+    let n = sizes.batch;
+    for (label, fan_in, fan_out) in [
+        ("dcgan28 G.fc", 100, 2 * 64 * 7 * 7),
+        ("dcgan28 D.fc", 2 * 64 * 7 * 7, 1),
+    ] {
+        let flops = 2.0 * (n * fan_in * fan_out) as f64;
+        let bytes = 4.0 * (n * fan_in + fan_in * fan_out + n * fan_out) as f64;
+        for direction in ["forward", "input-grad", "weight-grad"] {
+            out.push(Case {
+                op: "matmul",
+                direction,
+                label: label.into(),
+                shape: format!("x[{n},{fan_in}] w[{fan_out},{fan_in}]"),
+                kernel: "default",
+                flops,
+                bytes,
+                full_only: false,
+                build: Box::new(move |dev, dt| {
+                    let x = input(&[n, fan_in], 31, dev, dt)?;
+                    let w = input(&[fan_out, fan_in], 32, dev, dt)?;
+                    let dy = input(&[n, fan_out], 33, dev, dt)?;
+                    if direction == "forward" {
+                        return Ok(Box::new(move |sw: &mut Stopwatch| {
+                            sw.start()?;
+                            let y = no_grad(|| x.matmul(&w.t()?))?;
+                            sw.stop()?;
+                            Ok(vec![y])
+                        }) as Work);
+                    }
+                    let wrt_input = direction == "input-grad";
+                    let (x, w) = if wrt_input {
+                        (x.with_requires_grad(), w)
+                    } else {
+                        (x, w.with_requires_grad())
+                    };
+                    Ok(Box::new(move |sw: &mut Stopwatch| {
+                        let leaf = if wrt_input { &x } else { &w };
+                        leaf.zero_grad();
+                        let y = x.matmul(&w.t()?)?;
+                        backward_timed(sw, &y, &dy)?;
+                        Ok(vec![grad_of(leaf)?])
+                    }) as Work)
+                }),
+            });
+        }
+    }
+}
+
+/// Batch norm (training mode) at the DCGAN shapes: forward ≈ 8 FLOPs per element (mean,
+/// variance, normalise, scale and shift); backward ≈ 10 (the two reductions of dy and
+/// dy·x̂, then dx).
+fn norm_cases(sizes: Sizes, out: &mut Vec<Case>) {
+    let n = sizes.batch;
+    let shapes: Vec<(&str, Vec<usize>, bool)> = vec![
+        ("dcgan28 G.bn1", vec![n, 2 * 64 * 7 * 7], false),
+        ("dcgan28 G.bn2", vec![n, 64, 14, 14], false),
+        ("dcgan28 D.bn", vec![n, 128, 7, 7], false),
+        ("dcgan64 G.bn4", vec![n, 64, 32, 32], true),
+        ("dcgan64 D.bn1", vec![n, 128, 16, 16], true),
+    ];
+    for (label, shape, full_only) in shapes {
+        let numel: usize = shape.iter().product();
+        let c = shape[1];
+        for (direction, flops_per, bytes_per) in [("forward", 8.0, 2.0), ("backward", 10.0, 3.0)] {
+            let shape = shape.clone();
+            out.push(Case {
+                op: "batch_norm",
+                direction,
+                label: label.into(),
+                shape: dims(&shape),
+                kernel: "default",
+                flops: flops_per * numel as f64,
+                // forward reads x, writes y; backward reads dy and x, writes dx.
+                bytes: 4.0 * bytes_per * numel as f64,
+                full_only,
+                build: Box::new(move |dev, dt| {
+                    let x = input(&shape, 41, dev, dt)?;
+                    let dy = input(&shape, 42, dev, dt)?;
+                    let rm = Tensor::zeros([c], dt, dev)?;
+                    let rv = Tensor::ones([c], dt, dev)?;
+                    let gamma = Tensor::ones([c], dt, dev)?.with_requires_grad();
+                    let beta = Tensor::zeros([c], dt, dev)?.with_requires_grad();
+                    let x = x.with_requires_grad();
+                    let bn = move |x: &Tensor| {
+                        crate::ops::norm::batch_norm(
+                            x,
+                            Some(&rm),
+                            Some(&rv),
+                            Some(&gamma),
+                            Some(&beta),
+                            true,
+                            0.1,
+                            1e-5,
+                        )
+                    };
+                    let forward = direction == "forward";
+                    Ok(Box::new(move |sw: &mut Stopwatch| {
+                        if forward {
+                            sw.start()?;
+                            let y = no_grad(|| bn(&x))?;
+                            sw.stop()?;
+                            return Ok(vec![y]);
+                        }
+                        x.zero_grad();
+                        let y = bn(&x)?;
+                        backward_timed(sw, &y, &dy)?;
+                        Ok(vec![grad_of(&x)?])
+                    }) as Work)
+                }),
+            });
+        }
+    }
+}
+
+/// The GAN losses at D's output shape `[n, 1]` and at a large generic size. BCE with
+/// logits ≈ 6 FLOPs per element (max, multiply-subtract, exp, log1p, mean), least squares 3.
+fn loss_cases(sizes: Sizes, out: &mut Vec<Case>) {
+    type LossFn = fn(&Tensor) -> Result<Tensor>;
+    let losses: [(&'static str, f64, LossFn); 2] = [
+        ("bce_with_logits", 6.0, |x| {
+            crate::ops::loss::bce_with_logits_scalar(x, 1.0)
+        }),
+        ("least_squares", 3.0, |x| {
+            crate::ops::loss::least_squares(x, 1.0)
+        }),
+    ];
+    for (op, flops_per, f) in losses {
+        for (label, len) in [("dcgan D.out", sizes.batch), ("generic", sizes.elements)] {
+            // forward reads x; backward reads x and writes dx.
+            for (direction, bytes_per) in [("forward", 1.0), ("backward", 2.0)] {
+                out.push(Case {
+                    op,
+                    direction,
+                    label: label.into(),
+                    shape: dims(&[len, 1]),
+                    kernel: "default",
+                    flops: flops_per * len as f64,
+                    bytes: 4.0 * bytes_per * len as f64,
+                    full_only: false,
+                    build: Box::new(move |dev, dt| {
+                        let x = input(&[len, 1], 51, dev, dt)?.with_requires_grad();
+                        let forward = direction == "forward";
+                        Ok(Box::new(move |sw: &mut Stopwatch| {
+                            if forward {
+                                sw.start()?;
+                                let l = no_grad(|| f(&x))?;
+                                sw.stop()?;
+                                return Ok(vec![l]);
+                            }
+                            x.zero_grad();
+                            let l = f(&x)?;
+                            sw.start()?;
+                            l.backward()?;
+                            sw.stop()?;
+                            Ok(vec![grad_of(&x)?])
+                        }) as Work)
+                    }),
+                });
+            }
+        }
+    }
+}
+
+/// One optimizer step over parameters shaped like dcgan28's generator (0.77 M values).
+/// Adam ≈ 12 FLOPs per value and reads p, g, m, v and writes p, m, v (7 × 4 bytes);
+/// RMSProp with momentum ≈ 9 FLOPs, the same traffic (v and the momentum buffer).
+fn optimizer_cases(sizes: Sizes, out: &mut Vec<Case>) {
+    let shapes: Vec<Vec<usize>> = if sizes.batch < 64 {
+        vec![vec![1000, 100], vec![64, 64, 4, 4]] // emulator: small
+    } else {
+        vec![
+            vec![6272, 100],
+            vec![6272],
+            vec![6272],
+            vec![128, 64, 4, 4],
+            vec![64],
+            vec![64],
+            vec![64, 1, 4, 4],
+            vec![1],
+        ]
+    };
+    let total: usize = shapes.iter().map(|s| s.iter().product::<usize>()).sum();
+    for (op, flops_per) in [("adam", 12.0), ("rmsprop", 9.0)] {
+        let shapes = shapes.clone();
+        out.push(Case {
+            op,
+            direction: "update",
+            label: if sizes.batch < 64 {
+                "small".into()
+            } else {
+                "dcgan28 G params".into()
+            },
+            shape: format!("{total} values in {} tensors", shapes.len()),
+            kernel: "default",
+            flops: flops_per * total as f64,
+            bytes: 4.0 * 7.0 * total as f64,
+            full_only: false,
+            build: Box::new(move |dev, dt| {
+                let mut params = Vec::new();
+                for (i, s) in shapes.iter().enumerate() {
+                    let p = input(s, 60 + i as u64, dev, dt)?.with_requires_grad();
+                    let g = input(s, 80 + i as u64, dev, dt)?;
+                    // d/dp Σ p·g = g: every parameter gets a fixed gradient.
+                    p.mul(&g)?.sum_all()?.backward()?;
+                    params.push(p);
+                }
+                let mut opt: Box<dyn Optimizer> = if op == "adam" {
+                    Box::new(Adam::new(
+                        params.clone(),
+                        AdamConfig::new(2e-4).betas(0.5, 0.999),
+                    )?)
+                } else {
+                    Box::new(RmsProp::new(
+                        params.clone(),
+                        RmsPropConfig::new(5e-5).alpha(0.99).momentum(0.5),
+                    )?)
+                };
+                Ok(Box::new(move |sw: &mut Stopwatch| {
+                    sw.start()?;
+                    opt.step()?;
+                    sw.stop()?;
+                    params.iter().map(|p| p.detach().contiguous()).collect()
+                }) as Work)
+            }),
+        });
+    }
+}
+
+/// Elementwise ops and reductions on `elements` f32 values: binary ops read 2 and write 1
+/// value, unary ops read 1 and write 1, reductions read 1; 1 FLOP per element except
+/// where stated (transcendentals are counted as 1: these rows are judged by GB/s).
+fn elementwise_cases(sizes: Sizes, out: &mut Vec<Case>) {
+    type UnaryFn = fn(&Tensor, &Tensor) -> Result<Tensor>;
+    let n = sizes.elements;
+    let rows = n / 256;
+    let ops: [(&'static str, &'static str, f64, UnaryFn); 9] = [
+        ("add", "[n] + [n]", 3.0, |a, b| a.add(b)),
+        ("mul", "[n/256,256] * [1,256]", 2.0, |a, b| {
+            a.mul(&b.narrow(0, 0, 1)?)
+        }),
+        ("relu", "[n]", 2.0, |a, _| a.relu()),
+        ("leaky_relu", "[n]", 2.0, |a, _| a.leaky_relu(0.2)),
+        ("tanh", "[n]", 2.0, |a, _| a.tanh()),
+        ("sigmoid", "[n]", 2.0, |a, _| a.sigmoid()),
+        ("sum", "[n/256,256] over axis 1", 1.0, |a, _| {
+            a.sum(&[1], false)
+        }),
+        ("mean", "[n/256,256] over axis 0", 1.0, |a, _| {
+            a.mean(&[0], false)
+        }),
+        ("sum_all", "[n]", 1.0, |a, _| a.sum_all()),
+    ];
+    for (op, what, values_moved, f) in ops {
+        out.push(Case {
+            op,
+            direction: "forward",
+            label: "generic".into(),
+            shape: what.replace('n', &n.to_string()),
+            kernel: "default",
+            flops: n as f64,
+            bytes: 4.0 * values_moved * n as f64,
+            full_only: false,
+            build: Box::new(move |dev, dt| {
+                let a = input(&[rows, 256], 91, dev, dt)?;
+                let b = input(&[rows, 256], 92, dev, dt)?;
+                Ok(Box::new(move |sw: &mut Stopwatch| {
+                    sw.start()?;
+                    let y = f(&a, &b)?;
+                    sw.stop()?;
+                    Ok(vec![y])
+                }) as Work)
+            }),
+        });
+    }
+}
+
+/// Every op row for `device`, in table order.
+pub fn all_cases(device: &Device) -> Vec<Case> {
+    let sizes = Sizes::for_device(device);
+    let mut out = Vec::new();
+    conv_cases(sizes, &mut out);
+    matmul_cases(sizes, device, &mut out);
+    norm_cases(sizes, &mut out);
+    loss_cases(sizes, &mut out);
+    optimizer_cases(sizes, &mut out);
+    elementwise_cases(sizes, &mut out);
+    out
+}

@@ -1,0 +1,242 @@
+//! `duel bench`: the measured throughput of every op family and of whole training steps,
+//! against the machine's measured limits and, given a PyTorch run of the same rows
+//! (`scripts/bench_pytorch.py`), against PyTorch.
+//!
+//! - [`machine`]: the header (CPU, ISA features, measured FMA peak and triad bandwidth,
+//!   GPU facts and kernel build mode);
+//! - [`cases`]: the op rows with their FLOP/byte formulas;
+//! - [`step`]: whole trainer steps split by op and direction ([`crate::autograd::profile`]);
+//! - [`report`]: the table, the JSON schema (README "Benchmarks") and `--against`.
+
+pub mod cases;
+pub mod machine;
+pub mod report;
+pub mod step;
+pub mod timing;
+
+use std::time::Instant;
+
+use crate::device::Device;
+use crate::error::Result;
+use crate::tensor::DType;
+
+use cases::Case;
+use timing::{max_rel_err, Budget, Spread, Stopwatch};
+
+/// Normwise relative error an f32 row may show against the f64 reference: the GEMM rows
+/// sum up to K = 64·32·32 = 65,536 products, whose rounding grows like √K·u ≈ 256 ·
+/// 6e-8 = 1.5e-5 for random signs; 1e-4 leaves a 6× margin. A wrong kernel (a missing
+/// term, a wrong index) is off by O(1/√K) or more.
+pub const F32_TOLERANCE: f64 = 1e-4;
+
+/// What a `duel bench` run measures.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// CI-sized: fewer samples and shapes.
+    pub quick: bool,
+    /// Only rows whose key contains this (steps are `step/<arch>`).
+    pub filter: Option<String>,
+    /// Leave out the whole-step rows.
+    pub no_steps: bool,
+}
+
+/// The check column: the worst normwise error against the reference.
+#[derive(Clone, Debug)]
+pub struct Check {
+    pub max_rel_err: f64,
+    pub tolerance: f64,
+    /// What the row was compared with (`cpu f64`, `cpu f32`).
+    pub reference: &'static str,
+}
+
+impl Check {
+    pub fn ok(&self) -> bool {
+        self.max_rel_err <= self.tolerance
+    }
+}
+
+/// One measured op row.
+#[derive(Clone, Debug)]
+pub struct Row {
+    pub key: String,
+    pub op: &'static str,
+    pub direction: &'static str,
+    pub label: String,
+    pub shape: String,
+    pub dtype: DType,
+    pub device: String,
+    pub kernel: &'static str,
+    pub flops: f64,
+    pub bytes: f64,
+    pub samples: Vec<f64>,
+    pub spread: Spread,
+    /// None when no reference could run (reported as such, never as a pass).
+    pub check: Option<Check>,
+}
+
+impl Row {
+    pub fn gflops(&self) -> f64 {
+        self.flops / self.spread.median / 1e9
+    }
+    pub fn gbps(&self) -> f64 {
+        self.bytes / self.spread.median / 1e9
+    }
+}
+
+/// Cumulative (allocations, bytes) that went to the system on `device`, when known.
+pub fn alloc_stats(_device: &Device) -> Option<(u64, u64)> {
+    None
+}
+
+/// Every selected op row, measured in table order. `progress` is told each row's key
+/// before it runs (long runs show where they are).
+pub fn run_cases(
+    device: &Device,
+    options: &Options,
+    mut progress: impl FnMut(&str),
+) -> Result<Vec<Row>> {
+    let budget = if options.quick {
+        Budget::quick()
+    } else {
+        Budget::full()
+    };
+    let mut rows = Vec::new();
+    for case in cases::all_cases(device) {
+        if options.quick && case.full_only {
+            continue;
+        }
+        if let Some(f) = &options.filter {
+            if !case.key().contains(f.as_str()) {
+                continue;
+            }
+        }
+        progress(&case.key());
+        rows.push(measure_case(&case, device, budget)?);
+    }
+    Ok(rows)
+}
+
+fn measure_case(case: &Case, device: &Device, budget: Budget) -> Result<Row> {
+    let dtype = DType::F32;
+    let mut sw = Stopwatch::new(device);
+    let mut work = (case.build)(device, dtype)?;
+    // The first call is the check (and the warm-up: workspaces, kernel loading).
+    let got = work(&mut sw)?;
+    sw.take();
+    let check = check_against_reference(case, &got)?;
+    let mut samples = Vec::new();
+    let started = Instant::now();
+    while !budget.done(samples.len(), started.elapsed()) {
+        work(&mut sw)?;
+        samples.push(sw.take().as_secs_f64());
+    }
+    Ok(Row {
+        key: case.key(),
+        op: case.op,
+        direction: case.direction,
+        label: case.label.clone(),
+        shape: case.shape.clone(),
+        dtype,
+        device: device.to_string(),
+        kernel: case.kernel,
+        flops: case.flops,
+        bytes: case.bytes,
+        spread: Spread::of(&samples),
+        samples,
+        check,
+    })
+}
+
+/// Run the case once on the cpu in f64 on the same inputs (f32 where the op has no f64
+/// path) and compare.
+fn check_against_reference(case: &Case, got: &[crate::Tensor]) -> Result<Option<Check>> {
+    let mut sw = Stopwatch::new(&Device::Cpu);
+    for (dtype, reference) in [(DType::F64, "cpu f64"), (DType::F32, "cpu f32")] {
+        let Ok(mut work) = (case.build)(&Device::Cpu, dtype) else {
+            continue;
+        };
+        let Ok(want) = work(&mut sw) else { continue };
+        let mut worst = 0.0f64;
+        for (g, w) in got.iter().zip(&want) {
+            worst = worst.max(max_rel_err(&g.to_f64_vec()?, &w.to_f64_vec()?));
+        }
+        if got.len() != want.len() {
+            worst = f64::INFINITY;
+        }
+        return Ok(Some(Check {
+            max_rel_err: worst,
+            tolerance: F32_TOLERANCE,
+            reference,
+        }));
+    }
+    Ok(None)
+}
+
+/// The whole-step rows: warm-up and timed step counts by mode.
+pub fn run_steps(
+    device: &Device,
+    options: &Options,
+    mut progress: impl FnMut(&str),
+) -> Result<Vec<step::StepRow>> {
+    let mut rows = Vec::new();
+    if options.no_steps {
+        return Ok(rows);
+    }
+    for config in step::step_configs() {
+        let key = format!("step/{}", config.arch.name());
+        if options
+            .filter
+            .as_ref()
+            .is_some_and(|f| !key.contains(f.as_str()))
+        {
+            continue;
+        }
+        let dcgan64 = config.arch == crate::gan::arch::Arch::Dcgan64;
+        // (warm-up, timed): the emulator and --quick get the fewest; dcgan64 is ~10× dcgan28.
+        let (warmup, steps) = match (options.quick || device.simt().is_some(), dcgan64) {
+            (true, true) => (1, 2),
+            (true, false) => (1, 5),
+            (false, true) => (2, 8),
+            (false, false) => (3, 30),
+        };
+        if options.quick && dcgan64 && device.is_cpu() {
+            continue; // ~2 s a step here: not CI-sized
+        }
+        progress(&key);
+        rows.push(step::measure_step(config, device, warmup, steps)?);
+    }
+    Ok(rows)
+}
+
+/// Measure the header on `threads` threads (full: 5 repetitions; quick: 2).
+pub fn measure_machine(device: &Device, threads: usize, quick: bool) -> machine::Machine {
+    let reps = if quick { 2 } else { 5 };
+    // ~0.1 s per repetition at 100 GFLOP/s per thread.
+    let fma = machine::measure_fma_peak(threads, reps, if quick { 500_000 } else { 2_000_000 });
+    // 3 × 128 MiB: beyond any L3 (105 MiB on the machine this was written on).
+    let triad = machine::measure_triad(32 << 20, if quick { 3 } else { 8 });
+    let (gpu, gpu_absent) = match device {
+        Device::Cuda(_, ordinal) => match crate::device::cuda::probe() {
+            Ok(gpus) => match gpus.into_iter().find(|g| g.ordinal == *ordinal) {
+                Some(g) => (Some(machine::GpuFacts::new(g)), None),
+                None => (
+                    None,
+                    Some(format!("cuda:{ordinal} is not in the driver's list")),
+                ),
+            },
+            Err(why) => (None, Some(why)),
+        },
+        _ => (None, None),
+    };
+    machine::Machine {
+        cpu: machine::cpu_model(),
+        threads,
+        features: machine::isa_features(),
+        fma,
+        triad_gbps: triad,
+        device: device.to_string(),
+        gpu,
+        gpu_absent,
+        kernels: machine::kernel_build(),
+    }
+}

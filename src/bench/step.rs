@@ -1,0 +1,151 @@
+//! Whole-step rows: the real trainer step ([`Trainer::train_step`]: one D step, then one G
+//! step, Adam) of each architecture with its `duel train` defaults, timed step by step,
+//! with the op profiler on so the step splits into (op, direction) shares.
+
+use std::time::Instant;
+
+use serde_json::{json, Value};
+
+use crate::autograd::profile;
+use crate::device::Device;
+use crate::error::Result;
+use crate::gan::arch::Arch;
+use crate::gan::config::{DataSpec, TrainConfig};
+use crate::gan::objective::Variant;
+use crate::gan::trainer::Trainer;
+
+use super::timing::Spread;
+
+/// One share of a step: an (op, direction) and its time per step.
+#[derive(Clone, Debug)]
+pub struct Share {
+    pub op: String,
+    pub direction: String,
+    pub calls_per_step: f64,
+    pub seconds_per_step: f64,
+}
+
+/// A whole-step row.
+#[derive(Clone, Debug)]
+pub struct StepRow {
+    pub arch: &'static str,
+    pub data: String,
+    pub batch: usize,
+    pub device: String,
+    pub samples: Vec<f64>,
+    pub spread: Spread,
+    /// Allocations that went to the system per step (None where the device cannot say).
+    pub allocs_per_step: Option<f64>,
+    pub alloc_bytes_per_step: Option<f64>,
+    /// Largest first; the time no scope covered (data, autograd bookkeeping) is "other".
+    pub breakdown: Vec<Share>,
+}
+
+impl StepRow {
+    pub fn key(&self) -> String {
+        format!("step/{}", self.arch)
+    }
+    pub fn images_per_second(&self) -> f64 {
+        self.batch as f64 / self.spread.median
+    }
+    pub fn to_json(&self) -> Value {
+        let total: f64 = self.samples.iter().sum::<f64>() / self.samples.len().max(1) as f64;
+        json!({
+            "key": self.key(),
+            "arch": self.arch,
+            "data": self.data,
+            "batch": self.batch,
+            "device": self.device,
+            "samples_s": self.samples,
+            "median_s": self.spread.median,
+            "p10_s": self.spread.p10,
+            "p90_s": self.spread.p90,
+            "ms_per_step": self.spread.median * 1e3,
+            "img_per_s": self.images_per_second(),
+            "allocs_per_step": self.allocs_per_step,
+            "alloc_bytes_per_step": self.alloc_bytes_per_step,
+            "breakdown": self.breakdown.iter().map(|s| json!({
+                "op": s.op,
+                "direction": s.direction,
+                "calls_per_step": s.calls_per_step,
+                "s_per_step": s.seconds_per_step,
+                "pct": 100.0 * s.seconds_per_step / total,
+            })).collect::<Vec<_>>(),
+        })
+    }
+}
+
+/// The architectures with a step row, and the config `duel train` gives each by default
+/// (non-saturating loss; digits for the DCGANs, ring8 for the MLP).
+pub fn step_configs() -> Vec<TrainConfig> {
+    [
+        (Arch::Dcgan28, DataSpec::Digits),
+        (Arch::Dcgan64, DataSpec::Digits),
+        (Arch::Mlp, DataSpec::Ring8),
+    ]
+    .into_iter()
+    .map(|(arch, data)| TrainConfig::defaults(Variant::NsGan, arch, data))
+    .collect()
+}
+
+/// Time `steps` trainer steps (after `warmup` untimed ones) of `config` on `device`.
+pub fn measure_step(
+    config: TrainConfig,
+    device: &Device,
+    warmup: usize,
+    steps: usize,
+) -> Result<StepRow> {
+    let arch = config.arch.name();
+    let data = config.data.name();
+    let batch = config.batch_size;
+    let mut trainer = Trainer::new(config, device)?;
+    for _ in 0..warmup {
+        trainer.train_step()?;
+    }
+    profile::take();
+    let before = super::alloc_stats(device);
+    profile::set_enabled(true);
+    let mut samples = Vec::with_capacity(steps);
+    let run = (|| -> Result<()> {
+        for _ in 0..steps.max(1) {
+            let t = Instant::now();
+            trainer.train_step()?;
+            samples.push(t.elapsed().as_secs_f64());
+        }
+        Ok(())
+    })();
+    profile::set_enabled(false);
+    run?;
+    let after = super::alloc_stats(device);
+    let n = samples.len() as f64;
+    let per_step_total: f64 = samples.iter().sum::<f64>() / n;
+    let mut breakdown: Vec<Share> = profile::take()
+        .into_iter()
+        .map(|e| Share {
+            op: e.op.to_string(),
+            direction: e.direction.name().to_string(),
+            calls_per_step: e.calls as f64 / n,
+            seconds_per_step: e.time.as_secs_f64() / n,
+        })
+        .collect();
+    let covered: f64 = breakdown.iter().map(|s| s.seconds_per_step).sum();
+    breakdown.push(Share {
+        op: "other".into(),
+        direction: "-".into(),
+        calls_per_step: 0.0,
+        seconds_per_step: (per_step_total - covered).max(0.0),
+    });
+    breakdown.sort_by(|a, b| b.seconds_per_step.total_cmp(&a.seconds_per_step));
+    let allocs = before.zip(after);
+    Ok(StepRow {
+        arch,
+        data,
+        batch,
+        device: device.to_string(),
+        spread: Spread::of(&samples),
+        samples,
+        allocs_per_step: allocs.map(|(b, a)| (a.0 - b.0) as f64 / n),
+        alloc_bytes_per_step: allocs.map(|(b, a)| (a.1 - b.1) as f64 / n),
+        breakdown,
+    })
+}
