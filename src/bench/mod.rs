@@ -83,9 +83,12 @@ impl Row {
     }
 }
 
-/// Cumulative (allocations, bytes) that went to the system on `device`, when known.
-pub fn alloc_stats(_device: &Device) -> Option<(u64, u64)> {
-    None
+/// Cumulative (allocations, bytes) that went to the system on `device`, when it counts
+/// them. Call it after the device has made tensors: a device that has allocated yet
+/// reports zero allocations does not count (the cpu before its caching allocator).
+pub fn alloc_stats(device: &Device) -> Option<(u64, u64)> {
+    let s = device.alloc_stats();
+    (s.allocations > 0).then_some((s.allocations, s.bytes))
 }
 
 /// Every selected op row, measured in table order. `progress` is told each row's key

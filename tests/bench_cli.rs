@@ -1,0 +1,158 @@
+//! `duel bench`: the header, a row with its check, a whole step with its breakdown, the
+//! JSON schema, `--against`, and the errors for bad flags.
+
+mod common;
+
+use common::{duel, TempDir};
+use serde_json::Value;
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn read_json(path: &std::path::Path) -> Value {
+    serde_json::from_str(&std::fs::read_to_string(path).expect("the --json file")).unwrap()
+}
+
+const ROW: &str = "matmul/forward/square/256x256x256";
+
+#[test]
+fn bench_row_has_header_formula_and_check_and_compares_with_another_run() {
+    let tmp = TempDir::new("bench-row");
+    let json = tmp.path("duel.json");
+    let out = duel(&[
+        "--device",
+        "cpu",
+        "bench",
+        "--quick",
+        "--threads",
+        "1",
+        "--filter",
+        ROW,
+        "--json",
+        &tmp.arg("duel.json"),
+    ]);
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", text(&out.stderr));
+    for want in [
+        "FMA peak",
+        "GFLOP/s f32 measured on 1 threads",
+        "stream triad",
+        "ISA",
+    ] {
+        assert!(stdout.contains(want), "no '{want}' in:\n{stdout}");
+    }
+    let v = read_json(&json);
+    assert_eq!(v["schema"], "duel-bench/1");
+    assert_eq!(v["machine"]["threads"], 1);
+    assert!(v["machine"]["fma_peak_gflops"].as_f64().unwrap() > 0.0);
+    let rows = v["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), 1, "--filter keeps one row: {rows:?}");
+    let row = &rows[0];
+    assert_eq!(row["key"], ROW);
+    assert_eq!(row["flops"].as_f64(), Some(2.0 * 256f64.powi(3)));
+    assert!(row["samples_s"].as_array().unwrap().len() >= 3);
+    assert_eq!(row["check"]["reference"], "cpu f64");
+    assert_eq!(row["check"]["ok"], true, "{row}");
+    assert!(v["steps"].as_array().unwrap().is_empty());
+
+    // Another tool's run of the same row, twice as slow as this one: ratio 0.5.
+    let median = row["median_s"].as_f64().unwrap();
+    let other = tmp.path("other.json");
+    std::fs::write(
+        &other,
+        serde_json::json!({
+            "schema": "duel-bench/1", "tool": "pytorch 2.15",
+            "rows": [{"key": ROW, "median_s": 2.0 * median}], "steps": []
+        })
+        .to_string(),
+    )
+    .unwrap();
+    let out = duel(&[
+        "--device",
+        "cpu",
+        "bench",
+        "--quick",
+        "--filter",
+        ROW,
+        "--against",
+        &tmp.arg("other.json"),
+    ]);
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", text(&out.stderr));
+    assert!(stdout.contains("vs pytorch 2.15"), "{stdout}");
+    let line = stdout.lines().find(|l| l.starts_with("matmul")).unwrap();
+    assert!(line.trim_end().ends_with('x'), "no ratio on: {line}");
+}
+
+#[test]
+fn bench_step_is_the_trainer_step_split_by_op() {
+    let tmp = TempDir::new("bench-step");
+    let out = duel(&[
+        "--device",
+        "cpu",
+        "bench",
+        "--quick",
+        "--filter",
+        "step/mlp",
+        "--json",
+        &tmp.arg("s.json"),
+    ]);
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", text(&out.stderr));
+    assert!(stdout.contains("step mlp (batch 256"), "{stdout}");
+    let v = read_json(&tmp.path("s.json"));
+    let step = &v["steps"][0];
+    assert_eq!(step["key"], "step/mlp");
+    assert_eq!(step["samples_s"].as_array().unwrap().len(), 5);
+    let shares = step["breakdown"].as_array().unwrap();
+    let find = |op: &str, dir: &str| {
+        shares
+            .iter()
+            .find(|s| s["op"] == op && s["direction"] == dir)
+            .unwrap_or_else(|| panic!("no {op} {dir} in {shares:?}"))
+    };
+    // Per step: D sees the real and the fake batch, G's step runs G then D: 3 layers each,
+    // so 3 G matmuls (no-grad fakes) + 6 D matmuls in the D step, 3 + 3 in the G step.
+    assert_eq!(
+        find("matmul", "forward")["calls_per_step"].as_f64(),
+        Some(15.0)
+    );
+    assert_eq!(find("adam", "update")["calls_per_step"].as_f64(), Some(2.0));
+    find("matmul", "backward");
+    let total: f64 = shares.iter().map(|s| s["pct"].as_f64().unwrap()).sum();
+    assert!((total - 100.0).abs() < 0.5, "shares sum to {total}%");
+}
+
+#[test]
+fn bench_bad_flags_are_clear_errors() {
+    let out = duel(&[
+        "--device",
+        "cpu",
+        "bench",
+        "--against",
+        "no-such-torch.json",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains("bench_pytorch.py"), "{stderr}");
+
+    let out = duel(&[
+        "--device",
+        "cpu",
+        "bench",
+        "--quick",
+        "--filter",
+        "no-such-row",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("no row matches"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    let out = duel(&["--device", "cpu", "bench", "--threads", "0"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(!text(&out.stderr).contains("panicked"));
+}
