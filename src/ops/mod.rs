@@ -16,3 +16,52 @@ pub mod reduce;
 pub mod rng;
 pub mod upsample;
 pub mod view;
+
+use crate::device::Device;
+use crate::error::{Error, Result};
+use crate::tensor::{DType, Tensor};
+
+/// The compute-dtype rule of every op: the cpu computes in f32 or f64 (f64 for gradient
+/// checks), the SIMT devices in f32; f16/bf16 are storage only. `what` names the operand.
+pub(crate) fn check_compute(
+    op: &'static str,
+    what: &str,
+    dtype: DType,
+    device: &Device,
+) -> Result<()> {
+    let (ok, allowed) = match device {
+        Device::Cpu => (dtype.is_compute(), "f32 or f64"),
+        _ => (dtype == DType::F32, "f32"),
+    };
+    if ok {
+        return Ok(());
+    }
+    let fix = if !dtype.is_compute() {
+        ", a storage-only dtype; convert with .to_dtype(DType::F32) first"
+    } else if dtype == DType::F64 {
+        ": f64 is cpu-only (used for gradient checks); use f32"
+    } else {
+        "; convert with .to_dtype(DType::F32) first"
+    };
+    Err(Error::dtype(
+        op,
+        format!("{op} on {device} takes {allowed}, but {what} is {dtype}{fix}"),
+    ))
+}
+
+/// [`check_compute`] for the input tensor `t`.
+pub(crate) fn check_compute_dtype(op: &'static str, t: &Tensor) -> Result<()> {
+    let what = format!("the input (shape {})", t.shape());
+    check_compute(op, &what, t.dtype(), t.device())
+}
+
+/// The storage rule: f64 lives on the cpu only.
+pub(crate) fn check_storage_dtype(op: &'static str, dtype: DType, device: &Device) -> Result<()> {
+    if dtype == DType::F64 && !device.is_cpu() {
+        return Err(Error::dtype(
+            op,
+            format!("f64 is cpu-only (used for gradient checks); use f32 (device {device})"),
+        ));
+    }
+    Ok(())
+}

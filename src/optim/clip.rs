@@ -1,6 +1,6 @@
 //! Weight clipping (WGAN), gradient norms and gradient-norm clipping.
 
-use super::{check_dtype, f32_arg, launch_1d, non_negative, ptr, slice_mut};
+use super::{check_compute_dtype, f32_arg, launch_1d, non_negative, ptr, slice_mut};
 use crate::device::simt::Arg;
 use crate::error::{Error, Result};
 use crate::tensor::{DType, Tensor};
@@ -18,7 +18,7 @@ pub fn clip_weights(params: &[Tensor], c: f64) -> Result<()> {
         )));
     }
     for (i, p) in params.iter().enumerate() {
-        check_dtype(OP, p)?;
+        check_compute_dtype(OP, p)?;
         if !p.is_contiguous() {
             return Err(Error::invalid(format!(
                 "clip_weights: tensor #{i} (shape {}) is not contiguous; clipping is in place",

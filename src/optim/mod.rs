@@ -39,9 +39,10 @@ pub use rmsprop::{RmsProp, RmsPropConfig};
 pub use sgd::{Sgd, SgdConfig};
 
 use crate::device::cpu::CpuBuffer;
-use crate::device::simt::{Arg, DevicePtr, LaunchConfig, SimtDevice};
+use crate::device::simt::{kernel_int, Arg, DevicePtr, LaunchConfig, SimtDevice};
 use crate::error::{Error, Result};
-use crate::tensor::{DType, Tensor};
+use crate::ops::check_compute_dtype;
+use crate::tensor::Tensor;
 
 /// What every optimizer offers the trainer.
 pub trait Optimizer {
@@ -166,27 +167,7 @@ pub(crate) fn check_param(op: &'static str, index: usize, p: &Tensor) -> Result<
             p.shape()
         )));
     }
-    check_dtype(op, p)
-}
-
-pub(crate) fn check_dtype(op: &'static str, t: &Tensor) -> Result<()> {
-    let ok = match t.device() {
-        crate::Device::Cpu => matches!(t.dtype(), DType::F32 | DType::F64),
-        _ => t.dtype() == DType::F32,
-    };
-    if ok {
-        Ok(())
-    } else {
-        Err(Error::dtype(
-            op,
-            format!(
-                "{op} on {} supports f32{}, got {}",
-                t.device(),
-                if t.device().is_cpu() { " and f64" } else { "" },
-                t.dtype()
-            ),
-        ))
-    }
+    check_compute_dtype(op, p)
 }
 
 fn param_name(index: usize, p: &Tensor) -> String {
@@ -250,12 +231,9 @@ pub(crate) fn slice<'a, T: bytemuck::Pod>(buf: &'a CpuBuffer, t: &Tensor) -> &'a
 
 // ---- simt launches ------------------------------------------------------------------
 
-const THREADS: u32 = 256;
-const MAX_BLOCKS: usize = 2048;
-
 /// The device address of the first element of a contiguous f32 tensor's view.
 pub(crate) fn ptr(op: &'static str, t: &Tensor) -> Result<DevicePtr> {
-    Ok(t.device_ptr(op)? + (t.layout().offset * t.dtype().size_in_bytes()) as u64)
+    t.view_ptr(op)
 }
 
 /// Launch an elementwise kernel over `n` elements (nothing when `n == 0`).
@@ -266,25 +244,11 @@ pub(crate) fn launch_1d(
     n: usize,
     args: &[Arg],
 ) -> Result<()> {
-    if n > i32::MAX as usize {
-        return Err(Error::shape(
-            op,
-            format!("{n} elements exceed the 2^31-1 limit of the CUDA kernels"),
-        ));
-    }
+    kernel_int(op, "element count", n)?;
     if n == 0 {
         return Ok(());
     }
-    let blocks = n.div_ceil(THREADS as usize).clamp(1, MAX_BLOCKS);
-    simt.launch(
-        kernel,
-        &LaunchConfig {
-            grid: (blocks as u32, 1, 1),
-            block: (THREADS, 1, 1),
-            shared_bytes: 0,
-        },
-        args,
-    )
+    simt.launch(kernel, &LaunchConfig::grid_stride(n), args)
 }
 
 pub(crate) fn flag(b: bool) -> Arg {

@@ -13,7 +13,7 @@ pub enum DType {
 }
 
 impl DType {
-    pub fn size_in_bytes(self) -> usize {
+    pub const fn size_in_bytes(self) -> usize {
         match self {
             DType::F32 => 4,
             DType::F64 => 8,

@@ -249,6 +249,13 @@ impl Tensor {
         }
     }
 
+    /// The device address of this view's first element (storage base + offset, in bytes
+    /// of the dtype): what a kernel parameter for the tensor takes.
+    pub fn view_ptr(&self, op: &'static str) -> Result<DevicePtr> {
+        Ok(self.device_ptr(op)?
+            + (self.inner.layout.offset * self.inner.dtype.size_in_bytes()) as u64)
+    }
+
     // ---- views ----------------------------------------------------------------------
     // The view methods (reshape, transpose, permute, narrow, broadcast_to, unsqueeze,
     // squeeze, …) live in `ops::view`, where each records its backward rule.
@@ -289,13 +296,13 @@ impl Tensor {
         }
         let src = self.contiguous()?;
         let bytes = src.host_bytes()?;
-        match device {
-            Device::Cpu => {
+        match device.simt() {
+            None => {
                 let mut buffer = CpuBuffer::zeros(self.dtype(), self.numel());
                 buffer.as_bytes_mut().copy_from_slice(&bytes);
                 Tensor::from_cpu_buffer(buffer, self.shape().clone())
             }
-            Device::Cuda(simt, _) | Device::Emu(simt) => {
+            Some(simt) => {
                 let buffer = simt.alloc(bytes.len())?;
                 simt.runtime().copy_to_device(buffer.ptr(), &bytes)?;
                 Ok(Tensor::from_device_buffer(

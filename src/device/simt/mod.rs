@@ -2,14 +2,17 @@
 //! logic lives in `src/ops/<family>/simt.rs` and talks only to [`SimtDevice`].
 
 pub mod alloc;
+pub mod launch;
 pub mod runtime;
 
 pub use alloc::{CachingAllocator, DeviceBuffer};
+pub use launch::{kernel_count, kernel_int, MAX_BLOCKS, THREADS};
 pub use runtime::{Arg, DevicePtr, LaunchConfig, Runtime};
 
 use crate::device::AllocStats;
 use crate::error::Result;
 use crate::tensor::shape::{Layout, MAX_RANK};
+use crate::tensor::DType;
 use std::sync::Arc;
 
 /// A device that runs `kernels/*.cu`: a runtime (cuda or emu) and the caching allocator
@@ -33,6 +36,10 @@ impl SimtDevice {
     /// At least `bytes` bytes of device memory, reused from the cache when it can be.
     pub fn alloc(&self, bytes: usize) -> Result<DeviceBuffer> {
         DeviceBuffer::new(&self.allocator, bytes)
+    }
+    /// Room for `n` elements of `dtype`.
+    pub fn alloc_elems(&self, dtype: DType, n: usize) -> Result<DeviceBuffer> {
+        self.alloc(n * dtype.size_in_bytes())
     }
     /// Allocations that reached the runtime so far (cache hits excluded).
     pub fn alloc_stats(&self) -> AllocStats {
@@ -65,12 +72,6 @@ pub struct KernelLayout {
 impl KernelLayout {
     /// Kernels index with 32-bit integers; larger tensors are refused with a clear error.
     pub fn new(op: &'static str, layout: &Layout) -> Result<Self> {
-        let too_big = |what: &str, v: usize| {
-            crate::error::Error::shape(
-                op,
-                format!("{what} {v} exceeds the 2^31-1 limit of the CUDA kernels"),
-            )
-        };
         if layout.shape.rank() > MAX_RANK {
             return Err(crate::error::Error::shape(
                 op,
@@ -81,9 +82,7 @@ impl KernelLayout {
                 ),
             ));
         }
-        if layout.storage_span() > i32::MAX as usize {
-            return Err(too_big("storage span", layout.storage_span()));
-        }
+        kernel_int(op, "storage span", layout.storage_span())?;
         let mut out = KernelLayout {
             rank: layout.shape.rank() as i32,
             offset: layout.offset as i32,

@@ -7,8 +7,7 @@ pub mod cpu;
 pub mod simt;
 
 use crate::autograd::{record, Backward};
-use crate::device::Device;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::tensor::{DType, Tensor};
 
 /// `x` converted to `dtype` as a new contiguous tensor (a copy even when the dtype is
@@ -49,20 +48,11 @@ fn convert(x: &Tensor, dtype: DType) -> Result<Tensor> {
         // The same bits: the one strided-copy kernel serves every dtype.
         return crate::ops::elementwise::unary(x, crate::ops::elementwise::UnaryOp::Copy);
     }
-    match x.device() {
-        Device::Cpu => cpu::cast(x, dtype),
-        Device::Cuda(simt, _) | Device::Emu(simt) => {
-            if x.dtype() == DType::F64 || dtype == DType::F64 {
-                return Err(Error::dtype(
-                    "cast",
-                    format!(
-                        "cannot convert {} to {} on {}: f64 is cpu-only (used for gradient checks); use f32",
-                        x.dtype(),
-                        dtype,
-                        x.device()
-                    ),
-                ));
-            }
+    match x.device().simt() {
+        None => cpu::cast(x, dtype),
+        Some(simt) => {
+            crate::ops::check_storage_dtype("cast", x.dtype(), x.device())?;
+            crate::ops::check_storage_dtype("cast", dtype, x.device())?;
             simt::cast(simt, x, dtype)
         }
     }

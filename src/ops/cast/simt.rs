@@ -1,11 +1,9 @@
 //! Launch logic for kernels/cast.cu, shared by `cuda` and `emu`: one thread per element,
 //! strided inputs read through their layout.
 
-use crate::device::simt::{Arg, KernelLayout, LaunchConfig, SimtDevice};
+use crate::device::simt::{kernel_count, Arg, KernelLayout, LaunchConfig, SimtDevice};
 use crate::error::{Error, Result};
 use crate::tensor::{DType, Layout, Shape, Tensor};
-
-const THREADS: u32 = 256;
 
 /// The kernel layout of `x`, collapsed to rank 1 when contiguous (cheaper indexing).
 pub fn input_layout(op: &'static str, layout: &Layout) -> Result<KernelLayout> {
@@ -38,22 +36,13 @@ pub fn cast(simt: &SimtDevice, x: &Tensor, dtype: DType) -> Result<Tensor> {
             ))
         }
     };
-    let n = x.numel();
-    if n > i32::MAX as usize {
-        return Err(Error::shape(
-            "cast",
-            format!(
-                "shape {} has {n} elements, over the 2^31-1 limit of the CUDA kernels",
-                x.shape()
-            ),
-        ));
-    }
+    let n = kernel_count("cast", x.shape())? as usize;
     let layout = input_layout("cast", x.layout())?;
-    let buffer = simt.alloc(n * dtype.size_in_bytes())?;
+    let buffer = simt.alloc_elems(dtype, n)?;
     if n > 0 {
         simt.launch(
             kernel,
-            &LaunchConfig::linear(n, THREADS)?,
+            &LaunchConfig::per_item(n)?,
             &[
                 Arg::val(layout),
                 Arg::ptr(x.device_ptr("cast")?),

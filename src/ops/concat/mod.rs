@@ -14,9 +14,8 @@ pub mod simt;
 
 use crate::autograd::gradcheck::{input, GradCase};
 use crate::autograd::{no_grad, record, Backward};
-use crate::device::Device;
 use crate::error::{Error, Result};
-use crate::tensor::{DType, Shape, Tensor};
+use crate::tensor::{Shape, Tensor};
 
 /// Where input `i` lands: the output seen as `[outer, total]` (`total` = output size along
 /// the axis × `inner`), input `i` as `[outer, chunk_i]`, starting at column `col_i`.
@@ -107,19 +106,10 @@ impl Backward for ConcatBackward {
 pub fn concat(tensors: &[&Tensor], axis: isize) -> Result<Tensor> {
     let _p = crate::autograd::profile::forward("concat");
     let plan = plan(tensors, axis)?;
-    let out = no_grad(|| match tensors[0].device() {
-        Device::Cpu => cpu::concat(tensors, &plan),
-        Device::Cuda(simt, _) | Device::Emu(simt) => {
-            if tensors[0].dtype() != DType::F32 {
-                return Err(Error::dtype(
-                    "concat",
-                    format!(
-                        "concat on {} takes f32, got {}",
-                        tensors[0].device(),
-                        tensors[0].dtype()
-                    ),
-                ));
-            }
+    let out = no_grad(|| match tensors[0].device().simt() {
+        None => cpu::concat(tensors, &plan),
+        Some(simt) => {
+            crate::ops::check_compute_dtype("concat", tensors[0])?;
             simt::concat(simt, tensors, &plan)
         }
     })?;

@@ -1,39 +1,22 @@
 //! Launch logic for kernels/concat.cu: one `concat_copy_f32` launch per non-empty input,
-//! one thread per input element (grid-stride, at most `MAX_BLOCKS` blocks of 256).
+//! one thread per input element ([`LaunchConfig::grid_stride`]).
 
 use super::ConcatPlan;
-use crate::device::simt::{Arg, KernelLayout, LaunchConfig, SimtDevice};
-use crate::error::{Error, Result};
+use crate::device::simt::{kernel_count, Arg, KernelLayout, LaunchConfig, SimtDevice};
+use crate::error::Result;
 use crate::tensor::{DType, Tensor};
 
-const THREADS: u32 = 256;
-const MAX_BLOCKS: usize = 2048;
-
 pub fn concat(simt: &SimtDevice, tensors: &[&Tensor], plan: &ConcatPlan) -> Result<Tensor> {
-    let numel = plan.out_shape.numel();
-    if numel > i32::MAX as usize {
-        return Err(Error::shape(
-            "concat",
-            format!(
-                "output shape {} has {numel} elements, over the 2^31-1 limit of the CUDA kernels",
-                plan.out_shape
-            ),
-        ));
-    }
-    let out = simt.alloc(numel * 4)?;
+    let numel = kernel_count("concat", &plan.out_shape)? as usize;
+    let out = simt.alloc_elems(DType::F32, numel)?;
     for (t, &(start, len)) in tensors.iter().zip(&plan.spans) {
         let n = t.numel();
         if n == 0 {
             continue;
         }
-        let blocks = n.div_ceil(THREADS as usize).clamp(1, MAX_BLOCKS);
         simt.launch(
             "concat_copy_f32",
-            &LaunchConfig {
-                grid: (blocks as u32, 1, 1),
-                block: (THREADS, 1, 1),
-                shared_bytes: 0,
-            },
+            &LaunchConfig::grid_stride(n),
             &[
                 Arg::val(KernelLayout::new("concat", t.layout())?),
                 Arg::ptr(t.device_ptr("concat")?),

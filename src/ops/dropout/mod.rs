@@ -17,9 +17,9 @@ pub mod simt;
 
 use crate::autograd::gradcheck::{input, GradCase};
 use crate::autograd::{record, Backward};
-use crate::device::Device;
 use crate::error::{Error, Result};
-use crate::tensor::{DType, Tensor};
+use crate::ops::check_compute_dtype;
+use crate::tensor::Tensor;
 
 /// The scale of kept elements: `1/(1 − p)`, 0 when `p == 1` (nothing is kept).
 pub fn keep_scale(p: f64) -> f64 {
@@ -34,9 +34,9 @@ pub fn keep_scale(p: f64) -> f64 {
 /// the backward.
 pub fn apply_mask(x: &Tensor, p: f64, seed: u64, offset: u64) -> Result<Tensor> {
     let x = x.contiguous()?;
-    match x.device() {
-        Device::Cpu => cpu::apply_mask(&x, p, seed, offset),
-        Device::Cuda(simt, _) | Device::Emu(simt) => simt::apply_mask(simt, &x, p, seed, offset),
+    match x.device().simt() {
+        None => cpu::apply_mask(&x, p, seed, offset),
+        Some(simt) => simt::apply_mask(simt, &x, p, seed, offset),
     }
 }
 
@@ -64,25 +64,7 @@ pub fn dropout(x: &Tensor, p: f64, seed: u64, offset: u64, training: bool) -> Re
             "dropout probability has to be between 0 and 1, but got {p}"
         )));
     }
-    let ok = match x.device() {
-        Device::Cpu => x.dtype().is_compute(),
-        _ => x.dtype() == DType::F32,
-    };
-    if !ok {
-        return Err(Error::dtype(
-            "dropout",
-            format!(
-                "dropout on {} takes {}, got {}",
-                x.device(),
-                if x.device().is_cpu() {
-                    "f32 or f64"
-                } else {
-                    "f32"
-                },
-                x.dtype()
-            ),
-        ));
-    }
+    check_compute_dtype("dropout", x)?;
     if offset.checked_add(x.numel() as u64).is_none() {
         return Err(Error::invalid(format!(
             "dropout: offset {offset} + {} elements overflows the 2^64 positions of a Philox stream",

@@ -44,8 +44,9 @@ mod simt;
 use crate::autograd::{self, Backward};
 use crate::device::Device;
 use crate::error::{Error, Result};
+use crate::ops::check_compute;
 use crate::ops::reduce::sum_to_shape;
-use crate::tensor::{DType, Shape, Tensor};
+use crate::tensor::{Shape, Tensor};
 
 /// A unary elementwise map. Parameters are f64 here and rounded to the compute dtype.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -198,37 +199,15 @@ impl BinaryOp {
     }
 }
 
-/// Refuse storage-only dtypes, and f64 on devices whose kernels are f32-only.
-fn check_compute(op: &'static str, what: &str, dtype: DType, device: &Device) -> Result<()> {
-    if !dtype.is_compute() {
-        return Err(Error::dtype(
-            op,
-            format!(
-                "{what} is {dtype}, a storage-only dtype; cast with .to_dtype(DType::F32) first"
-            ),
-        ));
-    }
-    if dtype != DType::F32 && !device.is_cpu() {
-        return Err(Error::dtype(
-            op,
-            format!(
-                "{what} is {dtype}, but the kernels on {device} compute in f32 only \
-                 ({dtype} is cpu-only); cast with .to_dtype(DType::F32) first"
-            ),
-        ));
-    }
-    Ok(())
-}
-
 /// Apply `op` to every element of `x`; the result is a new contiguous tensor.
 pub fn unary(x: &Tensor, op: UnaryOp) -> Result<Tensor> {
     let _p = crate::autograd::profile::forward(op.name());
     if op != UnaryOp::Copy {
         check_compute(op.name(), "the input", x.dtype(), x.device())?;
     }
-    let y = match x.device() {
-        Device::Cpu => cpu::unary(x, op),
-        Device::Cuda(..) | Device::Emu(..) => simt::unary(x, op),
+    let y = match x.device().simt() {
+        None => cpu::unary(x, op),
+        Some(simt) => simt::unary(simt, x, op),
     }?;
     Ok(autograd::record(op.name(), &[x], y.clone(), || {
         let saved = match op.backward_reads() {
@@ -257,9 +236,9 @@ pub fn binary(a: &Tensor, b: &Tensor, op: BinaryOp) -> Result<Tensor> {
     }
     check_compute(name, "lhs", a.dtype(), a.device())?;
     let shape = Shape::broadcast(name, a.shape(), b.shape())?;
-    let y = match a.device() {
-        Device::Cpu => cpu::binary(a, b, &shape, op),
-        Device::Cuda(..) | Device::Emu(..) => simt::binary(a, b, &shape, op),
+    let y = match a.device().simt() {
+        None => cpu::binary(a, b, &shape, op),
+        Some(simt) => simt::binary(simt, a, b, &shape, op),
     }?;
     Ok(autograd::record(name, &[a, b], y, || {
         let (need_a, need_b) = (a.requires_grad(), b.requires_grad());
@@ -394,9 +373,9 @@ pub fn unary_backward(op: UnaryOp, saved: Option<&Tensor>, dy: &Tensor) -> Resul
         }
     }
     let saved = if reads == Reads::Nothing { None } else { saved };
-    match dy.device() {
-        Device::Cpu => cpu::unary_backward(op, saved, dy),
-        Device::Cuda(..) | Device::Emu(..) => simt::unary_backward(op, saved, dy),
+    match dy.device().simt() {
+        None => cpu::unary_backward(op, saved, dy),
+        Some(simt) => simt::unary_backward(simt, op, saved, dy),
     }
 }
 
@@ -448,10 +427,10 @@ pub fn binary_backward(
     };
     let (a, b) = (pick(a, read_a, "a")?, pick(b, read_b, "b")?);
     let shape = dy.shape().clone();
-    match dy.device() {
-        Device::Cpu => cpu::binary_backward(op, a.as_ref(), b.as_ref(), dy, &shape, want_a, want_b),
-        Device::Cuda(..) | Device::Emu(..) => {
-            simt::binary_backward(op, a.as_ref(), b.as_ref(), dy, &shape, want_a, want_b)
+    match dy.device().simt() {
+        None => cpu::binary_backward(op, a.as_ref(), b.as_ref(), dy, &shape, want_a, want_b),
+        Some(simt) => {
+            simt::binary_backward(simt, op, a.as_ref(), b.as_ref(), dy, &shape, want_a, want_b)
         }
     }
 }

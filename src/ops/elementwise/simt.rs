@@ -11,62 +11,19 @@
 //!   broadcast to the output shape, dy contiguous, and null for an unwanted da/db or an
 //!   unread operand.
 //!
-//! All launches are 1-D, [`THREADS`] threads per block, at most [`MAX_BLOCKS`] blocks;
-//! the kernels walk grid-stride loops.
+//! All launches are 1-D grid-stride ([`LaunchConfig::grid_stride`]).
 
 use super::{BinaryOp, UnaryOp};
-use crate::device::simt::{Arg, KernelLayout, LaunchConfig, SimtDevice};
+use crate::device::simt::{kernel_count, Arg, KernelLayout, LaunchConfig, SimtDevice};
 use crate::error::{Error, Result};
+use crate::ops::check_compute;
 use crate::tensor::{DType, Shape, Tensor};
 
-/// Threads per block.
-pub const THREADS: u32 = 256;
-/// Grid cap: enough blocks to fill any current GPU several times; grid-stride loops
-/// cover the rest.
-pub const MAX_BLOCKS: usize = 2048;
-
-/// A 1-D launch for `items` work items (at least one block).
-fn config(items: usize) -> LaunchConfig {
-    let blocks = items.div_ceil(THREADS as usize).clamp(1, MAX_BLOCKS);
-    LaunchConfig {
-        grid: (blocks as u32, 1, 1),
-        block: (THREADS, 1, 1),
-        shared_bytes: 0,
-    }
-}
-
-fn simt_of<'a>(op: &'static str, t: &'a Tensor) -> Result<&'a SimtDevice> {
-    t.device().simt().map(|d| &**d).ok_or_else(|| {
-        Error::device(
-            op,
-            format!("expected a cuda/emu tensor, got one on {}", t.device()),
-        )
-    })
-}
-
-fn check_count(op: &'static str, shape: &Shape) -> Result<i32> {
-    i32::try_from(shape.numel()).map_err(|_| {
-        Error::shape(
-            op,
-            format!(
-                "{} elements (shape {shape}) exceed the 2^31-1 limit of the CUDA kernels",
-                shape.numel()
-            ),
-        )
-    })
-}
-
-/// Device address of the first element of a tensor's view (storage base + offset).
-fn view_ptr(op: &'static str, t: &Tensor) -> Result<u64> {
-    Ok(t.device_ptr(op)? + (t.layout().offset * t.dtype().size_in_bytes()) as u64)
-}
-
-pub(super) fn unary(x: &Tensor, op: UnaryOp) -> Result<Tensor> {
+pub(super) fn unary(dev: &SimtDevice, x: &Tensor, op: UnaryOp) -> Result<Tensor> {
     let name = op.name();
-    let dev = simt_of(name, x)?;
-    let n = check_count(name, x.shape())?;
+    let n = kernel_count(name, x.shape())?;
     let dtype = x.dtype();
-    let out = dev.alloc(x.numel() * dtype.size_in_bytes())?;
+    let out = dev.alloc_elems(dtype, x.numel())?;
     if n > 0 {
         match dtype {
             DType::F32 => {
@@ -78,14 +35,14 @@ pub(super) fn unary(x: &Tensor, op: UnaryOp) -> Result<Tensor> {
                 ];
                 if x.is_contiguous() {
                     let args = [
-                        Arg::ptr(view_ptr(name, x)?),
+                        Arg::ptr(x.view_ptr(name)?),
                         Arg::ptr(out.ptr()),
                         Arg::val(n),
                     ];
                     let all: Vec<Arg> = head.into_iter().chain(args).collect();
                     dev.launch(
                         "unary_contiguous_f32",
-                        &config((n as usize).div_ceil(4)),
+                        &LaunchConfig::grid_stride((n as usize).div_ceil(4)),
                         &all,
                     )?;
                 } else {
@@ -96,7 +53,11 @@ pub(super) fn unary(x: &Tensor, op: UnaryOp) -> Result<Tensor> {
                         Arg::val(n),
                     ];
                     let all: Vec<Arg> = head.into_iter().chain(args).collect();
-                    dev.launch("unary_strided_f32", &config(n as usize), &all)?;
+                    dev.launch(
+                        "unary_strided_f32",
+                        &LaunchConfig::grid_stride(n as usize),
+                        &all,
+                    )?;
                 }
             }
             DType::F16 | DType::BF16 | DType::F64 if op == UnaryOp::Copy => {
@@ -111,7 +72,7 @@ pub(super) fn unary(x: &Tensor, op: UnaryOp) -> Result<Tensor> {
                     Arg::ptr(out.ptr()),
                     Arg::val(n),
                 ];
-                dev.launch(kernel, &config(n as usize), &args)?;
+                dev.launch(kernel, &LaunchConfig::grid_stride(n as usize), &args)?;
             }
             other => {
                 return Err(Error::dtype(
@@ -132,35 +93,30 @@ pub(super) fn unary(x: &Tensor, op: UnaryOp) -> Result<Tensor> {
     ))
 }
 
-pub(super) fn binary(a: &Tensor, b: &Tensor, shape: &Shape, op: BinaryOp) -> Result<Tensor> {
+/// `a` and `b` f32 (checked by `binary`).
+pub(super) fn binary(
+    dev: &SimtDevice,
+    a: &Tensor,
+    b: &Tensor,
+    shape: &Shape,
+    op: BinaryOp,
+) -> Result<Tensor> {
     let name = op.name();
-    let dev = simt_of(name, a)?;
-    let n = check_count(name, shape)?;
-    if a.dtype() != DType::F32 || b.dtype() != DType::F32 {
-        return Err(Error::dtype(
-            name,
-            format!(
-                "lhs is {}, rhs is {}; kernels on {} compute in f32 only",
-                a.dtype(),
-                b.dtype(),
-                a.device()
-            ),
-        ));
-    }
-    let out = dev.alloc(shape.numel() * 4)?;
+    let n = kernel_count(name, shape)?;
+    let out = dev.alloc_elems(DType::F32, shape.numel())?;
     if n > 0 {
         let same = |t: &Tensor| t.shape() == shape && t.is_contiguous();
         if same(a) && same(b) {
             let args = [
                 Arg::val(op.code()),
-                Arg::ptr(view_ptr(name, a)?),
-                Arg::ptr(view_ptr(name, b)?),
+                Arg::ptr(a.view_ptr(name)?),
+                Arg::ptr(b.view_ptr(name)?),
                 Arg::ptr(out.ptr()),
                 Arg::val(n),
             ];
             dev.launch(
                 "binary_contiguous_f32",
-                &config((n as usize).div_ceil(4)),
+                &LaunchConfig::grid_stride((n as usize).div_ceil(4)),
                 &args,
             )?;
         } else {
@@ -175,7 +131,11 @@ pub(super) fn binary(a: &Tensor, b: &Tensor, shape: &Shape, op: BinaryOp) -> Res
                 Arg::ptr(out.ptr()),
                 Arg::val(n),
             ];
-            dev.launch("binary_strided_f32", &config(n as usize), &args)?;
+            dev.launch(
+                "binary_strided_f32",
+                &LaunchConfig::grid_stride(n as usize),
+                &args,
+            )?;
         }
     }
     Ok(Tensor::from_device_buffer(
@@ -193,30 +153,24 @@ fn contiguous_view(op: &'static str, t: &Tensor) -> Result<(Tensor, u64)> {
     } else {
         t.contiguous()?
     };
-    let ptr = view_ptr(op, &t)?;
+    let ptr = t.view_ptr(op)?;
     Ok((t, ptr))
 }
 
 fn check_f32(op: &'static str, what: &str, t: &Tensor) -> Result<()> {
-    if t.dtype() != DType::F32 {
-        return Err(Error::dtype(
-            op,
-            format!(
-                "backward: {what} is {}; kernels on {} compute in f32 only",
-                t.dtype(),
-                t.device()
-            ),
-        ));
-    }
-    Ok(())
+    check_compute(op, what, t.dtype(), t.device())
 }
 
-pub(super) fn unary_backward(op: UnaryOp, saved: Option<&Tensor>, dy: &Tensor) -> Result<Tensor> {
+pub(super) fn unary_backward(
+    dev: &SimtDevice,
+    op: UnaryOp,
+    saved: Option<&Tensor>,
+    dy: &Tensor,
+) -> Result<Tensor> {
     let name = op.name();
-    let dev = simt_of(name, dy)?;
-    let n = check_count(name, dy.shape())?;
+    let n = kernel_count(name, dy.shape())?;
     check_f32(name, "the gradient", dy)?;
-    let out = dev.alloc(dy.numel() * 4)?;
+    let out = dev.alloc_elems(DType::F32, dy.numel())?;
     if n > 0 {
         let (_g, g_ptr) = contiguous_view(name, dy)?;
         let (_s, s_ptr) = match saved {
@@ -243,7 +197,11 @@ pub(super) fn unary_backward(op: UnaryOp, saved: Option<&Tensor>, dy: &Tensor) -
             Arg::ptr(out.ptr()),
             Arg::val(n),
         ];
-        dev.launch("unary_backward_f32", &config(n as usize), &args)?;
+        dev.launch(
+            "unary_backward_f32",
+            &LaunchConfig::grid_stride(n as usize),
+            &args,
+        )?;
     }
     Ok(Tensor::from_device_buffer(
         out,
@@ -253,7 +211,9 @@ pub(super) fn unary_backward(op: UnaryOp, saved: Option<&Tensor>, dy: &Tensor) -
     ))
 }
 
+#[allow(clippy::too_many_arguments)]
 pub(super) fn binary_backward(
+    dev: &SimtDevice,
     op: BinaryOp,
     a: Option<&Tensor>,
     b: Option<&Tensor>,
@@ -263,20 +223,11 @@ pub(super) fn binary_backward(
     want_b: bool,
 ) -> Result<(Option<Tensor>, Option<Tensor>)> {
     let name = op.name();
-    let dev = simt_of(name, dy)?;
-    let n = check_count(name, shape)?;
+    let n = kernel_count(name, shape)?;
     check_f32(name, "the gradient", dy)?;
-    let bytes = shape.numel() * 4;
-    let da = if want_a {
-        Some(dev.alloc(bytes)?)
-    } else {
-        None
-    };
-    let db = if want_b {
-        Some(dev.alloc(bytes)?)
-    } else {
-        None
-    };
+    let grad = || dev.alloc_elems(DType::F32, shape.numel());
+    let da = if want_a { Some(grad()?) } else { None };
+    let db = if want_b { Some(grad()?) } else { None };
     if n > 0 {
         let (_g, g_ptr) = contiguous_view(name, dy)?;
         let operand = |t: Option<&Tensor>, what: &str| -> Result<(u64, KernelLayout)> {
@@ -303,7 +254,11 @@ pub(super) fn binary_backward(
             Arg::ptr(db.as_ref().map_or(0, |d| d.ptr())),
             Arg::val(n),
         ];
-        dev.launch("binary_backward_f32", &config(n as usize), &args)?;
+        dev.launch(
+            "binary_backward_f32",
+            &LaunchConfig::grid_stride(n as usize),
+            &args,
+        )?;
     }
     let wrap = |buf: Option<_>| {
         buf.map(|buf| Tensor::from_device_buffer(buf, shape.clone(), DType::F32, dy.device()))

@@ -14,27 +14,16 @@ pub mod simt;
 
 use crate::device::Device;
 use crate::error::{Error, Result};
+use crate::ops::check_storage_dtype;
 use crate::tensor::{DType, Shape, Tensor};
-
-fn check_dtype(op: &'static str, dtype: DType, device: &Device) -> Result<()> {
-    if dtype == DType::F64 && !device.is_cpu() {
-        return Err(Error::dtype(
-            op,
-            format!("f64 is cpu-only (used for gradient checks); use f32 (device {device})"),
-        ));
-    }
-    Ok(())
-}
 
 /// A tensor of `shape` with every element `value` (rounded to `dtype`).
 pub fn full(shape: &Shape, value: f64, dtype: DType, device: &Device) -> Result<Tensor> {
     let _p = crate::autograd::profile::forward("fill");
-    check_dtype("full", dtype, device)?;
-    match device {
-        Device::Cpu => {
-            Tensor::from_cpu_buffer(cpu::full(shape.numel(), value, dtype), shape.clone())
-        }
-        Device::Cuda(simt, _) | Device::Emu(simt) => simt::full(simt, device, shape, value, dtype),
+    check_storage_dtype("full", dtype, device)?;
+    match device.simt() {
+        None => Tensor::from_cpu_buffer(cpu::full(shape.numel(), value, dtype), shape.clone()),
+        Some(simt) => simt::full(simt, device, shape, value, dtype),
     }
 }
 
@@ -61,12 +50,10 @@ pub fn arange_len(start: f64, end: f64, step: f64) -> Result<usize> {
 
 /// `[start, start + step, …]` up to (excluding) `end`, as a 1-D tensor.
 pub fn arange(start: f64, end: f64, step: f64, dtype: DType, device: &Device) -> Result<Tensor> {
-    check_dtype("arange", dtype, device)?;
+    check_storage_dtype("arange", dtype, device)?;
     let n = arange_len(start, end, step)?;
-    match device {
-        Device::Cpu => Tensor::from_cpu_buffer(cpu::arange(n, start, step, dtype), [n]),
-        Device::Cuda(simt, _) | Device::Emu(simt) => {
-            simt::arange(simt, device, n, start, step, dtype)
-        }
+    match device.simt() {
+        None => Tensor::from_cpu_buffer(cpu::arange(n, start, step, dtype), [n]),
+        Some(simt) => simt::arange(simt, device, n, start, step, dtype),
     }
 }

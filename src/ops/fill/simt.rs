@@ -1,22 +1,10 @@
 //! Launch logic for kernels/fill.cu, shared by `cuda` and `emu`.
 
-use crate::device::simt::{Arg, LaunchConfig, SimtDevice};
+use crate::device::simt::{kernel_count, Arg, LaunchConfig, SimtDevice};
 use crate::device::Device;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::tensor::{DType, Shape, Tensor};
 use half::{bf16, f16};
-
-const THREADS: u32 = 256;
-
-fn check_len(op: &'static str, shape: &Shape) -> Result<i32> {
-    let n = shape.numel();
-    i32::try_from(n).map_err(|_| {
-        Error::shape(
-            op,
-            format!("shape {shape} has {n} elements, over the 2^31-1 limit of the CUDA kernels"),
-        )
-    })
-}
 
 pub fn full(
     simt: &SimtDevice,
@@ -25,10 +13,10 @@ pub fn full(
     value: f64,
     dtype: DType,
 ) -> Result<Tensor> {
-    let n = check_len("full", shape)?;
-    let buffer = simt.alloc(shape.numel() * dtype.size_in_bytes())?;
+    let n = kernel_count("full", shape)?;
+    let buffer = simt.alloc_elems(dtype, shape.numel())?;
     if n > 0 {
-        let cfg = LaunchConfig::linear(n as usize, THREADS)?;
+        let cfg = LaunchConfig::per_item(n as usize)?;
         let out = Arg::ptr(buffer.ptr());
         match dtype {
             DType::F32 => simt.launch(
@@ -65,12 +53,12 @@ pub fn arange(
     dtype: DType,
 ) -> Result<Tensor> {
     let shape = Shape::new([n]);
-    let count = check_len("arange", &shape)?;
-    let buffer = simt.alloc(n * DType::F32.size_in_bytes())?;
+    let count = kernel_count("arange", &shape)?;
+    let buffer = simt.alloc_elems(DType::F32, n)?;
     if n > 0 {
         simt.launch(
             "arange_f32",
-            &LaunchConfig::linear(n, THREADS)?,
+            &LaunchConfig::per_item(n)?,
             &[
                 Arg::ptr(buffer.ptr()),
                 Arg::val(start),

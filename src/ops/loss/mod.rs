@@ -26,7 +26,8 @@ use crate::autograd::gradcheck::{input, positive_input, GradCase};
 use crate::autograd::{record, save, Backward};
 use crate::device::Device;
 use crate::error::{Error, Result};
-use crate::tensor::{DType, Shape, Tensor};
+use crate::ops::check_compute_dtype;
+use crate::tensor::{Shape, Tensor};
 
 /// The fused losses.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -66,37 +67,14 @@ impl LossKind {
     }
 }
 
-fn check_dtype(op: &'static str, x: &Tensor) -> Result<()> {
-    let ok = match x.device() {
-        Device::Cpu => matches!(x.dtype(), DType::F32 | DType::F64),
-        _ => x.dtype() == DType::F32,
-    };
-    if !ok {
-        return Err(Error::dtype(
-            op,
-            format!(
-                "{op} on {} takes {}, got {}",
-                x.device(),
-                if x.device().is_cpu() {
-                    "f32 or f64"
-                } else {
-                    "f32"
-                },
-                x.dtype()
-            ),
-        ));
-    }
-    Ok(())
-}
-
 /// Forward of `kind` on `x` against `t` (same shape) or the scalar `ts`; no recording.
 pub fn loss_forward(kind: LossKind, x: &Tensor, t: Option<&Tensor>, ts: f64) -> Result<Tensor> {
     let _p = crate::autograd::profile::forward(kind.name());
     let x = x.detach().contiguous()?;
     let t = t.map(|t| t.detach().contiguous()).transpose()?;
-    match x.device() {
-        Device::Cpu => cpu::forward(kind, &x, t.as_ref(), ts),
-        Device::Cuda(simt, _) | Device::Emu(simt) => simt::forward(simt, kind, &x, t.as_ref(), ts),
+    match x.device().simt() {
+        None => cpu::forward(kind, &x, t.as_ref(), ts),
+        Some(simt) => simt::forward(simt, kind, &x, t.as_ref(), ts),
     }
 }
 
@@ -112,11 +90,9 @@ pub fn loss_backward(
 ) -> Result<(Tensor, Option<Tensor>)> {
     let x = x.contiguous()?;
     let t = t.map(|t| t.contiguous()).transpose()?;
-    match x.device() {
-        Device::Cpu => cpu::backward(kind, &x, t.as_ref(), ts, g, want_dt),
-        Device::Cuda(simt, _) | Device::Emu(simt) => {
-            simt::backward(simt, kind, &x, t.as_ref(), ts, g, want_dt)
-        }
+    match x.device().simt() {
+        None => cpu::backward(kind, &x, t.as_ref(), ts, g, want_dt),
+        Some(simt) => simt::backward(simt, kind, &x, t.as_ref(), ts, g, want_dt),
     }
 }
 
@@ -169,7 +145,7 @@ fn nonempty(op: &'static str, x: &Tensor) -> Result<()> {
 /// The fused loss against a scalar target: one node with input `x`.
 fn scalar_target(kind: LossKind, x: &Tensor, ts: f64) -> Result<Tensor> {
     let op = kind.name();
-    check_dtype(op, x)?;
+    check_compute_dtype(op, x)?;
     nonempty(op, x)?;
     if !ts.is_finite() {
         return Err(Error::invalid(format!(
@@ -191,8 +167,8 @@ fn scalar_target(kind: LossKind, x: &Tensor, ts: f64) -> Result<Tensor> {
 /// (views; a broadcast operand's gradient is summed back by the view's own rule).
 fn tensor_target(kind: LossKind, a: &Tensor, b: &Tensor) -> Result<Tensor> {
     let op = kind.name();
-    check_dtype(op, a)?;
-    check_dtype(op, b)?;
+    check_compute_dtype(op, a)?;
+    check_compute_dtype(op, b)?;
     if a.dtype() != b.dtype() || !a.device().same(b.device()) {
         return Err(Error::dtype(
             op,

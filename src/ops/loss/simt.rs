@@ -1,45 +1,27 @@
 //! Launch logic for kernels/loss.cu (f32 only).
 //!
-//! Forward: pass 1 `<kind>_forward_f32` on `min(⌈n/256⌉, MAX_BLOCKS)` blocks of 256
+//! Forward: pass 1 `<kind>_forward_f32` on `min(⌈n/256⌉, PARTIALS)` blocks of 256
 //! threads writes one partial sum per block; pass 2 `loss_finish_f32` (one block of 256)
 //! sums the partials in double in a fixed order and scales them. No atomics: the result
 //! depends only on `n`, so it is reproducible run to run.
-//! Backward: `<kind>_backward_f32`, 1-D grid-stride, 256 threads per block.
+//! Backward: `<kind>_backward_f32`, 1-D grid-stride ([`LaunchConfig::grid_stride`]).
 
 use super::LossKind;
-use crate::device::simt::{Arg, LaunchConfig, SimtDevice};
-use crate::error::{Error, Result};
+use crate::device::simt::{kernel_count, Arg, LaunchConfig, SimtDevice, THREADS};
+use crate::error::Result;
+use crate::ops::check_compute_dtype;
 use crate::tensor::{DType, Shape, Tensor};
 
-const THREADS: u32 = 256;
-const MAX_BLOCKS: usize = 1024;
+/// Most partial sums of the forward's first pass. It fixes the order of the reduction,
+/// so changing it changes results in the last bits.
+const PARTIALS: usize = 1024;
 
-fn ptr(t: &Tensor, op: &'static str) -> Result<u64> {
-    Ok(t.device_ptr(op)? + (t.layout().offset * 4) as u64)
-}
-
+/// The element count of `x`; `x` and `t` must be f32.
 fn check(kind: LossKind, x: &Tensor, t: Option<&Tensor>) -> Result<i32> {
-    let op = kind.name();
     for v in std::iter::once(x).chain(t) {
-        if v.dtype() != DType::F32 {
-            return Err(Error::dtype(
-                op,
-                format!("{op} on {} takes f32, got {}", v.device(), v.dtype()),
-            ));
-        }
+        check_compute_dtype(kind.name(), v)?;
     }
-    let n = x.numel();
-    if n > i32::MAX as usize {
-        return Err(Error::shape(
-            op,
-            format!("{n} elements exceed the 2^31-1 limit of the CUDA kernels"),
-        ));
-    }
-    Ok(n as i32)
-}
-
-fn blocks(n: usize) -> u32 {
-    n.div_ceil(THREADS as usize).clamp(1, MAX_BLOCKS) as u32
+    kernel_count(kind.name(), x.shape())
 }
 
 /// The mean loss of contiguous `x` against contiguous `t` (same shape) or the scalar `ts`,
@@ -53,11 +35,11 @@ pub fn forward(
 ) -> Result<Tensor> {
     let op = kind.name();
     let n = check(kind, x, t)?;
-    let grid = blocks(n as usize);
-    let partial = simt.alloc(grid as usize * 4)?;
-    let xp = ptr(x, op)?;
+    let grid = (n as usize).div_ceil(THREADS as usize).clamp(1, PARTIALS) as u32;
+    let partial = simt.alloc_elems(DType::F32, grid as usize)?;
+    let xp = x.view_ptr(op)?;
     let tp = match t {
-        Some(t) => ptr(t, op)?,
+        Some(t) => t.view_ptr(op)?,
         None => xp,
     };
     simt.launch(
@@ -76,7 +58,7 @@ pub fn forward(
             Arg::val(n),
         ],
     )?;
-    let out = simt.alloc(4)?;
+    let out = simt.alloc_elems(DType::F32, 1)?;
     simt.launch(
         "loss_finish_f32",
         &LaunchConfig {
@@ -115,30 +97,26 @@ pub fn backward(
     let g = g.contiguous()?;
     check(kind, &g, None)?;
     let want_dt = want_dt && t.is_some();
-    let dx = simt.alloc(n as usize * 4)?;
+    let dx = simt.alloc_elems(DType::F32, n as usize)?;
     let dt = if want_dt {
-        Some(simt.alloc(n as usize * 4)?)
+        Some(simt.alloc_elems(DType::F32, n as usize)?)
     } else {
         None
     };
-    let xp = ptr(x, op)?;
+    let xp = x.view_ptr(op)?;
     let tp = match t {
-        Some(t) => ptr(t, op)?,
+        Some(t) => t.view_ptr(op)?,
         None => xp,
     };
     simt.launch(
         &format!("{}_backward_f32", kind.kernel_stem()),
-        &LaunchConfig {
-            grid: (blocks(n as usize), 1, 1),
-            block: (THREADS, 1, 1),
-            shared_bytes: 0,
-        },
+        &LaunchConfig::grid_stride(n as usize),
         &[
             Arg::ptr(xp),
             Arg::ptr(tp),
             Arg::val(t.is_some() as i32),
             Arg::val(ts as f32),
-            Arg::ptr(ptr(&g, op)?),
+            Arg::ptr(g.view_ptr(op)?),
             Arg::val(kind.scale(n as usize) as f32),
             Arg::ptr(dx.ptr()),
             Arg::ptr(dt.as_ref().map_or(dx.ptr(), |d| d.ptr())),

@@ -25,7 +25,6 @@ mod cpu;
 mod simt;
 
 use crate::autograd::{self, Backward};
-use crate::device::Device;
 use crate::error::{Error, Result};
 use crate::tensor::{DType, Layout, Shape, Tensor};
 
@@ -251,9 +250,9 @@ pub fn matmul_with(a: &Tensor, b: &Tensor, kernel: MatmulKernel) -> Result<Tenso
 /// The product without touching the tape.
 fn forward(a: &Tensor, b: &Tensor, kernel: MatmulKernel) -> Result<Tensor> {
     let p = plan(a, b)?;
-    match a.device() {
-        Device::Cpu => cpu::matmul(a, b, &p),
-        Device::Cuda(..) | Device::Emu(..) => simt::matmul(a, b, &p, kernel),
+    match a.device().simt() {
+        None => cpu::matmul(a, b, &p),
+        Some(simt) => simt::matmul(simt, a, b, &p, kernel),
     }
 }
 

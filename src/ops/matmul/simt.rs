@@ -16,7 +16,7 @@
 //! threads per 64x64 tile of C (see the header of kernels/matmul.cu).
 
 use super::{MatmulKernel, MatmulPlan, MatrixOperand};
-use crate::device::simt::{Arg, LaunchConfig, SimtDevice};
+use crate::device::simt::{kernel_int, Arg, LaunchConfig, SimtDevice};
 use crate::error::{Error, Result};
 use crate::tensor::{DType, Tensor};
 
@@ -34,22 +34,8 @@ impl MatmulKernel {
     }
 }
 
-fn simt_of(t: &Tensor) -> Result<&SimtDevice> {
-    t.device().simt().map(|d| &**d).ok_or_else(|| {
-        Error::device(
-            OP,
-            format!("expected a cuda/emu tensor, got one on {}", t.device()),
-        )
-    })
-}
-
 fn int(what: &str, v: usize) -> Result<i32> {
-    i32::try_from(v).map_err(|_| {
-        Error::shape(
-            OP,
-            format!("{what} {v} exceeds the 2^31-1 limit of the CUDA kernels"),
-        )
-    })
+    kernel_int(OP, what, v)
 }
 
 /// How one operand is handed to the kernel.
@@ -103,29 +89,19 @@ fn operand(
     Ok((c, k))
 }
 
+/// `a` and `b` f32 (checked by `matmul`'s plan).
 pub(super) fn matmul(
+    dev: &SimtDevice,
     a: &Tensor,
     b: &Tensor,
     p: &MatmulPlan,
     kernel: MatmulKernel,
 ) -> Result<Tensor> {
-    let dev = simt_of(a)?;
-    if a.dtype() != DType::F32 || b.dtype() != DType::F32 {
-        return Err(Error::dtype(
-            OP,
-            format!(
-                "operands are {} and {}; kernels on {} compute in f32 only",
-                a.dtype(),
-                b.dtype(),
-                a.device()
-            ),
-        ));
-    }
     let (m, n, k) = (p.m, p.n, p.k);
     let batch = p.batch_count();
     let out_len = batch * m * n;
     int("output size", out_len)?;
-    let out = dev.alloc(out_len * 4)?;
+    let out = dev.alloc_elems(DType::F32, out_len)?;
     if out_len == 0 {
         return Ok(Tensor::from_device_buffer(
             out,
@@ -163,8 +139,9 @@ pub(super) fn matmul(
             .collect(),
         _ => (0..batch).map(|z| (z, 1, 0, 0)).collect(),
     };
-    let a_elem_ptr = |off: usize| ka.base + (off * 4) as u64;
-    let b_elem_ptr = |off: usize| kb.base + (off * 4) as u64;
+    const F32: usize = DType::F32.size_in_bytes();
+    let a_elem_ptr = |off: usize| ka.base + (off * F32) as u64;
+    let b_elem_ptr = |off: usize| kb.base + (off * F32) as u64;
     for (z0, count, sa, sb) in groups {
         for i0 in (0..m).step_by(rows_per_launch) {
             let rows = rows_per_launch.min(m - i0);
@@ -179,7 +156,7 @@ pub(super) fn matmul(
             let args = [
                 Arg::ptr(a_elem_ptr(a_off)),
                 Arg::ptr(b_elem_ptr(kb.offsets[z0])),
-                Arg::ptr(out.ptr() + (c_off * 4) as u64),
+                Arg::ptr(out.ptr() + (c_off * F32) as u64),
                 Arg::val(rows as i32),
                 Arg::val(n as i32),
                 Arg::val(k as i32),

@@ -30,9 +30,9 @@ pub mod simt;
 
 use crate::autograd::gradcheck::{input, positive_input, GradCase};
 use crate::autograd::{no_grad, record, save, Backward};
-use crate::device::Device;
 use crate::error::{Error, Result};
-use crate::tensor::{DType, Tensor};
+use crate::ops::check_compute_dtype;
+use crate::tensor::Tensor;
 
 /// The `[outer, groups, inner]` view of a normalisation; affine index = group % channels.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -72,31 +72,6 @@ pub struct NormForward {
     pub invstd: Tensor,
 }
 
-fn check_compute_dtype(op: &'static str, x: &Tensor) -> Result<()> {
-    let ok = match x.device() {
-        Device::Cpu => x.dtype().is_compute(),
-        _ => x.dtype() == DType::F32,
-    };
-    if ok {
-        Ok(())
-    } else {
-        Err(Error::dtype(
-            op,
-            format!(
-                "{op} on {} takes {}, got {} (shape {}); convert with .to_dtype(DType::F32) first",
-                x.device(),
-                if x.device().is_cpu() {
-                    "f32 or f64"
-                } else {
-                    "f32"
-                },
-                x.dtype(),
-                x.shape()
-            ),
-        ))
-    }
-}
-
 /// Check a per-channel parameter: shape `[c]`, x's dtype and device.
 fn check_param(op: &'static str, what: &str, p: &Tensor, x: &Tensor, c: usize) -> Result<()> {
     if p.dims() != [c] {
@@ -132,9 +107,9 @@ pub fn norm_forward(
     let x = x.contiguous()?;
     let weight = weight.map(|w| w.contiguous()).transpose()?;
     let bias = bias.map(|b| b.contiguous()).transpose()?;
-    match x.device() {
-        Device::Cpu => cpu::forward(op, &x, geom, weight.as_ref(), bias.as_ref(), &stats, eps),
-        Device::Cuda(simt, _) | Device::Emu(simt) => simt::forward(
+    match x.device().simt() {
+        None => cpu::forward(op, &x, geom, weight.as_ref(), bias.as_ref(), &stats, eps),
+        Some(simt) => simt::forward(
             simt,
             op,
             &x,
@@ -158,11 +133,9 @@ pub fn norm_backward(
     training: bool,
 ) -> Result<(Tensor, Tensor, Tensor)> {
     let dy = dy.contiguous()?;
-    match x.device() {
-        Device::Cpu => cpu::backward(x, &dy, mean, invstd, weight, geom, training),
-        Device::Cuda(simt, _) | Device::Emu(simt) => {
-            simt::backward(simt, x, &dy, mean, invstd, weight, geom, training)
-        }
+    match x.device().simt() {
+        None => cpu::backward(x, &dy, mean, invstd, weight, geom, training),
+        Some(simt) => simt::backward(simt, x, &dy, mean, invstd, weight, geom, training),
     }
 }
 

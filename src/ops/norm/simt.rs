@@ -5,22 +5,15 @@
 //! * backward: `norm_backward_f32`, one 256-thread block per group.
 
 use super::{NormForward, NormGeom, Stats};
-use crate::device::simt::{Arg, DevicePtr, LaunchConfig, SimtDevice};
-use crate::error::{Error, Result};
+use crate::device::simt::{kernel_int, Arg, DevicePtr, LaunchConfig, SimtDevice, THREADS};
+use crate::error::Result;
+use crate::ops::check_compute_dtype;
 use crate::tensor::{DType, Tensor};
 
-const THREADS: u32 = 256;
-const MAX_BLOCKS: usize = 2048;
-
-/// Device address of a tensor's first element (storage base + offset).
+/// Device address of an f32 tensor's first element.
 fn view_ptr(op: &'static str, t: &Tensor) -> Result<DevicePtr> {
-    if t.dtype() != DType::F32 {
-        return Err(Error::dtype(
-            op,
-            format!("{op} on {} takes f32, got {}", t.device(), t.dtype()),
-        ));
-    }
-    Ok(t.device_ptr(op)? + (t.layout().offset * 4) as u64)
+    check_compute_dtype(op, t)?;
+    t.view_ptr(op)
 }
 
 fn opt_ptr(op: &'static str, t: Option<&Tensor>) -> Result<(DevicePtr, i32)> {
@@ -31,15 +24,8 @@ fn opt_ptr(op: &'static str, t: Option<&Tensor>) -> Result<(DevicePtr, i32)> {
 }
 
 fn check_size(op: &'static str, geom: NormGeom) -> Result<()> {
-    if geom.numel() > i32::MAX as usize || geom.groups > u32::MAX as usize / 2 {
-        return Err(Error::shape(
-            op,
-            format!(
-                "{} elements exceed the 2^31-1 limit of the CUDA kernels",
-                geom.numel()
-            ),
-        ));
-    }
+    kernel_int(op, "element count", geom.numel())?;
+    kernel_int(op, "group count", geom.groups)?;
     Ok(())
 }
 
@@ -64,9 +50,9 @@ pub fn forward(
 ) -> Result<NormForward> {
     check_size(op, geom)?;
     let dev = x.device();
-    let y = simt.alloc(geom.numel() * 4)?;
-    let mean = simt.alloc(geom.groups * 4)?;
-    let invstd = simt.alloc(geom.groups * 4)?;
+    let y = simt.alloc_elems(DType::F32, geom.numel())?;
+    let mean = simt.alloc_elems(DType::F32, geom.groups)?;
+    let invstd = simt.alloc_elems(DType::F32, geom.groups)?;
     let xp = view_ptr(op, x)?;
     let (wp, has_w) = opt_ptr(op, weight)?;
     let (bp, has_b) = opt_ptr(op, bias)?;
@@ -104,12 +90,7 @@ pub fn forward(
                 simt.launch("norm_train_forward_f32", &group_config(geom), &args)?;
             }
             Stats::Running(rm, rv) => {
-                let blocks = geom.numel().div_ceil(THREADS as usize).clamp(1, MAX_BLOCKS);
-                let cfg = LaunchConfig {
-                    grid: (blocks as u32, 1, 1),
-                    block: (THREADS, 1, 1),
-                    shared_bytes: 0,
-                };
+                let cfg = LaunchConfig::grid_stride(geom.numel());
                 let mut args = vec![
                     Arg::ptr(xp),
                     Arg::ptr(y.ptr()),
@@ -147,9 +128,9 @@ pub fn backward(
     const OP: &str = "norm_backward";
     check_size(OP, geom)?;
     let dev = x.device();
-    let dx = simt.alloc(geom.numel() * 4)?;
-    let sum_dy = simt.alloc(geom.groups * 4)?;
-    let sum_dyx = simt.alloc(geom.groups * 4)?;
+    let dx = simt.alloc_elems(DType::F32, geom.numel())?;
+    let sum_dy = simt.alloc_elems(DType::F32, geom.groups)?;
+    let sum_dyx = simt.alloc_elems(DType::F32, geom.groups)?;
     let (wp, has_w) = opt_ptr(OP, weight)?;
     if geom.groups > 0 {
         simt.launch(

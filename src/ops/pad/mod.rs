@@ -16,9 +16,9 @@ pub mod simt;
 
 use crate::autograd::gradcheck::{input, GradCase};
 use crate::autograd::{record, Backward};
-use crate::device::Device;
 use crate::error::{Error, Result};
-use crate::tensor::{DType, Tensor};
+use crate::ops::check_compute_dtype;
+use crate::tensor::Tensor;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum PadMode {
@@ -78,33 +78,9 @@ pub fn candidates(i: usize, d: usize, before: usize, after: usize, mode: PadMode
     out
 }
 
-fn check_dtype(op: &'static str, x: &Tensor) -> Result<()> {
-    let ok = match x.device() {
-        Device::Cpu => x.dtype().is_compute(),
-        _ => x.dtype() == DType::F32,
-    };
-    if ok {
-        Ok(())
-    } else {
-        Err(Error::dtype(
-            op,
-            format!(
-                "{op} on {} takes {}, got {}",
-                x.device(),
-                if x.device().is_cpu() {
-                    "f32 or f64"
-                } else {
-                    "f32"
-                },
-                x.dtype()
-            ),
-        ))
-    }
-}
-
 /// The backward of [`pad2d`]: `dy` `[N, C, H+top+bottom, W+left+right]` → `dx` `[N, C, H, W]`.
 pub fn pad2d_backward(dy: &Tensor, h: usize, w: usize, spec: PadSpec) -> Result<Tensor> {
-    check_dtype("pad2d_backward", dy)?;
+    check_compute_dtype("pad2d_backward", dy)?;
     let d = dy.dims();
     if dy.rank() != 4 || d[2] != h + spec.top + spec.bottom || d[3] != w + spec.left + spec.right {
         return Err(Error::shape(
@@ -113,9 +89,9 @@ pub fn pad2d_backward(dy: &Tensor, h: usize, w: usize, spec: PadSpec) -> Result<
         ));
     }
     let dy = dy.contiguous()?;
-    match dy.device() {
-        Device::Cpu => cpu::backward(&dy, h, w, spec),
-        Device::Cuda(simt, _) | Device::Emu(simt) => simt::backward(simt, &dy, h, w, spec),
+    match dy.device().simt() {
+        None => cpu::backward(&dy, h, w, spec),
+        Some(simt) => simt::backward(simt, &dy, h, w, spec),
     }
 }
 
@@ -138,7 +114,7 @@ impl Backward for PadBackward {
 pub fn pad2d(x: &Tensor, pads: (usize, usize, usize, usize), mode: PadMode) -> Result<Tensor> {
     let _p = crate::autograd::profile::forward("pad2d");
     const OP: &str = "pad2d";
-    check_dtype(OP, x)?;
+    check_compute_dtype(OP, x)?;
     if x.rank() != 4 {
         return Err(Error::shape(
             OP,
@@ -165,9 +141,9 @@ pub fn pad2d(x: &Tensor, pads: (usize, usize, usize, usize), mode: PadMode) -> R
         mode,
     };
     let xc = x.contiguous()?;
-    let y = match xc.device() {
-        Device::Cpu => cpu::forward(&xc, spec)?,
-        Device::Cuda(simt, _) | Device::Emu(simt) => simt::forward(simt, &xc, spec)?,
+    let y = match xc.device().simt() {
+        None => cpu::forward(&xc, spec)?,
+        Some(simt) => simt::forward(simt, &xc, spec)?,
     };
     Ok(record(OP, &[x], y, || PadBackward { h, w, spec }))
 }

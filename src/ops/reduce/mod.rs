@@ -24,7 +24,7 @@ use crate::autograd::gradcheck::{input, GradCase};
 use crate::autograd::{record, save, Backward};
 use crate::device::Device;
 use crate::error::{Error, Result};
-use crate::tensor::{DType, Layout, Shape, Tensor};
+use crate::tensor::{Layout, Shape, Tensor};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum ReduceOp {
@@ -138,41 +138,10 @@ pub fn reduce(x: &Tensor, op: ReduceOp, axes: &[isize], keepdim: bool) -> Result
 }
 
 fn reduce_forward(x: &Tensor, op: ReduceOp, plan: &ReducePlan) -> Result<Tensor> {
-    match x.device() {
-        Device::Cpu => {
-            if !x.dtype().is_compute() {
-                return Err(Error::dtype(
-                    op.name(),
-                    format!(
-                        "{} on cpu takes f32 or f64, got {} (shape {}); convert with .to_dtype(DType::F32) first",
-                        op.name(),
-                        x.dtype(),
-                        x.shape()
-                    ),
-                ));
-            }
-            cpu::reduce(x, op, plan)
-        }
-        Device::Cuda(simt, _) | Device::Emu(simt) => {
-            if x.dtype() != DType::F32 {
-                return Err(Error::dtype(
-                    op.name(),
-                    format!(
-                        "{} on {} takes f32, got {} (shape {}){}",
-                        op.name(),
-                        x.device(),
-                        x.dtype(),
-                        x.shape(),
-                        if x.dtype() == DType::F64 {
-                            ": f64 is cpu-only (used for gradient checks); use f32"
-                        } else {
-                            "; convert with .to_dtype(DType::F32) first"
-                        }
-                    ),
-                ));
-            }
-            simt::reduce(simt, x, op, plan)
-        }
+    crate::ops::check_compute_dtype(op.name(), x)?;
+    match x.device().simt() {
+        None => cpu::reduce(x, op, plan),
+        Some(simt) => simt::reduce(simt, x, op, plan),
     }
 }
 
@@ -269,11 +238,9 @@ pub fn max_backward(
     let (y, dy) = (y.contiguous()?, dy.contiguous()?);
     // dx is contiguous in x's shape; `dx_layout` sees it kept-axes-first like `plan.permuted`.
     let dx_layout = Layout::contiguous(x.shape().clone()).permute("max", &plan.perm)?;
-    match x.device() {
-        Device::Cpu => cpu::max_backward(x, &y, &dy, &plan, &dx_layout),
-        Device::Cuda(simt, _) | Device::Emu(simt) => {
-            simt::max_backward(simt, x, &y, &dy, &plan, &dx_layout)
-        }
+    match x.device().simt() {
+        None => cpu::max_backward(x, &y, &dy, &plan, &dx_layout),
+        Some(simt) => simt::max_backward(simt, x, &y, &dy, &plan, &dx_layout),
     }
 }
 

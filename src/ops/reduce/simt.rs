@@ -10,11 +10,13 @@
 //!   launch of the same kernel reduces the partials.
 
 use super::{ReduceOp, ReducePlan};
-use crate::device::simt::{Arg, KernelLayout, LaunchConfig, SimtDevice};
-use crate::error::{Error, Result};
+use crate::device::simt::{
+    kernel_count, kernel_int, Arg, KernelLayout, LaunchConfig, SimtDevice, THREADS,
+};
+use crate::error::Result;
+use crate::ops::check_compute_dtype;
 use crate::tensor::{DType, Layout, Tensor};
 
-const BLOCK: u32 = 256;
 const WARP_MAX_K: usize = 256;
 /// Target elements per block when a row is split into segments.
 const SEGMENT_TARGET: usize = 8192;
@@ -36,25 +38,17 @@ fn op_code(op: ReduceOp) -> i32 {
 fn block_config(grid: (u32, u32, u32)) -> LaunchConfig {
     LaunchConfig {
         grid,
-        block: (BLOCK, 1, 1),
-        shared_bytes: (BLOCK / 32) * 4,
+        block: (THREADS, 1, 1),
+        shared_bytes: (THREADS / 32) * 4,
     }
 }
 
 pub fn reduce(simt: &SimtDevice, x: &Tensor, op: ReduceOp, plan: &ReducePlan) -> Result<Tensor> {
     let (rows, k) = (plan.rows, plan.k);
-    if x.numel() > i32::MAX as usize || rows > i32::MAX as usize {
-        return Err(Error::shape(
-            op.name(),
-            format!(
-                "shape {} has {} elements, over the 2^31-1 limit of the CUDA kernels",
-                x.shape(),
-                x.numel()
-            ),
-        ));
-    }
+    kernel_count(op.name(), x.shape())?;
+    kernel_int(op.name(), "output count", rows)?;
     let layout = KernelLayout::new(op.name(), &plan.permuted)?;
-    let out = simt.alloc(rows * DType::F32.size_in_bytes())?;
+    let out = simt.alloc_elems(DType::F32, rows)?;
     let result = Tensor::from_device_buffer(out, plan.out_shape.clone(), DType::F32, x.device());
     if rows == 0 {
         return Ok(result);
@@ -87,12 +81,12 @@ pub fn reduce(simt: &SimtDevice, x: &Tensor, op: ReduceOp, plan: &ReducePlan) ->
         ]
     };
     if rows >= 2048 && kept_inner_contiguous && reduced_inner_strided {
-        let cfg = LaunchConfig::linear(rows, BLOCK)?;
+        let cfg = LaunchConfig::linear(rows, THREADS)?;
         simt.launch("reduce_thread_f32", &cfg, &row_args())?;
     } else if k <= WARP_MAX_K {
-        let cfg = LaunchConfig::linear(rows, BLOCK / 32)?;
+        let cfg = LaunchConfig::linear(rows, THREADS / 32)?;
         let cfg = LaunchConfig {
-            block: (BLOCK, 1, 1),
+            block: (THREADS, 1, 1),
             ..cfg
         };
         simt.launch("reduce_warp_f32", &cfg, &row_args())?;
@@ -119,7 +113,7 @@ pub fn reduce(simt: &SimtDevice, x: &Tensor, op: ReduceOp, plan: &ReducePlan) ->
             )?;
         } else {
             // pass 1: partial sums (or maxima) of each segment, no division yet
-            let partial = simt.alloc(rows * segments * DType::F32.size_in_bytes())?;
+            let partial = simt.alloc_elems(DType::F32, rows * segments)?;
             let pass1 = if op == ReduceOp::Max { OP_MAX } else { OP_SUM };
             simt.launch(
                 "reduce_block_f32",
@@ -137,11 +131,11 @@ pub fn reduce(simt: &SimtDevice, x: &Tensor, op: ReduceOp, plan: &ReducePlan) ->
             )?;
             // pass 2: reduce each row's partials (contiguous [rows, segments])
             let flat = KernelLayout::new(op.name(), &Layout::contiguous([rows * segments]))?;
-            let cfg = LaunchConfig::linear(rows, BLOCK / 32)?;
+            let cfg = LaunchConfig::linear(rows, THREADS / 32)?;
             simt.launch(
                 "reduce_warp_f32",
                 &LaunchConfig {
-                    block: (BLOCK, 1, 1),
+                    block: (THREADS, 1, 1),
                     ..cfg
                 },
                 &[
@@ -172,51 +166,32 @@ pub fn max_backward(
     plan: &ReducePlan,
     dx_layout: &Layout,
 ) -> Result<Tensor> {
-    if x.dtype() != DType::F32 {
-        return Err(Error::dtype(
-            "max_backward",
-            format!(
-                "max backward on {} takes f32, got {}",
-                x.device(),
-                x.dtype()
-            ),
-        ));
-    }
+    check_compute_dtype("max_backward", x)?;
     let (rows, k) = (plan.rows, plan.k);
-    if x.numel() > i32::MAX as usize {
-        return Err(Error::shape(
-            "max_backward",
-            format!(
-                "shape {} has {} elements, over the 2^31-1 limit of the CUDA kernels",
-                x.shape(),
-                x.numel()
-            ),
-        ));
-    }
+    kernel_count("max_backward", x.shape())?;
     let xl = KernelLayout::new("max_backward", &plan.permuted)?;
     let dxl = KernelLayout::new("max_backward", dx_layout)?;
-    let dx = simt.alloc(x.numel() * DType::F32.size_in_bytes())?;
+    let dx = simt.alloc_elems(DType::F32, x.numel())?;
     let result = Tensor::from_device_buffer(dx, x.shape().clone(), DType::F32, x.device());
     if rows == 0 || k == 0 {
         return Ok(result);
     }
-    let elem = DType::F32.size_in_bytes() as u64;
     let args = [
         Arg::val(xl),
         Arg::ptr(x.device_ptr("max_backward")?),
-        Arg::ptr(y.device_ptr("max_backward")? + y.layout().offset as u64 * elem),
-        Arg::ptr(dy.device_ptr("max_backward")? + dy.layout().offset as u64 * elem),
+        Arg::ptr(y.view_ptr("max_backward")?),
+        Arg::ptr(dy.view_ptr("max_backward")?),
         Arg::val(dxl),
         Arg::ptr(result.device_ptr("max_backward")?),
         Arg::val(rows as i32),
         Arg::val(k as i32),
     ];
     if k <= MAX_BACKWARD_WARP_K {
-        let cfg = LaunchConfig::linear(rows, BLOCK / 32)?;
+        let cfg = LaunchConfig::linear(rows, THREADS / 32)?;
         simt.launch(
             "reduce_max_backward_warp_f32",
             &LaunchConfig {
-                block: (BLOCK, 1, 1),
+                block: (THREADS, 1, 1),
                 ..cfg
             },
             &args,

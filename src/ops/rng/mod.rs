@@ -75,14 +75,9 @@ pub fn sample(
             "rng: offset {offset} + {n} elements (shape {shape}) overflows the 2^64 positions of a Philox stream"
         )));
     }
-    if dtype == DType::F64 && !device.is_cpu() {
-        return Err(Error::dtype(
-            "rng",
-            format!("f64 is cpu-only (used for gradient checks); use f32 (device {device})"),
-        ));
-    }
-    let out = match device {
-        Device::Cpu => {
+    crate::ops::check_storage_dtype("rng", dtype, device)?;
+    let out = match device.simt() {
+        None => {
             let mut v = vec![0f32; n];
             match dist {
                 Distribution::Uniform => cpu::uniform_f32(&mut v, seed, offset),
@@ -90,9 +85,7 @@ pub fn sample(
             }
             Tensor::from_cpu_buffer(CpuBuffer::F32(v), shape.clone())?
         }
-        Device::Cuda(simt, _) | Device::Emu(simt) => {
-            simt::sample_f32(simt, device, dist, shape, seed, offset)?
-        }
+        Some(simt) => simt::sample_f32(simt, device, dist, shape, seed, offset)?,
     };
     out.to_dtype(dtype)
 }

@@ -1,12 +1,10 @@
 //! Launch logic for kernels/rng.cu, shared by `cuda` and `emu`.
 
 use super::Distribution;
-use crate::device::simt::{Arg, LaunchConfig, SimtDevice};
+use crate::device::simt::{kernel_count, Arg, LaunchConfig, SimtDevice};
 use crate::device::Device;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::tensor::{DType, Shape, Tensor};
-
-const THREADS: u32 = 256;
 
 /// One thread per Philox block (4 positions) touched by `offset .. offset + n`.
 pub fn sample_f32(
@@ -17,17 +15,11 @@ pub fn sample_f32(
     seed: u64,
     offset: u64,
 ) -> Result<Tensor> {
-    let n = shape.numel();
-    if n > i32::MAX as usize {
-        return Err(Error::shape(
-            "rng",
-            format!("shape {shape} has {n} elements, over the 2^31-1 limit of the CUDA kernels"),
-        ));
-    }
-    let buffer = simt.alloc(n * DType::F32.size_in_bytes())?;
+    let n = kernel_count("rng", shape)? as usize;
+    let buffer = simt.alloc_elems(DType::F32, n)?;
     if n > 0 {
         let blocks = ((offset % 4) as usize + n).div_ceil(4);
-        let cfg = LaunchConfig::linear(blocks, THREADS)?;
+        let cfg = LaunchConfig::per_item(blocks)?;
         let kernel = match dist {
             Distribution::Uniform => "rng_uniform_f32",
             Distribution::Normal => "rng_normal_f32",

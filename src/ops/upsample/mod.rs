@@ -13,46 +13,23 @@ pub mod simt;
 
 use crate::autograd::gradcheck::{input, GradCase};
 use crate::autograd::{record, Backward};
-use crate::device::Device;
 use crate::error::{Error, Result};
-use crate::tensor::{DType, Shape, Tensor};
-
-fn check(op: &'static str, x: &Tensor) -> Result<()> {
-    let ok = match x.device() {
-        Device::Cpu => x.dtype().is_compute(),
-        _ => x.dtype() == DType::F32,
-    };
-    if !ok {
-        return Err(Error::dtype(
-            op,
-            format!(
-                "{op} on {} takes {}, got {}",
-                x.device(),
-                if x.device().is_cpu() {
-                    "f32 or f64"
-                } else {
-                    "f32"
-                },
-                x.dtype()
-            ),
-        ));
-    }
-    Ok(())
-}
+use crate::ops::check_compute_dtype;
+use crate::tensor::{Shape, Tensor};
 
 /// Forward on `x` `[N, C, H, W]` (made contiguous), no recording.
 fn forward(x: &Tensor, s: usize) -> Result<Tensor> {
     let x = x.contiguous()?;
-    match x.device() {
-        Device::Cpu => cpu::forward(&x, s),
-        Device::Cuda(simt, _) | Device::Emu(simt) => simt::forward(simt, &x, s),
+    match x.device().simt() {
+        None => cpu::forward(&x, s),
+        Some(simt) => simt::forward(simt, &x, s),
     }
 }
 
 /// The backward: `dx[n,c,h,w] = Σ dy[n,c, h·s + a, w·s + b]` over `a, b < s`; `dy` is
 /// `[N, C, H·s, W·s]`.
 pub fn upsample_nearest2d_backward(dy: &Tensor, s: usize) -> Result<Tensor> {
-    check("upsample_nearest2d_backward", dy)?;
+    check_compute_dtype("upsample_nearest2d_backward", dy)?;
     let d = dy.dims();
     if dy.rank() != 4 || s == 0 || !d[2].is_multiple_of(s) || !d[3].is_multiple_of(s) {
         return Err(Error::shape(
@@ -64,9 +41,9 @@ pub fn upsample_nearest2d_backward(dy: &Tensor, s: usize) -> Result<Tensor> {
         ));
     }
     let dy = dy.contiguous()?;
-    match dy.device() {
-        Device::Cpu => cpu::backward(&dy, s),
-        Device::Cuda(simt, _) | Device::Emu(simt) => simt::backward(simt, &dy, s),
+    match dy.device().simt() {
+        None => cpu::backward(&dy, s),
+        Some(simt) => simt::backward(simt, &dy, s),
     }
 }
 
@@ -87,7 +64,7 @@ impl Backward for UpsampleBackward {
 pub fn upsample_nearest2d(x: &Tensor, scale: usize) -> Result<Tensor> {
     let _p = crate::autograd::profile::forward("upsample_nearest2d");
     const OP: &str = "upsample_nearest2d";
-    check(OP, x)?;
+    check_compute_dtype(OP, x)?;
     if x.rank() != 4 {
         return Err(Error::shape(
             OP,

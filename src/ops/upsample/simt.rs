@@ -1,13 +1,10 @@
-//! Launch logic for kernels/upsample.cu: 1-D grid-stride launches, 256 threads per block,
-//! at most `MAX_BLOCKS` blocks; one thread per output element (forward) or per input
+//! Launch logic for kernels/upsample.cu: 1-D grid-stride launches
+//! ([`LaunchConfig::grid_stride`]); one thread per output element (forward) or per input
 //! element (backward).
 
-use crate::device::simt::{Arg, LaunchConfig, SimtDevice};
-use crate::error::{Error, Result};
+use crate::device::simt::{kernel_int, Arg, LaunchConfig, SimtDevice};
+use crate::error::Result;
 use crate::tensor::{DType, Tensor};
-
-const THREADS: u32 = 256;
-const MAX_BLOCKS: usize = 2048;
 
 fn launch(
     simt: &SimtDevice,
@@ -18,34 +15,15 @@ fn launch(
     s: usize,
 ) -> Result<Tensor> {
     let n: usize = out_dims.iter().product();
-    if n > i32::MAX as usize || src.numel() > i32::MAX as usize {
-        return Err(Error::shape(
-            "upsample_nearest2d",
-            format!("{n} elements exceed the 2^31-1 limit of the CUDA kernels"),
-        ));
-    }
-    if src.dtype() != DType::F32 {
-        return Err(Error::dtype(
-            "upsample_nearest2d",
-            format!(
-                "upsample on {} takes f32, got {}",
-                src.device(),
-                src.dtype()
-            ),
-        ));
-    }
-    let out = simt.alloc(n * 4)?;
+    kernel_int("upsample_nearest2d", "output element count", n)?;
+    kernel_int("upsample_nearest2d", "input element count", src.numel())?;
+    let out = simt.alloc_elems(DType::F32, n)?;
     if n > 0 {
-        let blocks = n.div_ceil(THREADS as usize).clamp(1, MAX_BLOCKS);
         simt.launch(
             kernel,
-            &LaunchConfig {
-                grid: (blocks as u32, 1, 1),
-                block: (THREADS, 1, 1),
-                shared_bytes: 0,
-            },
+            &LaunchConfig::grid_stride(n),
             &[
-                Arg::ptr(src.device_ptr("upsample_nearest2d")? + (src.layout().offset * 4) as u64),
+                Arg::ptr(src.view_ptr("upsample_nearest2d")?),
                 Arg::ptr(out.ptr()),
                 Arg::val((out_dims[0] * out_dims[1]) as i32),
                 Arg::val(plane_hw.0 as i32),

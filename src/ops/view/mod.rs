@@ -19,7 +19,6 @@ pub mod simt;
 
 use crate::autograd::gradcheck::{input, GradCase, Tolerance};
 use crate::autograd::{no_grad, record, Backward};
-use crate::device::Device;
 use crate::error::{Error, Result};
 use crate::ops::reduce::sum_to_shape;
 use crate::tensor::{Layout, Shape, Tensor};
@@ -66,9 +65,9 @@ pub fn copy_into(src: &Tensor, dst: &Tensor) -> Result<()> {
     } else {
         src
     };
-    match dst.device() {
-        Device::Cpu => cpu::copy_into(src, dst),
-        Device::Cuda(simt, _) | Device::Emu(simt) => simt::copy_into(simt, src, dst),
+    match dst.device().simt() {
+        None => cpu::copy_into(src, dst),
+        Some(simt) => simt::copy_into(simt, src, dst),
     }
 }
 

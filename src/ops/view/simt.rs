@@ -2,36 +2,20 @@
 //! both layouts passed whole (offsets included), `copy_into_f32` for f32 and
 //! `copy_into_b16` for the 2-byte storage types.
 
-use crate::device::simt::{Arg, LaunchConfig, SimtDevice};
-use crate::error::{Error, Result};
+use crate::device::simt::{kernel_count, Arg, LaunchConfig, SimtDevice};
+use crate::error::Result;
+use crate::ops::check_storage_dtype;
 use crate::tensor::{DType, Tensor};
 
-const THREADS: u32 = 256;
-
 pub fn copy_into(simt: &SimtDevice, src: &Tensor, dst: &Tensor) -> Result<()> {
-    let kernel = match dst.dtype() {
-        DType::F32 => "copy_into_f32",
-        DType::F16 | DType::BF16 => "copy_into_b16",
-        DType::F64 => {
-            return Err(Error::dtype(
-                "copy_into",
-                format!(
-                    "f64 is cpu-only (used for gradient checks); use f32 on {}",
-                    dst.device()
-                ),
-            ))
-        }
+    check_storage_dtype("copy_into", dst.dtype(), dst.device())?;
+    // f32, or one of the 2-byte storage types
+    let kernel = if dst.dtype() == DType::F32 {
+        "copy_into_f32"
+    } else {
+        "copy_into_b16"
     };
-    let n = dst.numel();
-    if n > i32::MAX as usize {
-        return Err(Error::shape(
-            "copy_into",
-            format!(
-                "shape {} has {n} elements, over the 2^31-1 limit of the CUDA kernels",
-                dst.shape()
-            ),
-        ));
-    }
+    let n = kernel_count("copy_into", dst.shape())? as usize;
     if n == 0 {
         return Ok(());
     }
@@ -39,7 +23,7 @@ pub fn copy_into(simt: &SimtDevice, src: &Tensor, dst: &Tensor) -> Result<()> {
     let dst_layout = crate::ops::cast::simt::input_layout("copy_into", dst.layout())?;
     simt.launch(
         kernel,
-        &LaunchConfig::linear(n, THREADS)?,
+        &LaunchConfig::per_item(n)?,
         &[
             Arg::val(src_layout),
             Arg::ptr(src.device_ptr("copy_into")?),
