@@ -1,13 +1,11 @@
 //! cpu conv2d / conv_transpose2d (f32 and f64): im2col / col2im around the `gemm` crate.
 //!
-//! Both ops and their backward passes are made of three primitives over the column
-//! geometry [`Geom`] (image `[N, C, h, w]`, columns `[R = C·kh·kw, L = ho·wo]`, the other
-//! side of the weight `O` channels, weight `W` as `[O, R]` row-major):
-//! - [`im2col_products`]: per image `col = im2col(img[n])`, then optionally
-//!   `out[n] = W·col` (conv2d forward, convT input gradient) and/or
-//!   `dW += a[n]·colᵀ` (the weight gradient of both ops).
-//! - [`col2im_product`]: per image `img[n] = col2im(Wᵀ·a[n])` (convT forward, conv2d
-//!   input gradient).
+//! The three primitives of `mod.rs` over the column geometry [`Geom`] (image
+//! `[N, C, h, w]`, columns `[R = C·kh·kw, L = ho·wo]`, the other side of the weight `O`
+//! channels, weight `W` as `[O, R]` row-major):
+//! - [`column_products`] ([`im2col_products`]): per image `col = im2col(img[n])`, then
+//!   `out[n] = W·col` when a weight is given and/or `dW += a[n]·colᵀ` when `a` is.
+//! - [`col2im_product`]: per image `img[n] = col2im(Wᵀ·a[n])`.
 //! - [`bias_grad`]: `db[c] = Σ_{n, l} dy[n, c, l]`.
 //!
 //! Batching: images are processed in blocks of `B = ceil(512 / L)` whose column matrices
@@ -16,10 +14,10 @@
 //! `R` (the 1-channel layers, `R = kh·kw = 16`). Outputs are copied from the block
 //! product to each image, and the `a` operand of the weight gradient is gathered likewise.
 //!
-//! Threading: images are split into one contiguous chunk per rayon thread (each runs its
-//! GEMMs single-threaded, and the weight gradient is accumulated per chunk then summed in
-//! chunk order, so results do not depend on scheduling). With fewer images than threads,
-//! the images run in order and each GEMM is split across the pool instead.
+//! Threading: the batch is split by [`partition`] into tasks of whole blocks, a partition
+//! fixed by the geometry and never by the thread count; each task runs its GEMMs on one
+//! thread and the weight gradient is accumulated per task, then summed in task order, so
+//! results are bitwise the same for any number of threads.
 //!
 //! Workspaces: the column matrix and the block product of each thread live in a
 //! thread-local `Vec` that grows to the largest size seen and is reused by every later
@@ -30,14 +28,15 @@
 //! 4x4/2/1): 17–19 ms against 0.65 ms for im2col + blocked GEMM, so the thin layers
 //! take the GEMM path too; blocking the batch is what makes their GEMM wide.
 
-use super::{Geom, Grads, Kind, Plan};
+use super::{Columns, Geom, Plan};
 use crate::device::cpu::CpuBuffer;
 use crate::error::{Error, Result};
-use crate::tensor::{Shape, Tensor};
+use crate::tensor::{DType, Tensor};
 use gemm::Parallelism;
 use rayon::prelude::*;
 use std::cell::RefCell;
 use std::ops::{Add, AddAssign, Mul};
+use std::sync::RwLockReadGuard;
 
 /// The element types of the cpu convolution.
 pub(crate) trait Elem:
@@ -55,6 +54,9 @@ pub(crate) trait Elem:
     const ONE: Self;
     /// Run `f` on this thread's workspace of at least `len` elements (contents unspecified).
     fn with_ws<R>(len: usize, f: impl FnOnce(&mut [Self]) -> R) -> R;
+    /// The elements of a buffer of this type (None for another dtype).
+    fn slice(b: &CpuBuffer) -> Option<&[Self]>;
+    fn wrap(v: Vec<Self>) -> CpuBuffer;
 }
 
 thread_local! {
@@ -86,6 +88,15 @@ impl Elem for f32 {
     fn with_ws<R>(len: usize, f: impl FnOnce(&mut [Self]) -> R) -> R {
         with_ws_in(&WS_F32, len, f)
     }
+    fn slice(b: &CpuBuffer) -> Option<&[Self]> {
+        match b {
+            CpuBuffer::F32(v) => Some(v),
+            _ => None,
+        }
+    }
+    fn wrap(v: Vec<Self>) -> CpuBuffer {
+        CpuBuffer::F32(v)
+    }
 }
 
 impl Elem for f64 {
@@ -93,6 +104,15 @@ impl Elem for f64 {
     const ONE: Self = 1.0;
     fn with_ws<R>(len: usize, f: impl FnOnce(&mut [Self]) -> R) -> R {
         with_ws_in(&WS_F64, len, f)
+    }
+    fn slice(b: &CpuBuffer) -> Option<&[Self]> {
+        match b {
+            CpuBuffer::F64(v) => Some(v),
+            _ => None,
+        }
+    }
+    fn wrap(v: Vec<Self>) -> CpuBuffer {
+        CpuBuffer::F64(v)
     }
 }
 
@@ -260,30 +280,45 @@ impl<T> SendPtr<T> {
     }
 }
 
-/// Split `n` images into chunks for the pool: `(chunks, GEMM parallelism inside)`.
-fn schedule(n: usize, flops_per_image: usize) -> (usize, Parallelism) {
-    let threads = rayon::current_num_threads().max(1);
-    if n >= threads && threads > 1 {
-        (threads, Parallelism::None)
-    } else if threads > 1 && flops_per_image >= PARALLEL_FLOPS {
-        (1, Parallelism::Rayon(0))
-    } else if threads > 1 && n > 1 {
-        (n.min(threads), Parallelism::None)
-    } else {
-        (1, Parallelism::None)
-    }
+/// Tasks a batch is split into at most: enough to balance 2 or 3 threads, few enough that
+/// the per-task weight-gradient partials stay small.
+const MAX_TASKS: usize = 12;
+
+/// The fixed partition of `n` images into tasks `(first, count)`: whole GEMM blocks of
+/// [`block_images`] images, at most [`MAX_TASKS`] tasks. It depends on the geometry only,
+/// never on the thread count, so every sum is formed in the same order on any machine.
+fn partition(n: usize, l: usize) -> Vec<(usize, usize)> {
+    let b = block_images(l, n);
+    let blocks = n.div_ceil(b);
+    let per = blocks.div_ceil(MAX_TASKS).max(1) * b;
+    (0..n)
+        .step_by(per.max(1))
+        .map(|s| (s, per.min(n - s)))
+        .collect()
 }
 
-/// Run `f(first, count)` for contiguous chunks of images `[0, n)`, in parallel when
-/// `chunks > 1`, returning the results in chunk order.
-fn for_chunks<R: Send>(n: usize, chunks: usize, f: impl Fn(usize, usize) -> R + Sync) -> Vec<R> {
-    let chunks = chunks.clamp(1, n.max(1));
-    let per = n.div_ceil(chunks).max(1);
-    let ranges: Vec<(usize, usize)> = (0..n).step_by(per).map(|s| (s, per.min(n - s))).collect();
-    if ranges.len() <= 1 {
-        ranges.into_iter().map(|(s, c)| f(s, c)).collect()
+/// Run `f(first, count, par)` for every task of [`partition`], in parallel, returning the
+/// results in task order. A lone task splits its GEMMs across the pool instead (gemm
+/// splits over output tiles only, so that is thread-count independent too).
+fn for_tasks<R: Send>(
+    n: usize,
+    l: usize,
+    flops: usize,
+    f: impl Fn(usize, usize, Parallelism) -> R + Sync,
+) -> Vec<R> {
+    let tasks = partition(n, l);
+    if tasks.len() == 1 {
+        let par = if flops >= PARALLEL_FLOPS && rayon::current_num_threads() > 1 {
+            Parallelism::Rayon(0)
+        } else {
+            Parallelism::None
+        };
+        tasks.into_iter().map(|(s, c)| f(s, c, par)).collect()
     } else {
-        ranges.into_par_iter().map(|(s, c)| f(s, c)).collect()
+        tasks
+            .into_par_iter()
+            .map(|(s, c)| f(s, c, Parallelism::None))
+            .collect()
     }
 }
 
@@ -310,11 +345,10 @@ fn im2col_products<T: Elem>(
     a: Option<&[T]>,
 ) -> Option<Vec<T>> {
     let (r, l) = (g.rows(), g.cols());
-    let flops = o * r * l * (w.is_some() as usize + a.is_some() as usize);
-    let (chunks, par) = schedule(g.n, flops);
+    let flops = g.n * o * r * l * (w.is_some() as usize + a.is_some() as usize);
     let out_ptr = out.map(|s| SendPtr(s.as_mut_ptr()));
     let il = g.image_len();
-    let partials = for_chunks(g.n, chunks, |first, count| {
+    let partials = for_tasks(g.n, l, flops, |first, count, par| {
         let mut dw = a.map(|_| vec![T::ZERO; o * r]);
         let b = block_images(l, count);
         let ld = b * l;
@@ -394,19 +428,11 @@ fn im2col_products<T: Elem>(
 
 /// Per image `img[n] = col2im(Wᵀ·a[n]) (+ bias per image channel)`; `a` is `[N, O, L]`,
 /// `w` is `[O, R]`, `img` is `[N, C, h, w]`. Blocks of images share one GEMM as above.
-fn col2im_product<T: Elem>(
-    g: &Geom,
-    o: usize,
-    a: &[T],
-    w: &[T],
-    bias: Option<&[T]>,
-    img: &mut [T],
-) {
+fn col2im_into<T: Elem>(g: &Geom, o: usize, a: &[T], w: &[T], bias: Option<&[T]>, img: &mut [T]) {
     let (r, l) = (g.rows(), g.cols());
-    let (chunks, par) = schedule(g.n, o * r * l);
     let img_ptr = SendPtr(img.as_mut_ptr());
     let il = g.image_len();
-    for_chunks(g.n, chunks, |first, count| {
+    for_tasks(g.n, l, g.n * o * r * l, |first, count, par| {
         let b = block_images(l, count);
         let ld = b * l;
         T::with_ws(r * ld + o * ld, |ws| {
@@ -452,7 +478,7 @@ fn col2im_product<T: Elem>(
 }
 
 /// `db[c] = Σ_{n, s} dy[n, c, s]` for `dy` of `[N, C, S]`.
-fn bias_grad<T: Elem>(dy: &[T], n: usize, c: usize, s: usize) -> Vec<T> {
+fn bias_grad_of<T: Elem>(dy: &[T], n: usize, c: usize, s: usize) -> Vec<T> {
     (0..c)
         .map(|ch| {
             let mut acc = T::ZERO;
@@ -466,146 +492,119 @@ fn bias_grad<T: Elem>(dy: &[T], n: usize, c: usize, s: usize) -> Vec<T> {
         .collect()
 }
 
-fn fwd<T: Elem>(kind: Kind, plan: &Plan, x: &[T], w: &[T], b: Option<&[T]>, out: &mut [T]) {
-    let (g, o) = (&plan.geom, plan.other);
-    match kind {
-        Kind::Conv => {
-            im2col_products(g, o, x, Some(w), b, Some(out), None);
-        }
-        Kind::ConvT => col2im_product(g, o, x, w, b, out),
+// ---- the primitives of `mod.rs` on cpu tensors --------------------------------------
+
+const OP: &str = "conv";
+
+/// A read guard on a contiguous, offset-0 cpu operand (as `mod.rs` passes them).
+struct Operand<'a> {
+    buffer: RwLockReadGuard<'a, CpuBuffer>,
+    len: usize,
+}
+
+fn operand(t: &Tensor) -> Result<Operand<'_>> {
+    Ok(Operand {
+        buffer: t.cpu_buffer(OP)?,
+        len: t.numel(),
+    })
+}
+
+impl Operand<'_> {
+    fn elems<T: Elem>(&self) -> Result<&[T]> {
+        T::slice(&self.buffer)
+            .map(|v| &v[..self.len])
+            .ok_or_else(|| {
+                Error::dtype(OP, "operands of one call differ in dtype (internal error)")
+            })
     }
 }
 
-/// The slice of a contiguous, offset-0 cpu tensor's buffer.
-macro_rules! with_slices {
-    ($op:expr, [$($t:ident),*], $f32:expr, $f64:expr) => {{
-        $(let $t = $t.cpu_buffer($op)?;)*
-        match ($(&*$t,)*) {
-            ($(CpuBuffer::F32($t),)*) => { $f32 }
-            _ => match ($(&*$t,)*) {
-                ($(CpuBuffer::F64($t),)*) => { $f64 }
-                _ => return Err(Error::dtype($op, "operands must all be f32 or all be f64")),
-            },
+/// Run the f32 or f64 instance of a primitive by the dtype of `t`.
+macro_rules! by_dtype {
+    ($t:expr, $f:ident($($arg:expr),*)) => {
+        match $t.dtype() {
+            DType::F32 => $f::<f32>($($arg),*),
+            DType::F64 => $f::<f64>($($arg),*),
+            d => Err(Error::dtype(OP, format!("the cpu convolution computes in f32 or f64, not {d}"))),
         }
-    }};
+    };
 }
 
-pub(super) fn forward(
-    kind: Kind,
+pub(super) fn column_products(
     plan: &Plan,
-    x: &Tensor,
+    img: &Tensor,
+    w: Option<&Tensor>,
+    bias: Option<&Tensor>,
+    a: Option<&Tensor>,
+) -> Result<Columns> {
+    by_dtype!(img, column_products_of(plan, img, w, bias, a))
+}
+
+fn column_products_of<T: Elem>(
+    plan: &Plan,
+    img: &Tensor,
+    w: Option<&Tensor>,
+    bias: Option<&Tensor>,
+    a: Option<&Tensor>,
+) -> Result<Columns> {
+    let (g, o) = (&plan.geom, plan.other);
+    let img_g = operand(img)?;
+    let w_g = w.map(operand).transpose()?;
+    let b_g = bias.map(operand).transpose()?;
+    let a_g = a.map(operand).transpose()?;
+    let w_s = w_g.as_ref().map(Operand::elems::<T>).transpose()?;
+    let b_s = b_g.as_ref().map(Operand::elems::<T>).transpose()?;
+    let a_s = a_g.as_ref().map(Operand::elems::<T>).transpose()?;
+    let mut out = w_s.map(|_| vec![T::ZERO; g.n * o * g.cols()]);
+    let dw = im2col_products(g, o, img_g.elems::<T>()?, w_s, b_s, out.as_deref_mut(), a_s);
+    Ok(Columns {
+        product: out
+            .map(|v| Tensor::from_cpu_buffer(T::wrap(v), [g.n, o, g.cols()]))
+            .transpose()?,
+        weight_grad: dw
+            .map(|v| Tensor::from_cpu_buffer(T::wrap(v), [o, g.rows()]))
+            .transpose()?,
+    })
+}
+
+pub(super) fn col2im_product(
+    plan: &Plan,
+    a: &Tensor,
     w: &Tensor,
     bias: Option<&Tensor>,
-    shape: Shape,
 ) -> Result<Tensor> {
-    let op = kind.name();
-    let numel = shape.numel();
-    let bias_guard = bias.map(|b| b.cpu_buffer(op)).transpose()?;
-    let buffer = with_slices!(
-        op,
-        [x, w],
-        {
-            let b = match bias_guard.as_deref() {
-                Some(CpuBuffer::F32(b)) => Some(&b[..]),
-                Some(_) => return Err(Error::dtype(op, "the bias dtype differs")),
-                None => None,
-            };
-            let mut out = vec![0f32; numel];
-            fwd(kind, plan, &x[..], &w[..], b, &mut out);
-            CpuBuffer::F32(out)
-        },
-        {
-            let b = match bias_guard.as_deref() {
-                Some(CpuBuffer::F64(b)) => Some(&b[..]),
-                Some(_) => return Err(Error::dtype(op, "the bias dtype differs")),
-                None => None,
-            };
-            let mut out = vec![0f64; numel];
-            fwd(kind, plan, &x[..], &w[..], b, &mut out);
-            CpuBuffer::F64(out)
-        }
-    );
-    Tensor::from_cpu_buffer(buffer, shape)
+    by_dtype!(a, col2im_product_of(plan, a, w, bias))
 }
 
-/// `(dx, dw, db)` as flat vectors, each when wanted.
-type Flat<T> = (Option<Vec<T>>, Option<Vec<T>>, Option<Vec<T>>);
-
-fn bwd<T: Elem>(kind: Kind, plan: &Plan, x: &[T], w: &[T], dy: &[T], want: [bool; 3]) -> Flat<T> {
-    let (g, o) = (&plan.geom, plan.other);
-    let l = g.cols();
-    match kind {
-        Kind::Conv => {
-            // image = x, a = dy [N, O, L]
-            let dx = want[0].then(|| {
-                let mut dx = vec![T::ZERO; g.n * g.image_len()];
-                col2im_product(g, o, dy, w, None, &mut dx);
-                dx
-            });
-            let dw = if want[1] {
-                im2col_products(g, o, x, None, None, None, Some(dy))
-            } else {
-                None
-            };
-            let db = want[2].then(|| bias_grad(dy, g.n, o, l));
-            (dx, dw, db)
-        }
-        Kind::ConvT => {
-            // image = dy, a = x [N, O, L]; dx = W·im2col(dy), dW = Σ x·im2col(dy)ᵀ
-            let mut dx = want[0].then(|| vec![T::ZERO; g.n * o * l]);
-            let dw = if want[0] || want[1] {
-                let a = want[1].then_some(x);
-                let wv = want[0].then_some(w);
-                im2col_products(g, o, dy, wv, None, dx.as_deref_mut(), a)
-            } else {
-                None
-            };
-            let db = want[2].then(|| bias_grad(dy, g.n, g.c, g.h * g.w));
-            (dx, dw, db)
-        }
-    }
-}
-
-pub(super) fn backward(
-    kind: Kind,
+fn col2im_product_of<T: Elem>(
     plan: &Plan,
-    x: &Tensor,
+    a: &Tensor,
     w: &Tensor,
-    dy: &Tensor,
-    want: [bool; 3],
-) -> Result<Grads> {
-    let op = kind.name();
-    let (xs, ws) = (x.shape().clone(), w.shape().clone());
-    let bs = Shape::new([match kind {
-        Kind::Conv => plan.other,
-        Kind::ConvT => plan.geom.c,
-    }]);
-    let wrap = |v: Option<CpuBuffer>, s: &Shape| {
-        v.map(|b| Tensor::from_cpu_buffer(b, s.clone())).transpose()
-    };
-    let (dx, dw, db) = with_slices!(
-        op,
-        [x, w, dy],
-        {
-            let (a, b, c) = bwd(kind, plan, &x[..], &w[..], &dy[..], want);
-            (
-                a.map(CpuBuffer::F32),
-                b.map(CpuBuffer::F32),
-                c.map(CpuBuffer::F32),
-            )
-        },
-        {
-            let (a, b, c) = bwd(kind, plan, &x[..], &w[..], &dy[..], want);
-            (
-                a.map(CpuBuffer::F64),
-                b.map(CpuBuffer::F64),
-                c.map(CpuBuffer::F64),
-            )
-        }
+    bias: Option<&Tensor>,
+) -> Result<Tensor> {
+    let g = &plan.geom;
+    let (a_g, w_g) = (operand(a)?, operand(w)?);
+    let b_g = bias.map(operand).transpose()?;
+    let b_s = b_g.as_ref().map(Operand::elems::<T>).transpose()?;
+    let mut img = vec![T::ZERO; g.n * g.image_len()];
+    col2im_into(
+        g,
+        plan.other,
+        a_g.elems::<T>()?,
+        w_g.elems::<T>()?,
+        b_s,
+        &mut img,
     );
-    Ok(Grads {
-        x: wrap(dx, &xs)?,
-        w: wrap(dw, &ws)?,
-        bias: wrap(db, &bs)?,
-    })
+    Tensor::from_cpu_buffer(T::wrap(img), [g.n, g.c, g.h, g.w])
+}
+
+pub(super) fn bias_grad(dy: &Tensor, channels: usize) -> Result<Tensor> {
+    by_dtype!(dy, bias_grad_t(dy, channels))
+}
+
+fn bias_grad_t<T: Elem>(dy: &Tensor, channels: usize) -> Result<Tensor> {
+    let n = dy.dims()[0];
+    let s = dy.numel().checked_div(n * channels).unwrap_or(0);
+    let db = bias_grad_of(operand(dy)?.elems::<T>()?, n, channels, s);
+    Tensor::from_cpu_buffer(T::wrap(db), [channels])
 }

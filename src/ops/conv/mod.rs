@@ -18,22 +18,27 @@
 //!
 //! Dtypes: f32 on every device, f64 on cpu. Results are fresh contiguous tensors.
 //!
-//! Backends: `cpu.rs` (im2col + the `gemm` crate, rayon across the batch, thread-local
-//! workspaces reused across calls, batch blocks widening the GEMMs) and `simt.rs` (the
-//! launch logic for kernels/conv.cu plus the register-blocked GEMM of kernels/matmul.cu
-//! through the matmul family, shared by `cuda` and `emu`).
+//! Both ops, forward and backward, are written once below over three primitives (column
+//! products, the col2im product, the bias gradient; see "the primitives" below) that each
+//! backend implements: `cpu.rs` (im2col + the `gemm` crate over fixed blocks of images,
+//! thread-local workspaces reused across calls) and `simt.rs` (the launch logic for
+//! kernels/conv.cu plus the register-blocked GEMM of kernels/matmul.cu through the matmul
+//! family, shared by `cuda` and `emu`).
 //!
 //! Autograd: each op records one node ("conv2d", "conv_transpose2d") whose backward rule
-//! is written by hand for input, weight and bias (see above); it runs as cpu code on cpu
-//! and as kernels on cuda/emu.
+//! is written by hand for input, weight and bias (see above); it saves the contiguous
+//! input and weight the forward pass used.
 
 mod cpu;
+mod gradcheck;
 mod simt;
+
+pub use gradcheck::gradcheck_cases;
 
 use crate::autograd::{self, Backward};
 use crate::device::Device;
 use crate::error::{Error, Result};
-use crate::tensor::{DType, Shape, Tensor};
+use crate::tensor::{DType, Tensor};
 
 /// Stride, zero padding and dilation of [`conv2d`] (each `(height, width)`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -379,7 +384,7 @@ fn plan_conv_transpose2d(
     })
 }
 
-/// The four directions both ops are made of.
+/// Which of the two ops a node or plan belongs to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Kind {
     Conv,
@@ -415,13 +420,11 @@ pub fn conv_transpose2d(
 
 fn run_op(kind: Kind, plan: Plan, x: &Tensor, w: &Tensor, bias: Option<&Tensor>) -> Result<Tensor> {
     let _p = crate::autograd::profile::forward(kind.name());
+    // Contiguous once: the forward pass and the saved operands of backward share them.
+    let xc = x.detach().contiguous()?;
+    let wc = w.detach().contiguous()?;
     let out = autograd::no_grad(|| -> Result<Tensor> {
-        let xc = x.detach().contiguous()?;
-        let wc = w.detach().contiguous()?;
-        let bc = match bias {
-            Some(b) => Some(b.detach().contiguous()?),
-            None => None,
-        };
+        let bc = bias.map(|b| b.detach().contiguous()).transpose()?;
         forward(kind, &plan, &xc, &wc, bc.as_ref())
     })?;
     let mut inputs = vec![x, w];
@@ -432,26 +435,72 @@ fn run_op(kind: Kind, plan: Plan, x: &Tensor, w: &Tensor, bias: Option<&Tensor>)
         ConvBackward {
             kind,
             plan,
-            x: autograd::save(x),
-            w: autograd::save(w),
+            x: autograd::save(&xc),
+            w: autograd::save(&wc),
             has_bias: bias.is_some(),
-            grads: [
-                x.requires_grad(),
-                w.requires_grad(),
-                bias.is_some_and(|b| b.requires_grad()),
-            ],
+            wanted: Wanted {
+                x: x.requires_grad(),
+                w: w.requires_grad(),
+                bias: bias.is_some_and(|b| b.requires_grad()),
+            },
         }
     }))
 }
 
-/// Output shape `[N, Cout, Ho, Wo]` of either op.
-fn out_shape(kind: Kind, plan: &Plan) -> Shape {
-    let g = &plan.geom;
-    match kind {
-        Kind::Conv => Shape::new([g.n, plan.other, g.ho, g.wo]),
-        Kind::ConvT => Shape::new([g.n, g.c, g.h, g.w]),
+// ---- the primitives both ops are written over --------------------------------------
+//
+// Each backend implements three on contiguous operands of one dtype (checked above), with
+// `R = C·kh·kw`, `L = ho·wo` of the plan's geometry and `O = plan.other`:
+// - `column_products(img, w, bias, a)`: `out[n] = W·im2col(img[n]) (+ bias[o])` as
+//   `[N, O, L]`, and, when `a` (`[N, O, L]`) is given, `dW = Σ_n a[n]·im2col(img[n])ᵀ` as
+//   `[O, R]` from the same columns (`w` absent: only the weight gradient).
+// - `col2im_product(a, w, bias)`: `img[n] = col2im(Wᵀ·a[n]) (+ bias[c])` as `[N, C, h, w]`.
+// - `bias_grad(dy, c)`: `db[c] = Σ_{n, s} dy[n, c, s]`.
+
+/// The column products of one call: the `[N, O, L]` product when a weight was given and
+/// the `[O, R]` weight gradient when `a` was.
+pub(crate) struct Columns {
+    pub product: Option<Tensor>,
+    pub weight_grad: Option<Tensor>,
+}
+
+fn column_products(
+    plan: &Plan,
+    img: &Tensor,
+    w: Option<&Tensor>,
+    bias: Option<&Tensor>,
+    a: Option<&Tensor>,
+) -> Result<Columns> {
+    match img.device() {
+        Device::Cpu => cpu::column_products(plan, img, w, bias, a),
+        Device::Cuda(..) | Device::Emu(..) => simt::column_products(plan, img, w, bias, a),
     }
 }
+
+fn col2im_product(plan: &Plan, a: &Tensor, w: &Tensor, bias: Option<&Tensor>) -> Result<Tensor> {
+    match a.device() {
+        Device::Cpu => cpu::col2im_product(plan, a, w, bias),
+        Device::Cuda(..) | Device::Emu(..) => simt::col2im_product(plan, a, w, bias),
+    }
+}
+
+fn bias_grad(dy: &Tensor, channels: usize) -> Result<Tensor> {
+    match dy.device() {
+        Device::Cpu => cpu::bias_grad(dy, channels),
+        Device::Cuda(..) | Device::Emu(..) => simt::bias_grad(dy, channels),
+    }
+}
+
+/// A product the primitive was asked for and did not return (an internal error).
+fn asked(t: Option<Tensor>, what: &str) -> Result<Tensor> {
+    t.ok_or_else(|| {
+        Error::backend(format!(
+            "conv: the {what} was not computed (internal error)"
+        ))
+    })
+}
+
+// ---- each op's forward and backward, once ------------------------------------------
 
 /// The forward pass on contiguous operands, without the tape.
 fn forward(
@@ -461,47 +510,93 @@ fn forward(
     w: &Tensor,
     bias: Option<&Tensor>,
 ) -> Result<Tensor> {
-    match x.device() {
-        Device::Cpu => cpu::forward(kind, plan, x, w, bias, out_shape(kind, plan)),
-        Device::Cuda(..) | Device::Emu(..) => {
-            simt::forward(kind, plan, x, w, bias, out_shape(kind, plan))
-        }
+    let g = &plan.geom;
+    match kind {
+        // y = W·im2col(x) + b
+        Kind::Conv => asked(
+            column_products(plan, x, Some(w), bias, None)?.product,
+            "output",
+        )?
+        .reshape([g.n, plan.other, g.ho, g.wo]),
+        // y = col2im(Wᵀ·x) + b
+        Kind::ConvT => col2im_product(plan, x, w, bias),
     }
 }
 
-/// Saved for backward: the input and the weight (detached); the bias is not needed.
+/// Which of (x, weight, bias) want a gradient.
+#[derive(Clone, Copy, Debug)]
+struct Wanted {
+    x: bool,
+    w: bool,
+    bias: bool,
+}
+
+/// Saved for backward: the contiguous input and weight (detached); the bias is not needed.
 struct ConvBackward {
     kind: Kind,
     plan: Plan,
     x: Tensor,
     w: Tensor,
     has_bias: bool,
-    /// Which of (x, w, bias) want a gradient.
-    grads: [bool; 3],
-}
-
-/// The gradients of one backward pass (each present when asked for).
-pub(crate) struct Grads {
-    pub x: Option<Tensor>,
-    pub w: Option<Tensor>,
-    pub bias: Option<Tensor>,
+    wanted: Wanted,
 }
 
 impl Backward for ConvBackward {
     fn backward(&self, grad_output: &Tensor) -> Result<Vec<Option<Tensor>>> {
-        let x = self.x.contiguous()?;
-        let w = self.w.contiguous()?;
-        let g = grad_output.contiguous()?;
-        let want = [self.grads[0], self.grads[1], self.has_bias && self.grads[2]];
-        let grads = match x.device() {
-            Device::Cpu => cpu::backward(self.kind, &self.plan, &x, &w, &g, want)?,
-            Device::Cuda(..) | Device::Emu(..) => {
-                simt::backward(self.kind, &self.plan, &x, &w, &g, want)?
+        let (plan, x, w) = (&self.plan, &self.x, &self.w);
+        let dy = grad_output.contiguous()?;
+        let want = self.wanted;
+        let (dx, dw, db) = match self.kind {
+            Kind::Conv => {
+                // dx = col2im(Wᵀ·dy), dW = Σ_n dy·im2col(x)ᵀ, db = Σ dy
+                let dx = match want.x {
+                    true => Some(col2im_product(plan, &dy, w, None)?),
+                    false => None,
+                };
+                let dw = match want.w {
+                    true => Some(asked(
+                        column_products(plan, x, None, None, Some(&dy))?.weight_grad,
+                        "weight gradient",
+                    )?),
+                    false => None,
+                };
+                let db = match want.bias {
+                    true => Some(bias_grad(&dy, plan.other)?),
+                    false => None,
+                };
+                (dx, dw, db)
+            }
+            Kind::ConvT => {
+                // dx = W·im2col(dy), dW = Σ_n x·im2col(dy)ᵀ (one set of columns), db = Σ dy
+                let (dx, dw) = if want.x || want.w {
+                    let c =
+                        column_products(plan, &dy, want.x.then_some(w), None, want.w.then_some(x))?;
+                    let dx = want
+                        .x
+                        .then(|| asked(c.product, "input gradient"))
+                        .transpose()?;
+                    let dw = want
+                        .w
+                        .then(|| asked(c.weight_grad, "weight gradient"))
+                        .transpose()?;
+                    (dx, dw)
+                } else {
+                    (None, None)
+                };
+                let db = match want.bias {
+                    true => Some(bias_grad(&dy, plan.geom.c)?),
+                    false => None,
+                };
+                (
+                    dx.map(|t| t.reshape(x.shape().clone())).transpose()?,
+                    dw,
+                    db,
+                )
             }
         };
-        let mut out = vec![grads.x, grads.w];
+        let mut out = vec![dx, dw.map(|t| t.reshape(w.shape().clone())).transpose()?];
         if self.has_bias {
-            out.push(grads.bias);
+            out.push(db);
         }
         Ok(out)
     }
@@ -524,182 +619,4 @@ impl Tensor {
     ) -> Result<Tensor> {
         conv_transpose2d(self, w, bias, p)
     }
-}
-
-/// Gradient-check cases (f64 cpu; see `autograd::gradcheck`).
-pub fn gradcheck_cases() -> Result<Vec<crate::autograd::gradcheck::GradCase>> {
-    use crate::autograd::gradcheck::{input, GradCase};
-    type Case<P> = (&'static str, [usize; 4], [usize; 4], bool, P);
-    let mut cases = Vec::new();
-    let convs: [Case<Conv2dParams>; 7] = [
-        (
-            "stride 1",
-            [2, 2, 5, 6],
-            [3, 2, 3, 2],
-            true,
-            Conv2dParams::default(),
-        ),
-        (
-            "stride 2, padding 1, no bias",
-            [2, 2, 5, 6],
-            [3, 2, 3, 2],
-            false,
-            Conv2dParams {
-                stride: (2, 2),
-                padding: (1, 1),
-                ..Default::default()
-            },
-        ),
-        (
-            "dilation 2, padding 1",
-            [2, 2, 5, 6],
-            [3, 2, 3, 2],
-            true,
-            Conv2dParams {
-                padding: (1, 1),
-                dilation: (2, 2),
-                ..Default::default()
-            },
-        ),
-        (
-            "non-square stride (2,1), padding (0,2), batch 1",
-            [1, 2, 7, 5],
-            [3, 2, 2, 3],
-            true,
-            Conv2dParams {
-                stride: (2, 1),
-                padding: (0, 2),
-                dilation: (1, 2),
-            },
-        ),
-        (
-            "DCGAN 4x4/2/1, Cin 1",
-            [2, 1, 8, 8],
-            [3, 1, 4, 4],
-            true,
-            Conv2dParams {
-                stride: (2, 2),
-                padding: (1, 1),
-                ..Default::default()
-            },
-        ),
-        (
-            "DCGAN 4x4/2/1, odd 7x7",
-            [1, 2, 7, 7],
-            [2, 2, 4, 4],
-            false,
-            Conv2dParams {
-                stride: (2, 2),
-                padding: (1, 1),
-                ..Default::default()
-            },
-        ),
-        (
-            "Cout 1",
-            [2, 3, 4, 5],
-            [1, 3, 2, 2],
-            true,
-            Conv2dParams::default(),
-        ),
-    ];
-    let mut seed = 100;
-    for (name, xs, ws, with_bias, p) in convs {
-        let mut inputs = vec![input(xs, seed, 0.0)?, input(ws, seed + 1, 0.0)?];
-        if with_bias {
-            inputs.push(input([ws[0]], seed + 2, 0.0)?);
-        }
-        seed += 3;
-        cases.push(GradCase::new(
-            CONV,
-            format!(
-                "{name}: x {xs:?} w {ws:?} s{:?} p{:?} d{:?}",
-                p.stride, p.padding, p.dilation
-            ),
-            inputs,
-            move |t: &[Tensor]| conv2d(&t[0], &t[1], t.get(2), &p),
-        ));
-    }
-    let convts: [Case<ConvTranspose2dParams>; 6] = [
-        (
-            "stride 1",
-            [2, 2, 3, 4],
-            [2, 3, 3, 2],
-            true,
-            ConvTranspose2dParams::default(),
-        ),
-        (
-            "stride 2, padding 1, output_padding 1",
-            [2, 2, 3, 4],
-            [2, 3, 3, 2],
-            true,
-            ConvTranspose2dParams {
-                stride: (2, 2),
-                padding: (1, 1),
-                output_padding: (1, 1),
-                ..Default::default()
-            },
-        ),
-        (
-            "dilation 2, padding 1, no bias",
-            [2, 2, 3, 4],
-            [2, 3, 3, 2],
-            false,
-            ConvTranspose2dParams {
-                padding: (1, 1),
-                dilation: (2, 2),
-                ..Default::default()
-            },
-        ),
-        (
-            "non-square stride (1,3), output_padding (0,2), batch 1",
-            [1, 2, 3, 2],
-            [2, 3, 2, 3],
-            true,
-            ConvTranspose2dParams {
-                stride: (1, 3),
-                padding: (1, 0),
-                output_padding: (0, 2),
-                dilation: (1, 1),
-            },
-        ),
-        (
-            "DCGAN 4x4/2/1",
-            [2, 3, 3, 3],
-            [3, 2, 4, 4],
-            true,
-            ConvTranspose2dParams {
-                stride: (2, 2),
-                padding: (1, 1),
-                ..Default::default()
-            },
-        ),
-        (
-            "DCGAN 4x4/2/1, Cout 1",
-            [1, 3, 4, 4],
-            [3, 1, 4, 4],
-            true,
-            ConvTranspose2dParams {
-                stride: (2, 2),
-                padding: (1, 1),
-                ..Default::default()
-            },
-        ),
-    ];
-    for (name, xs, ws, with_bias, p) in convts {
-        let mut inputs = vec![input(xs, seed, 0.0)?, input(ws, seed + 1, 0.0)?];
-        if with_bias {
-            inputs.push(input([ws[1]], seed + 2, 0.0)?);
-        }
-        seed += 3;
-        cases.push(GradCase::new(
-            CONVT,
-            format!(
-                "{name}: x {xs:?} w {ws:?} s{:?} p{:?} op{:?} d{:?}",
-                p.stride, p.padding, p.output_padding, p.dilation
-            ),
-            inputs,
-            move |t: &[Tensor]| conv_transpose2d(&t[0], &t[1], t.get(2), &p),
-        ));
-    }
-    Ok(cases)
 }

@@ -5,23 +5,25 @@
 //! family (its default `matmul_regblock_f32`: the weight `[O, R]` is a broadcast operand
 //! with batch stride 0, a transposed weight or column matrix is read in place as a
 //! column-major operand), plus `conv_bias_add_f32` (in place on the fresh output) and
-//! `conv_bias_grad_f32`. The weight gradient is the batched product `a[n]·col[n]ᵀ`
-//! summed over the batch by the reduce family (deterministic).
+//! `conv_bias_grad_f32`. The weight gradient `Σ_n a[n]·col[n]ᵀ` is one GEMM over the
+//! batch: `a` and the columns are laid out batch-inner (`[O, N·L]`, `[R, N·L]`, one copy
+//! each) so the sum over images is the GEMM's own reduction dimension.
 //!
-//! - conv2d forward:   `y = W·im2col(x) + b`
-//! - conv2d backward:  `dx = col2im(Wᵀ·dy)`, `dW = Σ_n dy·im2col(x)ᵀ`, `db = Σ dy`
-//! - convT forward:    `y = col2im(Wᵀ·x) + b`
-//! - convT backward:   `dx = W·im2col(dy)`, `dW = Σ_n x·im2col(dy)ᵀ`, `db = Σ dy`
+//! These are the primitives of `mod.rs` (which states each op's passes over them); operand
+//! devices and dtypes were checked there.
 //!
 //! Launches: the column and bias-add kernels are 1-D grid-stride loops of [`THREADS`]
 //! threads and at most [`MAX_BLOCKS`] blocks; the bias gradient runs one 256-thread block
 //! per channel (see the header of kernels/conv.cu).
 
-use super::{Geom, Grads, Kind, Plan};
+use super::{Columns, Geom, Plan};
 use crate::device::simt::{Arg, LaunchConfig, SimtDevice};
 use crate::error::{Error, Result};
 use crate::ops::matmul::matmul;
-use crate::tensor::{DType, Shape, Tensor};
+use crate::tensor::{DType, Tensor};
+
+/// The op named in launch errors (both ops share these kernels).
+const OP: &str = "conv";
 
 /// Threads per block of every conv kernel.
 pub const THREADS: u32 = 256;
@@ -59,24 +61,37 @@ fn int(op: &'static str, what: &str, v: usize) -> Result<i32> {
 
 impl ConvGeom {
     fn new(op: &'static str, g: &Geom) -> Result<Self> {
-        // The element counts the kernels index with must fit in an int as well.
+        // The element counts the kernels index with bound every extent; stride, padding
+        // and dilation are not bounded by them, so every field is converted, once.
         int(op, "column elements", g.n * g.rows() * g.cols())?;
         int(op, "image elements", g.n * g.image_len())?;
+        let f = [
+            g.n, g.c, g.h, g.w, g.ho, g.wo, g.kh, g.kw, g.sh, g.sw, g.ph, g.pw, g.dh, g.dw,
+        ];
+        let mut v = [0i32; 14];
+        for (d, &s) in v.iter_mut().zip(&f) {
+            *d = int(
+                op,
+                "a geometry value (size, stride, padding or dilation)",
+                s,
+            )?;
+        }
+        let [n, c, h, w, ho, wo, kh, kw, sh, sw, ph, pw, dh, dw] = v;
         Ok(ConvGeom {
-            n: int(op, "batch", g.n)?,
-            c: int(op, "channels", g.c)?,
-            h: int(op, "height", g.h)?,
-            w: int(op, "width", g.w)?,
-            ho: int(op, "grid height", g.ho)?,
-            wo: int(op, "grid width", g.wo)?,
-            kh: int(op, "kernel height", g.kh)?,
-            kw: int(op, "kernel width", g.kw)?,
-            sh: int(op, "stride", g.sh)?,
-            sw: int(op, "stride", g.sw)?,
-            ph: int(op, "padding", g.ph)?,
-            pw: int(op, "padding", g.pw)?,
-            dh: int(op, "dilation", g.dh)?,
-            dw: int(op, "dilation", g.dw)?,
+            n,
+            c,
+            h,
+            w,
+            ho,
+            wo,
+            kh,
+            kw,
+            sh,
+            sw,
+            ph,
+            pw,
+            dh,
+            dw,
         })
     }
 }
@@ -176,7 +191,7 @@ fn bias_add(op: &'static str, y: &Tensor, bias: &Tensor) -> Result<()> {
 }
 
 /// `db[c] = Σ_{n, s} dy[n, c, s]` for a contiguous `dy` of `[N, C, ...]`.
-fn bias_grad(op: &'static str, dy: &Tensor, c: usize) -> Result<Tensor> {
+fn bias_grad_of(op: &'static str, dy: &Tensor, c: usize) -> Result<Tensor> {
     let dev = simt_of(op, dy)?;
     let n = dy.dims()[0];
     let l = dy.numel().checked_div(n * c).unwrap_or(0);
@@ -200,109 +215,71 @@ fn bias_grad(op: &'static str, dy: &Tensor, c: usize) -> Result<Tensor> {
     Ok(Tensor::from_device_buffer(db, [c], DType::F32, dy.device()))
 }
 
-fn check_f32(op: &'static str, ts: &[&Tensor]) -> Result<()> {
-    for t in ts {
-        if t.dtype() != DType::F32 {
-            return Err(Error::dtype(
-                op,
-                format!(
-                    "operands are {}; kernels on {} compute in f32 only",
-                    t.dtype(),
-                    t.device()
-                ),
-            ));
-        }
-    }
-    Ok(())
-}
-
 /// The weight as the `[O, R]` matrix of the column products.
 fn weight_matrix(plan: &Plan, w: &Tensor) -> Result<Tensor> {
     w.reshape([plan.other, plan.geom.rows()])
 }
 
-pub(super) fn forward(
-    kind: Kind,
-    plan: &Plan,
-    x: &Tensor,
-    w: &Tensor,
-    bias: Option<&Tensor>,
-    shape: Shape,
-) -> Result<Tensor> {
-    let op = kind.name();
-    check_f32(op, &[x, w])?;
-    let (g, o) = (&plan.geom, plan.other);
-    let w2 = weight_matrix(plan, w)?;
-    let y = match kind {
-        Kind::Conv => {
-            let col = im2col(op, g, x)?;
-            // [O, R] · [N, R, L] -> [N, O, L]
-            matmul(&w2, &col)?
-        }
-        Kind::ConvT => {
-            let x3 = x.reshape([g.n, o, g.cols()])?;
-            // [R, O] · [N, O, L] -> [N, R, L], then summed into the image
-            let col = matmul(&w2.t()?, &x3)?;
-            col2im(op, g, &col)?
-        }
-    };
-    if let Some(b) = bias {
-        check_f32(op, &[b])?;
-        bias_add(op, &y, b)?;
-    }
-    y.reshape(shape)
+/// `[N, A, L]` as the contiguous batch-inner matrix `[A, N·L]`.
+fn batch_inner(t: &Tensor, n: usize, a: usize, l: usize) -> Result<Tensor> {
+    t.reshape([n, a, l])?
+        .permute(&[1, 0, 2])?
+        .contiguous()?
+        .reshape([a, n * l])
 }
 
-pub(super) fn backward(
-    kind: Kind,
+pub(super) fn column_products(
     plan: &Plan,
-    x: &Tensor,
-    w: &Tensor,
-    dy: &Tensor,
-    want: [bool; 3],
-) -> Result<Grads> {
-    let op = kind.name();
-    check_f32(op, &[x, w, dy])?;
+    img: &Tensor,
+    w: Option<&Tensor>,
+    bias: Option<&Tensor>,
+    a: Option<&Tensor>,
+) -> Result<Columns> {
     let (g, o) = (&plan.geom, plan.other);
-    let w2 = weight_matrix(plan, w)?;
-    let l = g.cols();
-    let mut out = Grads {
-        x: None,
-        w: None,
-        bias: None,
+    let (n, r, l) = (g.n, g.rows(), g.cols());
+    let col = im2col(OP, g, img)?; // [N, R, L]
+    let product = match w {
+        Some(w) => {
+            // [O, R] · [N, R, L] -> [N, O, L]
+            let y = matmul(&weight_matrix(plan, w)?, &col)?;
+            if let Some(b) = bias {
+                bias_add(OP, &y, b)?;
+            }
+            Some(y)
+        }
+        None => None,
     };
-    match kind {
-        Kind::Conv => {
-            let dy3 = dy.reshape([g.n, o, l])?;
-            if want[0] {
-                let dcol = matmul(&w2.t()?, &dy3)?;
-                out.x = Some(col2im(op, g, &dcol)?);
-            }
-            if want[1] {
-                let col = im2col(op, g, x)?;
-                let per_image = matmul(&dy3, &col.t()?)?; // [N, O, R]
-                out.w = Some(per_image.sum(&[0], false)?.reshape(w.shape().clone())?);
-            }
-            if want[2] {
-                out.bias = Some(bias_grad(op, dy, o)?);
-            }
-        }
-        Kind::ConvT => {
-            if want[0] || want[1] {
-                let col = im2col(op, g, dy)?; // [N, R, L], L = x's spatial size
-                if want[0] {
-                    out.x = Some(matmul(&w2, &col)?.reshape(x.shape().clone())?);
-                }
-                if want[1] {
-                    let x3 = x.reshape([g.n, o, l])?;
-                    let per_image = matmul(&x3, &col.t()?)?; // [N, O, R]
-                    out.w = Some(per_image.sum(&[0], false)?.reshape(w.shape().clone())?);
-                }
-            }
-            if want[2] {
-                out.bias = Some(bias_grad(op, dy, g.c)?);
-            }
-        }
+    let weight_grad = match a {
+        // [O, N·L] · [R, N·L]ᵀ -> [O, R]
+        Some(a) => Some(matmul(
+            &batch_inner(a, n, o, l)?,
+            &batch_inner(&col, n, r, l)?.t()?,
+        )?),
+        None => None,
+    };
+    Ok(Columns {
+        product,
+        weight_grad,
+    })
+}
+
+pub(super) fn col2im_product(
+    plan: &Plan,
+    a: &Tensor,
+    w: &Tensor,
+    bias: Option<&Tensor>,
+) -> Result<Tensor> {
+    let g = &plan.geom;
+    let a3 = a.reshape([g.n, plan.other, g.cols()])?;
+    // [R, O] · [N, O, L] -> [N, R, L], then summed into the image
+    let col = matmul(&weight_matrix(plan, w)?.t()?, &a3)?;
+    let img = col2im(OP, g, &col)?;
+    if let Some(b) = bias {
+        bias_add(OP, &img, b)?;
     }
-    Ok(out)
+    Ok(img)
+}
+
+pub(super) fn bias_grad(dy: &Tensor, channels: usize) -> Result<Tensor> {
+    bias_grad_of(OP, dy, channels)
 }
