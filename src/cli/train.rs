@@ -93,6 +93,9 @@ pub struct TrainArgs {
     /// No progress line
     #[arg(long)]
     quiet: bool,
+    /// Worker threads of the cpu backend; results are bitwise the same for any N [all cores]
+    #[arg(long, value_name = "N")]
+    threads: Option<usize>,
 }
 
 impl TrainArgs {
@@ -227,6 +230,20 @@ pub fn train(spec: DeviceSpec, args: &TrainArgs) -> Result<(), Failure> {
     }
     if args.steps == Some(0) {
         return Err(Failure("--steps must be at least 1".into(), 2));
+    }
+    if let Some(n) = args.threads {
+        if n == 0 {
+            return Err(Failure("--threads must be at least 1".into(), 2));
+        }
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(n)
+            .build_global()
+            .map_err(|e| {
+                Failure(
+                    format!("--threads {n}: cannot start the thread pool: {e}"),
+                    1,
+                )
+            })?;
     }
     let (mut trainer, dir) = match &args.resume {
         Some(dir) => {

@@ -104,10 +104,15 @@ pub fn start(dir: &Path) -> Result<()> {
 }
 
 /// `config.json` from the trainer's configuration (written by every [`run`], so a resume
-/// that extends the run updates it).
+/// that extends the run updates it), with the cpu thread count of this session recorded
+/// beside it (`threads`: informational, results do not depend on it).
 fn write_config(trainer: &Trainer, dir: &Path) -> Result<()> {
-    let config = serde_json::to_string_pretty(&trainer.config.to_json()?)
-        .map_err(|e| Error::invalid(format!("config: {e}")))?;
+    let mut json = trainer.config.to_json()?;
+    if let Some(obj) = json.as_object_mut() {
+        obj.insert("threads".into(), rayon::current_num_threads().into());
+    }
+    let config =
+        serde_json::to_string_pretty(&json).map_err(|e| Error::invalid(format!("config: {e}")))?;
     crate::io::checkpoint::write_atomic(&dir.join(CONFIG), format!("{config}\n").as_bytes())
 }
 
