@@ -493,8 +493,8 @@ fn gan_resume_cli_refusals() {
         "--quiet",
     ]));
     assert!(line.contains("--variant"), "{line}");
-    let line = fails_with_usage_error(&duel(&["train", "--resume", r_s, "--lr", "0.1"]));
-    assert!(line.contains("--lr"), "{line}");
+    let line = fails_with_usage_error(&duel(&["train", "--resume", r_s, "--nz", "3"]));
+    assert!(line.contains("--nz"), "{line}");
 
     // a finished run needs a larger --steps
     for extra in [&[][..], &["--steps", "4"][..], &["--steps", "2"][..]] {

@@ -1,6 +1,6 @@
 //! `duel train` and `duel sample`.
 
-use std::path::PathBuf;
+use std::path::{Component, Path, PathBuf};
 
 use clap::Args;
 use duel::device::DeviceSpec;
@@ -81,15 +81,17 @@ pub struct TrainArgs {
     /// Where runs are written
     #[arg(long, value_name = "DIR", default_value = "runs")]
     runs_dir: PathBuf,
-    /// Continue the run in DIR from its last checkpoint (with --steps to extend it)
+    /// Continue the run in DIR from its last checkpoint (with --steps to extend it; --lr,
+    /// --lr-g, --lr-d, --beta1, --beta2 change the optimizers, recorded in its config.json;
+    /// --data/--labels point at moved data, accepted when the files are the same)
     #[arg(long, value_name = "DIR")]
     resume: Option<PathBuf>,
-    /// Write a sample picture every N steps
-    #[arg(long, value_name = "N", default_value_t = 250)]
-    sample_every: u64,
-    /// Write a checkpoint every N steps
-    #[arg(long, value_name = "N", default_value_t = 500)]
-    checkpoint_every: u64,
+    /// Write a sample picture every N steps (stored with the run) [default: 250]
+    #[arg(long, value_name = "N")]
+    sample_every: Option<u64>,
+    /// Write a checkpoint every N steps (stored with the run) [default: 500]
+    #[arg(long, value_name = "N")]
+    checkpoint_every: Option<u64>,
     /// No progress line
     #[arg(long)]
     quiet: bool,
@@ -99,7 +101,7 @@ pub struct TrainArgs {
 }
 
 impl TrainArgs {
-    /// The flags that describe the run (refused with --resume).
+    /// The flags that describe the run and cannot change on a resume.
     fn config_flags(&self) -> Vec<&'static str> {
         let mut v = Vec::new();
         let mut given = |set: bool, flag: &'static str| {
@@ -113,17 +115,10 @@ impl TrainArgs {
         given(self.d_steps.is_some(), "--d-steps");
         given(self.arch.is_some(), "--arch");
         given(self.conditional, "--conditional");
-        given(self.data.is_some(), "--data");
-        given(self.labels.is_some(), "--labels");
         given(self.batch_size.is_some(), "--batch-size");
         given(self.nz.is_some(), "--nz");
         given(self.width.is_some(), "--width");
         given(self.optimizer.is_some(), "--optimizer");
-        given(self.lr.is_some(), "--lr");
-        given(self.lr_g.is_some(), "--lr-g");
-        given(self.lr_d.is_some(), "--lr-d");
-        given(self.beta1.is_some(), "--beta1");
-        given(self.beta2.is_some(), "--beta2");
         given(self.seed.is_some(), "--seed");
         given(self.name.is_some(), "--name");
         v
@@ -174,8 +169,47 @@ impl TrainArgs {
         set(&mut c.beta1, self.beta1);
         set(&mut c.beta2, self.beta2);
         set(&mut c.seed, self.seed);
+        set(&mut c.sample_every, self.sample_every);
+        set(&mut c.checkpoint_every, self.checkpoint_every);
         c.validate()?;
         Ok(c)
+    }
+
+    /// What a resume may change in the stored configuration `c`; returns a line per
+    /// changed optimizer value, for the record.
+    fn change_on_resume(&self, c: &mut TrainConfig) -> duel::Result<Vec<String>> {
+        let before = c.clone();
+        set(&mut c.steps, self.steps);
+        set(&mut c.sample_every, self.sample_every);
+        set(&mut c.checkpoint_every, self.checkpoint_every);
+        set(&mut c.lr_g, self.lr);
+        set(&mut c.lr_d, self.lr);
+        set(&mut c.lr_g, self.lr_g);
+        set(&mut c.lr_d, self.lr_d);
+        set(&mut c.beta1, self.beta1);
+        set(&mut c.beta2, self.beta2);
+        if let Some(d) = &self.data {
+            c.data = DataSpec::parse(d, self.labels.clone())?;
+        } else if self.labels.is_some() {
+            return Err(bad_flag(
+                "--labels with --resume goes with --data (moved data)",
+            ));
+        }
+        let mut changed = Vec::new();
+        for (name, old, new) in [
+            ("lr_g", before.lr_g, c.lr_g),
+            ("lr_d", before.lr_d, c.lr_d),
+            ("beta1", before.beta1, c.beta1),
+            ("beta2", before.beta2, c.beta2),
+        ] {
+            if old != new {
+                changed.push(format!("{name} {old:e} -> {new:e}"));
+            }
+        }
+        if before.data != c.data {
+            changed.push(format!("data {} -> {}", before.data.name(), c.data.name()));
+        }
+        Ok(changed)
     }
 }
 
@@ -189,10 +223,24 @@ fn bad_flag(m: &str) -> duel::Error {
     duel::Error::invalid(m.to_string())
 }
 
-/// `runs/<name>`, numbered (`-2`, `-3`, …) when the default name is taken.
-fn run_dir(args: &TrainArgs, c: &TrainConfig) -> PathBuf {
+/// Claim and lock the run's directory: `<runs-dir>/<name>`, or the default name,
+/// numbered (`-2`, `-3`, …) when taken.
+fn claim_run_dir(args: &TrainArgs, c: &TrainConfig) -> duel::Result<(PathBuf, run::RunLock)> {
     if let Some(n) = &args.name {
-        return args.runs_dir.join(n);
+        let plain = matches!(
+            Path::new(n).components().collect::<Vec<_>>()[..],
+            [Component::Normal(_)]
+        ) && !n.contains(['/', '\\']);
+        if !plain {
+            return Err(bad_flag(&format!(
+                "--name {n:?}: give a plain name (one path component: no '/', '..' or \
+                 absolute path); the run goes to {}/<name>, and --runs-dir chooses where that is",
+                args.runs_dir.display()
+            )));
+        }
+        let dir = args.runs_dir.join(n);
+        let lock = run::start(&dir)?;
+        return Ok((dir, lock));
     }
     let data = match &c.data {
         DataSpec::Idx { images, .. } => images
@@ -209,13 +257,7 @@ fn run_dir(args: &TrainArgs, c: &TrainConfig) -> PathBuf {
     };
     let cond = if c.conditional { "-cond" } else { "" };
     let base = format!("{}-{}{cond}-{data}", c.variant.name(), c.arch.name());
-    let mut dir = args.runs_dir.join(&base);
-    let mut i = 2;
-    while dir.exists() {
-        dir = args.runs_dir.join(format!("{base}-{i}"));
-        i += 1;
-    }
-    dir
+    run::start_numbered(&args.runs_dir, &base)
 }
 
 pub fn train(spec: DeviceSpec, args: &TrainArgs) -> Result<(), Failure> {
@@ -224,7 +266,7 @@ pub fn train(spec: DeviceSpec, args: &TrainArgs) -> Result<(), Failure> {
         ("--sample-every", args.sample_every),
         ("--checkpoint-every", args.checkpoint_every),
     ] {
-        if v == 0 {
+        if v == Some(0) {
             return Err(Failure(format!("{flag} must be at least 1"), 2));
         }
     }
@@ -245,23 +287,30 @@ pub fn train(spec: DeviceSpec, args: &TrainArgs) -> Result<(), Failure> {
                 )
             })?;
     }
-    let (mut trainer, dir) = match &args.resume {
+    let (mut trainer, dir, _lock) = match &args.resume {
         Some(dir) => {
             let flags = args.config_flags();
             if !flags.is_empty() {
                 return Err(Failure(
                     format!(
-                        "{} cannot change a resumed run (its configuration is in {}); only \
-                         --steps, --sample-every, --checkpoint-every and --quiet may be given \
-                         with --resume",
+                        "{} cannot change a resumed run (its configuration is in {}); with \
+                         --resume give only --steps, --lr, --lr-g, --lr-d, --beta1, --beta2, \
+                         --data/--labels (moved data), --sample-every, --checkpoint-every, --threads, --quiet",
                         flags.join(", "),
                         dir.join(run::CONFIG).display()
                     ),
                     2,
                 ));
             }
+            let checkpoint = run::checkpoint_of(dir).map_err(bad)?;
+            let lock = run::lock(dir).map_err(bad)?;
             let device = spec.open()?;
-            let t = run::resume(dir, &device, args.steps).map_err(bad)?;
+            let mut changed = Vec::new();
+            let t = Trainer::load_changed(checkpoint, &device, |c| {
+                changed = args.change_on_resume(c)?;
+                Ok(())
+            })
+            .map_err(bad)?;
             if t.step >= t.config.steps {
                 return Err(Failure(
                     format!(
@@ -272,16 +321,33 @@ pub fn train(spec: DeviceSpec, args: &TrainArgs) -> Result<(), Failure> {
                     2,
                 ));
             }
-            (t, dir.clone())
+            if !changed.is_empty() {
+                eprintln!(
+                    "changed on resume at step {}: {} (recorded in {})",
+                    t.step,
+                    changed.join(", "),
+                    dir.join(run::CONFIG).display()
+                );
+            }
+            // cpu results do not depend on the thread count (work is split by a partition
+            // fixed by the shapes; tests/threads.rs), so another count only earns a note.
+            let now = rayon::current_num_threads();
+            match t.saved_cpu_threads {
+                Some(then) if then != now && matches!(t.device(), duel::Device::Cpu) => eprintln!(
+                    "note: the checkpoint was written with {then} cpu threads, this process has \
+                     {now}; the results are the same for any thread count"
+                ),
+                _ => {}
+            }
+            (t, dir.clone(), lock)
         }
         None => {
             let config = args.config().map_err(bad)?;
-            let dir = run_dir(args, &config);
             let device = spec.open()?;
             // Errors here are about the data files the flags named: exit 2.
             let t = Trainer::new(config, &device).map_err(bad)?;
-            run::start(&dir).map_err(bad)?;
-            (t, dir)
+            let (dir, lock) = claim_run_dir(args, &t.config).map_err(bad)?;
+            (t, dir, lock)
         }
     };
     let c = &trainer.config;
@@ -303,11 +369,12 @@ pub fn train(spec: DeviceSpec, args: &TrainArgs) -> Result<(), Failure> {
         dir.display()
     );
     let opts = RunOptions {
-        sample_every: args.sample_every,
-        checkpoint_every: args.checkpoint_every,
+        sample_every: trainer.config.sample_every,
+        checkpoint_every: trainer.config.checkpoint_every,
         quiet: args.quiet,
     };
-    // Ctrl-C: finish the step, checkpoint, stop; a second Ctrl-C exits at once.
+    // Ctrl-C, SIGTERM (timeout, docker stop, systemd, Slurm) and SIGHUP (a dropped ssh
+    // session): finish the step, checkpoint, stop; a second signal exits at once.
     let _ = ctrlc::set_handler(|| {
         if run::request_stop() {
             std::process::exit(130);
@@ -407,6 +474,16 @@ pub fn sample(spec: DeviceSpec, args: &SampleArgs) -> Result<(), Failure> {
     let z = Tensor::randn([args.n, net.nz], args.seed, 0, &device)?;
     let x = duel::autograd::no_grad(|| g.forward(&z, labels.as_deref()))?
         .to_device(&duel::Device::Cpu)?;
+    if !x.to_f64_vec()?.iter().all(|v| v.is_finite()) {
+        return Err(Failure(
+            format!(
+                "{}: the generator's output is not finite (NaN or inf): its weights are \
+                 damaged; sample from an earlier checkpoint. Nothing was written",
+                args.checkpoint.display()
+            ),
+            2,
+        ));
+    }
     match config.data.mixture() {
         Some(mixture) => run::save_toy_picture(&args.out, "SAMPLES", &x, &mixture)?,
         None => {

@@ -29,72 +29,119 @@ fn bad(path: &Path, msg: impl Into<String>) -> Error {
     )
 }
 
-/// Read the raw (decompressed) bytes of `path`.
-fn read_bytes(path: &Path) -> Result<Vec<u8>> {
-    let raw = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-    if raw.len() >= 2 && raw[0] == 0x1f && raw[1] == 0x8b {
-        let mut out = Vec::new();
-        flate2::read::MultiGzDecoder::new(&raw[..])
-            .read_to_end(&mut out)
-            .map_err(|e| bad(path, format!("corrupt or truncated gzip stream: {e}")))?;
-        Ok(out)
-    } else {
-        Ok(raw)
-    }
-}
+/// The most data an IDX file may declare (4 GiB; full MNIST is 47 MB): a header that
+/// claims more is refused before anything is allocated for it.
+pub const MAX_IDX_DATA: usize = 1 << 32;
 
 /// Parse IDX bytes (already decompressed). `path` only names the file in errors.
 pub fn parse_idx(bytes: &[u8], path: &Path) -> Result<Idx> {
-    if bytes.len() < 4 {
+    parse_idx_stream(&mut &bytes[..], path)
+}
+
+/// Read an IDX file (gzipped or not). The header is read first; then at most the size it
+/// declares (plus one byte, to tell a longer file), so a small gzip file that inflates to
+/// gigabytes is rejected after reading what its header promised.
+pub fn read_idx(path: impl AsRef<Path>) -> Result<Idx> {
+    let path = path.as_ref();
+    let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    let mut r = std::io::BufReader::new(file);
+    let magic = std::io::BufRead::fill_buf(&mut r).map_err(|e| Error::io(path, e))?;
+    if magic.len() >= 2 && magic[0] == 0x1f && magic[1] == 0x8b {
+        parse_idx_stream(&mut flate2::bufread::MultiGzDecoder::new(r), path)
+    } else {
+        parse_idx_stream(&mut r, path)
+    }
+}
+
+/// Read up to `buf.len()` bytes; returns how many (fewer only at the end of the stream).
+fn read_full(r: &mut impl Read, buf: &mut [u8], path: &Path) -> Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match r.read(&mut buf[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(stream_error(path, e)),
+        }
+    }
+    Ok(n)
+}
+
+fn stream_error(path: &Path, e: std::io::Error) -> Error {
+    match e.kind() {
+        std::io::ErrorKind::InvalidInput
+        | std::io::ErrorKind::InvalidData
+        | std::io::ErrorKind::UnexpectedEof => {
+            bad(path, format!("corrupt or truncated gzip stream: {e}"))
+        }
+        _ => Error::io(path, e),
+    }
+}
+
+fn parse_idx_stream(r: &mut impl Read, path: &Path) -> Result<Idx> {
+    let mut magic = [0u8; 4];
+    let got = read_full(r, &mut magic, path)?;
+    if got < 4 {
         return Err(bad(
             path,
-            format!(
-                "not an IDX file: {} bytes, shorter than the 4-byte magic",
-                bytes.len()
-            ),
+            format!("not an IDX file: {got} bytes, shorter than the 4-byte magic"),
         ));
     }
-    if bytes[0] != 0 || bytes[1] != 0 {
+    if magic[0] != 0 || magic[1] != 0 {
         return Err(bad(
             path,
             format!(
                 "not an IDX file: bad magic {:02x} {:02x} {:02x} {:02x} (expected 00 00 <dtype> <ndim>)",
-                bytes[0], bytes[1], bytes[2], bytes[3]
+                magic[0], magic[1], magic[2], magic[3]
             ),
         ));
     }
-    let dtype = bytes[2];
+    let dtype = magic[2];
     if dtype != IDX_U8 {
         return Err(bad(
             path,
             format!("IDX dtype code 0x{dtype:02x} is not supported (only 0x08 = unsigned byte)"),
         ));
     }
-    let ndim = bytes[3] as usize;
+    let ndim = magic[3] as usize;
     if ndim == 0 {
         return Err(bad(path, "IDX header declares 0 dimensions"));
     }
     let header = 4 + 4 * ndim;
-    if bytes.len() < header {
+    let mut dims_bytes = vec![0u8; 4 * ndim];
+    let got = read_full(r, &mut dims_bytes, path)?;
+    if got < dims_bytes.len() {
         return Err(bad(
             path,
             format!(
                 "truncated IDX header: {ndim} dimensions need {header} bytes, the file has {}",
-                bytes.len()
+                4 + got
             ),
         ));
     }
-    let dims: Vec<usize> = (0..ndim)
-        .map(|i| {
-            let b = &bytes[4 + 4 * i..8 + 4 * i];
-            u32::from_be_bytes([b[0], b[1], b[2], b[3]]) as usize
-        })
+    let dims: Vec<usize> = dims_bytes
+        .chunks_exact(4)
+        .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]) as usize)
         .collect();
     let expected = dims
         .iter()
         .try_fold(1usize, |acc, &d| acc.checked_mul(d))
-        .ok_or_else(|| bad(path, format!("IDX dims {dims:?} overflow")))?;
-    let got = bytes.len() - header;
+        .filter(|&n| n <= MAX_IDX_DATA)
+        .ok_or_else(|| {
+            bad(
+                path,
+                format!(
+                    "IDX dims {dims:?} declare more than {MAX_IDX_DATA} bytes of data; the \
+                     header is damaged (or the file is not IDX)"
+                ),
+            )
+        })?;
+    // Grown as the data arrives: a header cannot make us allocate what the file lacks.
+    let mut data = Vec::with_capacity(expected.min(1 << 20));
+    r.take(expected as u64 + 1)
+        .read_to_end(&mut data)
+        .map_err(|e| stream_error(path, e))?;
+    let got = data.len();
     if got < expected {
         return Err(bad(
             path,
@@ -107,20 +154,11 @@ pub fn parse_idx(bytes: &[u8], path: &Path) -> Result<Idx> {
         return Err(bad(
             path,
             format!(
-                "IDX dims {dims:?} do not match the data: {expected} bytes expected after the header, the file has {got}"
+                "IDX dims {dims:?} do not match the data: {expected} bytes expected after the header, the file has more"
             ),
         ));
     }
-    Ok(Idx {
-        dims,
-        data: bytes[header..].to_vec(),
-    })
-}
-
-/// Read an IDX file (gzipped or not).
-pub fn read_idx(path: impl AsRef<Path>) -> Result<Idx> {
-    let path = path.as_ref();
-    parse_idx(&read_bytes(path)?, path)
+    Ok(Idx { dims, data })
 }
 
 /// Encode `dims` + u8 `data` as IDX bytes (uncompressed). Used by tests and tools.

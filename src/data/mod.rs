@@ -92,6 +92,28 @@ impl Digits {
     pub fn image_size(&self) -> (usize, usize) {
         (self.height, self.width)
     }
+    /// The number of classes the labels imply (`max label + 1`), refusing labels that leave
+    /// a class below the largest empty: a stray 255 among the digits 0..=9 would
+    /// otherwise build a 256-class model. `labels` names the labels file in the error.
+    pub fn classes(&self, labels: &str) -> Result<usize> {
+        let counts = self.class_counts();
+        if let Some(empty) = counts.iter().position(|&n| n == 0) {
+            let max = counts.len() - 1;
+            let at = self
+                .labels
+                .iter()
+                .position(|&l| l as usize == max)
+                .unwrap_or(0);
+            return Err(Error::invalid(format!(
+                "{labels}: label {max} (image {at}) implies {} classes, but class {empty} has \
+                 no image; labels must be 0..K-1 with every class present (a stray or damaged \
+                 label?)",
+                max + 1
+            )));
+        }
+        Ok(counts.len())
+    }
+
     /// Number of images per label, for labels `0..=max label`.
     pub fn class_counts(&self) -> Vec<usize> {
         let k = self
@@ -128,6 +150,37 @@ impl Digits {
         }
         let t = Tensor::from_vec(v, [indices.len(), 1, self.height, self.width], device)?;
         Ok((t, labels))
+    }
+}
+
+/// What a data file was when a run started: its size and the CRC-32 of its bytes, so a
+/// resume notices a changed file and accepts a moved one.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct FileFingerprint {
+    pub bytes: u64,
+    pub crc32: String,
+}
+
+impl FileFingerprint {
+    /// Read `path` once (streaming).
+    pub fn of(path: &Path) -> Result<FileFingerprint> {
+        use std::io::Read;
+        let mut f = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+        let mut h = crc32fast::Hasher::new();
+        let mut buf = vec![0u8; 1 << 16];
+        let mut bytes = 0u64;
+        loop {
+            let n = f.read(&mut buf).map_err(|e| Error::io(path, e))?;
+            if n == 0 {
+                break;
+            }
+            h.update(&buf[..n]);
+            bytes += n as u64;
+        }
+        Ok(FileFingerprint {
+            bytes,
+            crc32: format!("{:08x}", h.finalize()),
+        })
     }
 }
 

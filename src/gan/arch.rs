@@ -90,13 +90,63 @@ impl NetSpec {
         serde_json::to_value(self).expect("a NetSpec is numbers and names")
     }
 
-    /// Read what [`NetSpec::to_json`] wrote; `what` names the file in errors.
+    /// Read what [`NetSpec::to_json`] wrote, checking every field ([`NetSpec::validate`]);
+    /// `what` names the file in errors.
     pub fn from_json(v: &serde_json::Value, what: &str) -> Result<NetSpec> {
-        NetSpec::deserialize(v).map_err(|e| {
+        let spec = NetSpec::deserialize(v).map_err(|e| {
             Error::invalid(format!(
                 "{what}: the network description is not valid: {e} (was it written by duel?)"
             ))
-        })
+        })?;
+        spec.validate().map_err(|e| {
+            Error::invalid(format!("{what}: the network description is not valid: {e}"))
+        })?;
+        Ok(spec)
+    }
+
+    /// Every field in range, the sample shape the architecture's, and the networks small
+    /// enough for this machine's memory ([`super::budget`]).
+    pub fn validate(&self) -> Result<()> {
+        let bad = |m: String| Err(Error::invalid(m));
+        if self.nz == 0 || self.width == 0 {
+            return bad(format!(
+                "nz {} and width {} must be at least 1",
+                self.nz, self.width
+            ));
+        }
+        if let Some(k) = self.classes {
+            if !(1..=256).contains(&k) {
+                return bad(format!(
+                    "{k} classes: a conditional network has 1 to 256 classes (labels are bytes)"
+                ));
+            }
+        }
+        let shape_ok = match (self.arch.image_size(), &self.sample_shape[..]) {
+            (None, [dim]) => *dim >= 1,
+            (Some(side), [c, h, w]) => *c >= 1 && *h == side && *w == side,
+            _ => false,
+        };
+        if !shape_ok {
+            let want = match self.arch.image_size() {
+                None => "[dim] with dim >= 1".to_string(),
+                Some(s) => format!("[C, {s}, {s}] with C >= 1"),
+            };
+            return bad(format!(
+                "sample shape {:?} does not fit {}, which makes samples of shape {want}",
+                self.sample_shape,
+                self.arch.name()
+            ));
+        }
+        super::budget::check_fits(
+            super::budget::training_bytes(self, 1),
+            &format!(
+                "{} with nz {} and width {}",
+                self.arch.name(),
+                self.nz,
+                self.width
+            ),
+            "the file's network description is damaged, or it was made on a larger machine",
+        )
     }
 }
 

@@ -63,7 +63,12 @@ impl DataSpec {
             let guess = labels_beside(&images);
             (guess != images && guess.is_file()).then_some(guess)
         });
-        Ok(DataSpec::Idx { images, labels })
+        // Stored absolute, so a resume from another directory finds the same files.
+        let absolute = |p: PathBuf| std::path::absolute(&p).map_err(|e| Error::io(&p, e));
+        Ok(DataSpec::Idx {
+            images: absolute(images)?,
+            labels: labels.map(absolute).transpose()?,
+        })
     }
 
     pub fn name(&self) -> String {
@@ -155,6 +160,20 @@ pub struct TrainConfig {
     pub beta1: f64,
     pub beta2: f64,
     pub seed: u64,
+    /// A sample picture every this many steps (absent in files before it was stored: 250).
+    #[serde(default = "default_sample_every")]
+    pub sample_every: u64,
+    /// A checkpoint every this many steps (absent in files before it was stored: 500).
+    #[serde(default = "default_checkpoint_every")]
+    pub checkpoint_every: u64,
+}
+
+fn default_sample_every() -> u64 {
+    250
+}
+
+fn default_checkpoint_every() -> u64 {
+    500
 }
 
 impl TrainConfig {
@@ -204,6 +223,8 @@ impl TrainConfig {
             beta1: if wgan { 0.0 } else { 0.5 },
             beta2: if wgan { 0.99 } else { 0.999 },
             seed: 1,
+            sample_every: default_sample_every(),
+            checkpoint_every: default_checkpoint_every(),
         }
     }
 
@@ -254,7 +275,28 @@ impl TrainConfig {
                     .into(),
             );
         }
-        Ok(())
+        if self.sample_every == 0 || self.checkpoint_every == 0 {
+            return bad("--sample-every and --checkpoint-every must be at least 1".into());
+        }
+        self.check_memory()
+    }
+
+    /// Refuse sizes this machine cannot train ([`super::budget`]), before anything is
+    /// allocated; the classes of a conditional run are estimated as the digits' 10.
+    fn check_memory(&self) -> Result<()> {
+        let sample_shape = match self.data.mixture() {
+            Some(m) => vec![m.dim()],
+            None => vec![1, self.image_size(), self.image_size()],
+        };
+        let spec = self.net_spec(sample_shape, Some(10));
+        super::budget::check_fits(
+            super::budget::training_bytes(&spec, self.batch_size),
+            &format!(
+                "--batch-size {} with --width {} and --nz {}",
+                self.batch_size, self.width, self.nz
+            ),
+            "lower --batch-size, --width or --nz",
+        )
     }
 
     /// Side of the images fed to the networks: 28, or 64 for dcgan64 (the digits scaled ×2

@@ -14,6 +14,7 @@
 //! ```
 
 pub mod arch;
+pub mod budget;
 pub mod config;
 pub mod objective;
 pub mod run;

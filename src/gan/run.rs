@@ -12,14 +12,24 @@
 //! generator.safetensors     G's state_dict alone (PyTorch names), written with it
 //! ```
 //!
-//! An interrupt ([`request_stop`], which `duel train` calls on Ctrl-C) ends the run after
-//! the current step with a checkpoint, so `--resume` loses nothing.
+//! An interrupt ([`request_stop`], which `duel train` calls on Ctrl-C, SIGTERM and SIGHUP)
+//! ends the run after the current step with a checkpoint, so `--resume` loses nothing.
+//!
+//! **One process per run.** [`start`] claims the directory (`create_dir`, atomic; the
+//! default names are numbered until one is free) and [`lock`] holds an exclusive lock on
+//! its `.lock` file for the life of the run, resumes included; the system drops the lock
+//! when the process ends, even by `kill -9`. With the lock held, temporary files of
+//! interrupted writes are removed, and a directory whose run died before its first
+//! checkpoint is reused. The checkpoint is written before the pictures of a step, and a
+//! picture that cannot be written (disk full) is a warning, not the end of the run.
 //!
 //! A step whose loss is NaN or infinite stops the run with an error naming the step; the
 //! checkpoint on disk is then the last one written before it (checkpoints are written
 //! atomically and only after a finite step), so nothing good is overwritten.
 
 use std::collections::BTreeMap;
+use std::fs::{self, File, OpenOptions};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
@@ -89,17 +99,120 @@ pub struct RunSummary {
     pub interrupted: bool,
 }
 
-/// Claim `dir` for a new run (it must not hold one already); [`run`] then fills it.
-pub fn start(dir: &Path) -> Result<()> {
-    if dir.join(CHECKPOINT).exists() || dir.join(METRICS).exists() {
-        return Err(Error::invalid(format!(
-            "{} already holds a run; continue it with --resume {} or choose another --name",
-            dir.display(),
-            dir.display()
-        )));
+pub const LOCK: &str = ".lock";
+
+/// The exclusive lock on a run directory, held until dropped (or the process ends).
+#[derive(Debug)]
+pub struct RunLock {
+    _file: File,
+}
+
+/// Lock the run in `dir` for this process (an error naming the other process when one
+/// holds it), then remove the temporary files that interrupted writes left.
+pub fn lock(dir: &Path) -> Result<RunLock> {
+    let path = dir.join(LOCK);
+    let mut file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .read(true)
+        .write(true)
+        .open(&path)
+        .map_err(|e| Error::io(&path, e))?;
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => {
+            let holder = fs::read_to_string(&path).unwrap_or_default();
+            let holder = holder.trim();
+            let pid = if holder.is_empty() {
+                String::new()
+            } else {
+                format!(" (pid {holder})")
+            };
+            return Err(Error::invalid(format!(
+                "{} is in use by another duel process{pid}; wait for it to finish or stop it \
+                 (Ctrl-C, or kill {}) first",
+                dir.display(),
+                if holder.is_empty() { "PID" } else { holder }
+            )));
+        }
+        Err(std::fs::TryLockError::Error(e)) => return Err(Error::io(&path, e)),
     }
-    std::fs::create_dir_all(dir.join("samples")).map_err(|e| Error::io(dir, e))?;
+    file.set_len(0)
+        .and_then(|_| file.write_all(std::process::id().to_string().as_bytes()))
+        .map_err(|e| Error::io(&path, e))?;
+    for d in [dir.to_path_buf(), dir.join("samples")] {
+        crate::io::atomic::remove_stale_temp_files(&d)?;
+    }
+    Ok(RunLock { _file: file })
+}
+
+/// Claim `dir` for a new run and lock it; [`run`] then fills it. A directory that holds a
+/// checkpoint is refused (resume it instead); one whose run died before its first
+/// checkpoint is emptied of that run's files and reused.
+pub fn start(dir: &Path) -> Result<RunLock> {
+    if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+        fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
+    }
+    let fresh = match fs::create_dir(dir) {
+        Ok(()) => true,
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => false,
+        Err(e) => return Err(Error::io(dir, e)),
+    };
+    let lock = lock(dir)?;
+    if !fresh {
+        if dir.join(CHECKPOINT).exists() {
+            return Err(Error::invalid(format!(
+                "{} already holds a run; continue it with --resume {} or choose another --name",
+                dir.display(),
+                dir.display()
+            )));
+        }
+        clear_dead_run(dir)?;
+    }
+    fs::create_dir_all(dir.join("samples")).map_err(|e| Error::io(dir, e))?;
     MetricsLog::create(dir.join(METRICS))?;
+    Ok(lock)
+}
+
+/// Claim the first free directory of `runs_dir/base`, `base-2`, `base-3`, … (atomically,
+/// so parallel starts get different ones) and lock it.
+pub fn start_numbered(runs_dir: &Path, base: &str) -> Result<(PathBuf, RunLock)> {
+    fs::create_dir_all(runs_dir).map_err(|e| Error::io(runs_dir, e))?;
+    for i in 1u64.. {
+        let dir = match i {
+            1 => runs_dir.join(base),
+            _ => runs_dir.join(format!("{base}-{i}")),
+        };
+        match fs::create_dir(&dir) {
+            Ok(()) => {
+                let lock = start(&dir)?;
+                return Ok((dir, lock));
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(Error::io(&dir, e)),
+        }
+    }
+    unreachable!("u64 run numbers are not exhausted")
+}
+
+/// Remove what a run that never reached a checkpoint wrote into `dir`.
+fn clear_dead_run(dir: &Path) -> Result<()> {
+    for f in [METRICS, CONFIG, LOSS_PLOT, GENERATOR] {
+        match fs::remove_file(dir.join(f)) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(Error::io(dir.join(f), e))
+            }
+            _ => {}
+        }
+    }
+    if let Ok(entries) = fs::read_dir(dir.join("samples")) {
+        for e in entries.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if name.ends_with(".png") && (name.starts_with("step-") || name == "final.png") {
+                fs::remove_file(e.path()).map_err(|err| Error::io(e.path(), err))?;
+            }
+        }
+    }
     Ok(())
 }
 
@@ -118,6 +231,11 @@ fn write_config(trainer: &Trainer, dir: &Path) -> Result<()> {
 
 /// Reopen the run in `dir` at its last checkpoint on `device`; `steps` changes its total.
 pub fn resume(dir: &Path, device: &Device, steps: Option<u64>) -> Result<Trainer> {
+    Trainer::load(checkpoint_of(dir)?, device, steps)
+}
+
+/// The checkpoint of the run in `dir` (an error when there is none).
+pub fn checkpoint_of(dir: &Path) -> Result<PathBuf> {
     let ckpt = dir.join(CHECKPOINT);
     if !ckpt.is_file() {
         return Err(Error::invalid(format!(
@@ -125,7 +243,7 @@ pub fn resume(dir: &Path, device: &Device, steps: Option<u64>) -> Result<Trainer
             dir.display()
         )));
     }
-    Trainer::load(&ckpt, device, steps)
+    Ok(ckpt)
 }
 
 /// Train until `trainer.config.steps`, writing into `dir` (made by [`start`], or a run
@@ -134,6 +252,9 @@ pub fn run(trainer: &mut Trainer, dir: &Path, opts: &RunOptions) -> Result<RunSu
     let total = trainer.config.steps;
     write_config(trainer, dir)?;
     let (mut log, kept) = MetricsLog::resume(dir.join(METRICS), trainer.step)?;
+    if let Some(w) = log.recovered() {
+        eprintln!("warning: {w}");
+    }
     let mut d_curve = series(&kept, "step", "d_loss");
     let mut g_curve = series(&kept, "step", "g_loss");
     let samples_dir = dir.join("samples");
@@ -168,9 +289,10 @@ pub fn run(trainer: &mut Trainer, dir: &Path, opts: &RunOptions) -> Result<RunSu
                 None => "no checkpoint had been written yet".to_string(),
             };
             return Err(Error::invalid(format!(
-                "step {}: the {name} is {v}; training stopped. {kept}. Try a lower learning \
-                 rate (--lr) or another variant",
-                m.step
+                "step {}: the {name} is {v}; training stopped. {kept}. Continue it with a lower \
+                 learning rate (duel train --resume {} --lr …) or start another variant",
+                m.step,
+                dir.display()
             )));
         }
         d_curve.push((m.step as f64, m.d_loss));
@@ -186,14 +308,13 @@ pub fn run(trainer: &mut Trainer, dir: &Path, opts: &RunOptions) -> Result<RunSu
             ],
         );
         let done = m.step == total;
-        if m.step % opts.sample_every.max(1) == 0 || done {
-            let name = format!("step-{:06}.png", m.step);
-            save_samples(trainer, &samples_dir.join(name))?;
-            save_loss_plot(&dir.join(LOSS_PLOT), &d_curve, &g_curve)?;
-        }
         if m.step % opts.checkpoint_every.max(1) == 0 || done {
             save_checkpoint(trainer, dir)?;
             last_checkpoint = Some(m.step);
+        }
+        if m.step % opts.sample_every.max(1) == 0 || done {
+            let name = format!("step-{:06}.png", m.step);
+            save_pictures(trainer, &samples_dir.join(name), dir, &d_curve, &g_curve);
         }
         last = Some(m);
         if STOP.load(Ordering::SeqCst) {
@@ -203,11 +324,10 @@ pub fn run(trainer: &mut Trainer, dir: &Path, opts: &RunOptions) -> Result<RunSu
     progress.finish();
     let interrupted = trainer.step < total;
     let final_samples = samples_dir.join("final.png");
-    save_samples(trainer, &final_samples)?;
-    save_loss_plot(&dir.join(LOSS_PLOT), &d_curve, &g_curve)?;
     if last_checkpoint != Some(trainer.step) {
         save_checkpoint(trainer, dir)?;
     }
+    save_pictures(trainer, &final_samples, dir, &d_curve, &g_curve);
     let coverage = match trainer.mixture().cloned() {
         Some(mixture) => Some(coverage_of(trainer, &mixture)?),
         None => None,
@@ -229,8 +349,38 @@ pub fn coverage_of(trainer: &mut Trainer, mixture: &Mixture) -> Result<ModeCover
     mode_coverage(&s, mixture.modes(), mixture.std())
 }
 
-/// Write the training state and G alone (with the run's configuration in its metadata).
+/// The sample picture and the loss plot; a failure (disk full, …) is a warning: the
+/// pictures are for people, the checkpoint (written first) is what matters.
+fn save_pictures(
+    trainer: &mut Trainer,
+    samples: &Path,
+    dir: &Path,
+    d_curve: &[(f64, f64)],
+    g_curve: &[(f64, f64)],
+) {
+    let result = save_samples(trainer, samples)
+        .and_then(|_| save_loss_plot(&dir.join(LOSS_PLOT), d_curve, g_curve));
+    if let Err(e) = result {
+        eprintln!("warning: step {}: {e} (training goes on)", trainer.step);
+    }
+}
+
+/// Write the training state and G alone (with the run's configuration in its metadata),
+/// after checking that every parameter and optimizer state is finite: a non-finite state
+/// is an error and the last good checkpoint stays.
 pub fn save_checkpoint(trainer: &Trainer, dir: &Path) -> Result<()> {
+    for (name, t) in trainer.state_tensors() {
+        if !t.to_f64_vec()?.iter().all(|v| v.is_finite()) {
+            return Err(Error::invalid(format!(
+                "step {}: {name} holds non-finite values (NaN or inf); the checkpoint was not \
+                 written, so {} keeps the last good one. Continue it with a lower learning \
+                 rate (duel train --resume {} --lr …)",
+                trainer.step,
+                dir.display(),
+                dir.display()
+            )));
+        }
+    }
     trainer.save(dir.join(CHECKPOINT))?;
     let mut meta = BTreeMap::new();
     meta.insert(
@@ -247,7 +397,7 @@ pub fn save_checkpoint(trainer: &Trainer, dir: &Path) -> Result<()> {
 /// classes) and the configuration of the run that trained it.
 pub fn load_generator(path: &Path, device: &Device) -> Result<(Net, NetSpec, TrainConfig)> {
     let file = if path.is_dir() {
-        path.join(GENERATOR)
+        newest_generator(path)
     } else {
         path.to_path_buf()
     };
@@ -291,6 +441,27 @@ pub fn load_generator(path: &Path, device: &Device) -> Result<(Net, NetSpec, Tra
     load_state_dict(&g.body, &entries).map_err(|e| Error::invalid(format!("{what}: {e}")))?;
     g.set_training(false);
     Ok((g, spec, config))
+}
+
+/// In a run directory, generator.safetensors unless the checkpoint is newer (a process
+/// killed between the two writes leaves the generator one checkpoint behind).
+fn newest_generator(dir: &Path) -> PathBuf {
+    let (gen, ckpt) = (dir.join(GENERATOR), dir.join(CHECKPOINT));
+    if !ckpt.is_file() {
+        return gen;
+    }
+    let step_of = |p: &Path| -> Option<u64> {
+        let (_, meta) = load_safetensors_with_metadata(p).ok()?;
+        match meta.get("duel.training_state") {
+            Some(state) => serde_json::from_str::<serde_json::Value>(state).ok()?["step"].as_u64(),
+            None => meta.get("duel.step")?.parse().ok(),
+        }
+    };
+    match (step_of(&gen), step_of(&ckpt)) {
+        (Some(g), Some(c)) if g >= c => gen,
+        (_, Some(_)) => ckpt,
+        _ => gen,
+    }
 }
 
 /// G(fixed noise) as a picture: an 8×8 image grid, or the toy samples over the modes.

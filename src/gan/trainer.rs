@@ -24,7 +24,7 @@ use super::config::{DataSpec, OptimizerKind, TrainConfig};
 use super::objective::Objective;
 use crate::autograd::{freeze, no_grad};
 use crate::data::toy::Mixture;
-use crate::data::{BatchState, Batches, Digits};
+use crate::data::{BatchState, Batches, Digits, FileFingerprint};
 use crate::device::Device;
 use crate::error::{Error, Result};
 use crate::io::checkpoint::{load_training_state, save_training_state};
@@ -106,6 +106,11 @@ pub struct Trainer {
     noise_offset: u64,
     fixed_noise: Tensor,
     fixed_labels: Option<Vec<u8>>,
+    /// Size and CRC-32 of the IDX files trained on (empty for built-in and toy data).
+    data_files: Vec<FileFingerprint>,
+    /// The cpu thread count of the process that wrote the checkpoint this trainer was
+    /// loaded from (None for a fresh trainer, or a checkpoint that did not record it).
+    pub saved_cpu_threads: Option<usize>,
 }
 
 impl Trainer {
@@ -113,6 +118,13 @@ impl Trainer {
     pub fn new(config: TrainConfig, device: &Device) -> Result<Trainer> {
         config.validate()?;
         let (source, sample_shape, classes) = open_source(&config)?;
+        let data_files = match &config.data {
+            DataSpec::Idx { images, labels } => std::iter::once(images)
+                .chain(labels)
+                .map(|p| FileFingerprint::of(p))
+                .collect::<Result<_>>()?,
+            _ => Vec::new(),
+        };
         let spec = config.net_spec(sample_shape, classes);
         let (g, d) = arch::build(&spec, config.seed, device)?;
         let opt_g = make_optimizer(&config, config.lr_g, g.parameters())?;
@@ -142,6 +154,8 @@ impl Trainer {
             noise_offset: 0,
             fixed_noise,
             fixed_labels,
+            data_files,
+            saved_cpu_threads: None,
         })
     }
 
@@ -324,6 +338,8 @@ impl Trainer {
             data,
             opt_g: counters(self.opt_g.as_ref()),
             opt_d: counters(self.opt_d.as_ref()),
+            data_files: self.data_files.clone(),
+            cpu_threads: matches!(self.device, Device::Cpu).then(rayon::current_num_threads),
         };
         serde_json::to_value(&state).map_err(|e| {
             Error::invalid(format!(
@@ -344,6 +360,23 @@ impl Trainer {
         device: &Device,
         steps: Option<u64>,
     ) -> Result<Trainer> {
+        Trainer::load_changed(path, device, |c| {
+            if let Some(s) = steps {
+                c.steps = s;
+            }
+            Ok(())
+        })
+    }
+
+    /// [`Trainer::load`], with `change` applied to the stored configuration first (a
+    /// resume that trains further, lowers a learning rate, or points at moved data). The
+    /// changed configuration is validated; IDX data must be the files the run started
+    /// with (same size and CRC-32), wherever they are now.
+    pub fn load_changed(
+        path: impl AsRef<std::path::Path>,
+        device: &Device,
+        change: impl FnOnce(&mut TrainConfig) -> Result<()>,
+    ) -> Result<Trainer> {
         let path = path.as_ref();
         let what = path.display().to_string();
         let state = load_training_state(path)?;
@@ -353,11 +386,45 @@ impl Trainer {
             ))
         })?;
         let mut config = meta.config;
+        config
+            .validate()
+            .map_err(|e| Error::invalid(format!("{what}: {e}")))?;
+        change(&mut config)?;
         config.validate()?;
-        if let Some(s) = steps {
-            config.steps = s;
+        if let DataSpec::Idx { images, .. } = &config.data {
+            if !images.is_file() {
+                return Err(Error::invalid(format!(
+                    "{what}: the run's data {} is not there any more; if it moved, give its \
+                     new place with --resume … --data NEW_PATH (accepted when the file is \
+                     the same: size and CRC-32)",
+                    images.display()
+                )));
+            }
         }
         let mut t = Trainer::new(config, device)?;
+        if !meta.data_files.is_empty() && meta.data_files != t.data_files {
+            let DataSpec::Idx { images, .. } = &t.config.data else {
+                return Err(Error::invalid(format!(
+                    "{what}: the run was trained on IDX files, not on {}",
+                    t.config.data.name()
+                )));
+            };
+            let show = |v: &[FileFingerprint]| {
+                v.iter()
+                    .map(|f| format!("{} bytes, crc32 {}", f.bytes, f.crc32))
+                    .collect::<Vec<_>>()
+                    .join(" + ")
+            };
+            return Err(Error::invalid(format!(
+                "{what}: the data changed since the run started: {} (with its labels) is now \
+                 {}, the run was trained on {}; give the original files (--data PATH with \
+                 --resume if they moved)",
+                images.display(),
+                show(&t.data_files),
+                show(&meta.data_files)
+            )));
+        }
+        t.saved_cpu_threads = meta.cpu_threads;
         t.step = meta.step;
         t.noise_offset = meta.noise_offset;
         match (&mut t.source, meta.data) {
@@ -420,6 +487,13 @@ pub struct SavedState {
     pub data: SourceState,
     pub opt_g: OptimizerCounters,
     pub opt_d: OptimizerCounters,
+    /// Size and CRC-32 of the IDX images and labels files (absent before it was stored).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub data_files: Vec<FileFingerprint>,
+    /// The cpu thread count when written on the cpu (for the record: results do not
+    /// depend on it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu_threads: Option<usize>,
 }
 
 /// Where the next real batch starts: the image batches' shuffle state, or the toy
@@ -463,7 +537,16 @@ fn open_source(config: &TrainConfig) -> Result<(Source, Vec<usize>, Option<usize
             "the images are {h}×{w}; the DCGAN architectures take 28×28 images (MNIST, Fashion-MNIST)"
         )));
     }
-    let classes = digits.class_counts().len();
+    let classes = match (&config.data, config.conditional) {
+        (
+            DataSpec::Idx {
+                labels: Some(l), ..
+            },
+            true,
+        ) => digits.classes(&l.display().to_string())?,
+        (_, true) => digits.classes("the built-in digit labels")?,
+        (_, false) => digits.class_counts().len(),
+    };
     let batches = Batches::new(digits.len(), config.batch_size, config.seed ^ DATA_STREAM)?;
     let size = config.image_size();
     Ok((

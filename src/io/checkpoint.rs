@@ -18,6 +18,12 @@
 //! `safetensors.torch.load_file` + `load_state_dict(strict=True)` accepts a duel model
 //! file. Reading an `I64` tensor gives an f64 tensor (an error beyond ±2^53).
 //!
+//! # Checksum
+//! The writer stores the CRC-32 of the data section in the metadata
+//! (`duel.data_crc32`, 8 hex digits); the reader verifies it when present (files from
+//! other writers have none) and hides it from the metadata it returns, so a flipped
+//! data byte is an error naming the file, not silently different weights.
+//!
 //! # Atomic writes
 //! The file is written to a temporary file in the same directory
 //! (`.<name>.tmp.<pid>.<n>`), fsynced, renamed over the final name, and the directory is
@@ -31,10 +37,9 @@
 //! trip on cpu.
 
 use std::collections::BTreeMap;
-use std::fs::{self, File};
-use std::io::{self, Read, Write};
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::fs::File;
+use std::io::{self, Read};
+use std::path::Path;
 
 use half::{bf16, f16};
 use serde_json::{Map, Value};
@@ -44,6 +49,8 @@ use crate::device::Device;
 use crate::error::{Error, Result};
 use crate::nn::{load_state_dict, state_dict, Module};
 use crate::tensor::{DType, Tensor};
+
+pub use super::atomic::write_atomic;
 
 /// Named tensors, in file (data) order.
 pub type NamedTensors = Vec<(String, Tensor)>;
@@ -196,61 +203,26 @@ fn from_raw(path: &Path, r: &Raw) -> Result<Tensor> {
         .map_err(|e| corrupt(path, format!("tensor {}: {e}", r.name)))
 }
 
-static TMP_COUNTER: AtomicU64 = AtomicU64::new(0);
+/// The metadata key of the data section's CRC-32.
+const CRC_KEY: &str = "duel.data_crc32";
 
-/// The temporary name used while writing `path` (same directory).
-fn temp_path(path: &Path) -> PathBuf {
-    let file = path
-        .file_name()
-        .map(|f| f.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "checkpoint".into());
-    let n = TMP_COUNTER.fetch_add(1, Ordering::SeqCst);
-    path.with_file_name(format!(".{file}.tmp.{}.{n}", std::process::id()))
-}
-
-/// Write `bytes` to `path` atomically: temp file in the same directory, fsync, rename,
-/// fsync of the directory. On error the temp file is removed.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    if path.file_name().is_none() {
-        return Err(Error::invalid(format!(
-            "{}: a checkpoint path must name a file",
-            path.display()
-        )));
+fn data_crc(raws: &[Raw]) -> String {
+    let mut h = crc32fast::Hasher::new();
+    for r in raws {
+        h.update(&r.data);
     }
-    let tmp = temp_path(path);
-    let res = (|| -> Result<()> {
-        let mut f = File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
-        f.write_all(bytes).map_err(|e| Error::io(&tmp, e))?;
-        f.sync_all().map_err(|e| Error::io(&tmp, e))?;
-        drop(f);
-        fs::rename(&tmp, path).map_err(|e| Error::io(path, e))?;
-        Ok(())
-    })();
-    if res.is_err() {
-        let _ = fs::remove_file(&tmp);
-        return res;
-    }
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    // Make the rename durable. Directories cannot be opened for sync on every platform;
-    // failing to open one is not an error of the write.
-    if let Ok(d) = File::open(&dir) {
-        d.sync_all().map_err(|e| Error::io(&dir, e))?;
-    }
-    Ok(())
+    format!("{:08x}", h.finalize())
 }
 
 fn encode(raws: &[Raw], metadata: Option<&BTreeMap<String, String>>) -> Result<Vec<u8>> {
     let mut header = Map::new();
-    if let Some(m) = metadata {
-        let mm: Map<String, Value> = m
-            .iter()
-            .map(|(k, v)| (k.clone(), Value::String(v.clone())))
-            .collect();
-        header.insert("__metadata__".into(), Value::Object(mm));
-    }
+    let mut mm: Map<String, Value> = metadata
+        .into_iter()
+        .flatten()
+        .map(|(k, v)| (k.clone(), Value::String(v.clone())))
+        .collect();
+    mm.insert(CRC_KEY.into(), Value::String(data_crc(raws)));
+    header.insert("__metadata__".into(), Value::Object(mm));
     let mut offset = 0usize;
     for r in raws {
         if r.name == "__metadata__" {
@@ -485,7 +457,20 @@ fn decode(path: &Path, bytes: &[u8]) -> Result<(Vec<Raw>, BTreeMap<String, Strin
             ),
         ));
     }
-    Ok((entries.into_iter().map(|(_, _, r)| r).collect(), metadata))
+    let raws: Vec<Raw> = entries.into_iter().map(|(_, _, r)| r).collect();
+    if let Some(stored) = metadata.remove(CRC_KEY) {
+        let actual = data_crc(&raws);
+        if stored != actual {
+            return Err(corrupt(
+                path,
+                format!(
+                    "the tensor data does not match its checksum ({CRC_KEY} {stored}, data \
+                     {actual}): the file is damaged; use an earlier copy or retrain"
+                ),
+            ));
+        }
+    }
+    Ok((raws, metadata))
 }
 
 fn read_file(path: &Path) -> Result<Vec<u8>> {
@@ -500,8 +485,16 @@ pub fn load_safetensors_with_metadata(
     path: impl AsRef<Path>,
 ) -> Result<(NamedTensors, BTreeMap<String, String>)> {
     let path = path.as_ref();
-    let bytes = read_file(path)?;
-    let (raws, meta) = decode(path, &bytes)?;
+    parse_safetensors(&read_file(path)?, path)
+}
+
+/// Parse the bytes of a safetensors file (as [`load_safetensors_with_metadata`] reads it);
+/// `path` only names the file in errors.
+pub fn parse_safetensors(
+    bytes: &[u8],
+    path: &Path,
+) -> Result<(NamedTensors, BTreeMap<String, String>)> {
+    let (raws, meta) = decode(path, bytes)?;
     let tensors = raws
         .iter()
         .map(|r| Ok((r.name.clone(), from_raw(path, r)?)))

@@ -7,7 +7,8 @@
 //! is not a JSON object of numbers is an error naming the file and the line number,
 //! except a torn final line without a trailing newline (a crash mid-write), which is
 //! skipped. [`MetricsLog::resume`] drops rows past the resumed step (rewriting the file
-//! atomically) and appends from there.
+//! atomically, the kept lines byte for byte; a corrupt line truncates it there, with a
+//! warning) and appends from there.
 
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
@@ -23,6 +24,7 @@ pub type MetricsRow = BTreeMap<String, f64>;
 pub struct MetricsLog {
     path: PathBuf,
     file: File,
+    recovered: Option<String>,
 }
 
 /// Format one row as a JSON object line (with trailing newline), fields in the given order.
@@ -54,7 +56,11 @@ impl MetricsLog {
     pub fn create(path: impl AsRef<Path>) -> Result<MetricsLog> {
         let path = path.as_ref().to_path_buf();
         let file = File::create(&path).map_err(|e| Error::io(&path, e))?;
-        Ok(MetricsLog { path, file })
+        Ok(MetricsLog {
+            path,
+            file,
+            recovered: None,
+        })
     }
 
     /// Open the log at `path` for appending (created if missing).
@@ -65,30 +71,65 @@ impl MetricsLog {
             .append(true)
             .open(&path)
             .map_err(|e| Error::io(&path, e))?;
-        Ok(MetricsLog { path, file })
+        Ok(MetricsLog {
+            path,
+            file,
+            recovered: None,
+        })
     }
 
-    /// For a resume at `step`: read the existing log, keep the rows whose `step` field is
-    /// at most `step` (rows without a `step` are kept), rewrite the file atomically with
-    /// them, and open it for appending. Returns the log and the kept rows (for the plot).
+    /// For a resume at `step`: keep the lines of the existing log whose `step` field is at
+    /// most `step` (lines without a `step` are kept) byte for byte, rewrite the file
+    /// atomically with them, and open it for appending. Returns the log and the kept rows
+    /// (for the plot). A corrupt line ends what is kept: the log is truncated there and
+    /// [`MetricsLog::recovered`] says so (a torn last line, the mark of a crash mid-write,
+    /// is dropped without a word).
     pub fn resume(path: impl AsRef<Path>, step: u64) -> Result<(MetricsLog, Vec<MetricsRow>)> {
         let path = path.as_ref();
-        let rows = if path.exists() {
-            read_metrics(path)?
-        } else {
-            Vec::new()
+        let text = match std::fs::read_to_string(path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+            Err(e) => return Err(Error::io(path, e)),
         };
-        let kept: Vec<MetricsRow> = rows
-            .into_iter()
-            .filter(|r| r.get("step").is_none_or(|s| *s <= step as f64))
-            .collect();
-        let mut text = String::new();
-        for r in &kept {
-            let fields: Vec<(&str, f64)> = r.iter().map(|(k, v)| (k.as_str(), *v)).collect();
-            text.push_str(&format_line(&fields));
+        let (mut kept_text, mut kept, mut recovered) = (String::new(), Vec::new(), None);
+        let lines: Vec<&str> = text.split_inclusive('\n').collect();
+        for (i, line) in lines.iter().enumerate() {
+            let body = line.trim();
+            if body.is_empty() {
+                continue;
+            }
+            match parse_line(body) {
+                Ok(row) => {
+                    if row.get("step").is_none_or(|s| *s <= step as f64) {
+                        kept_text.push_str(line.trim_end_matches('\n'));
+                        kept_text.push('\n');
+                        kept.push(row);
+                    }
+                }
+                Err(msg) => {
+                    let torn = i + 1 == lines.len() && !line.ends_with('\n');
+                    if !torn {
+                        recovered = Some(format!(
+                            "{}: line {}: corrupt metrics line ({msg}); the log was truncated \
+                             there, keeping the {} rows before it",
+                            path.display(),
+                            i + 1,
+                            kept.len()
+                        ));
+                    }
+                    break;
+                }
+            }
         }
-        super::image::write_file_atomic(path, text.as_bytes())?;
-        Ok((MetricsLog::append(path)?, kept))
+        super::image::write_file_atomic(path, kept_text.as_bytes())?;
+        let mut log = MetricsLog::append(path)?;
+        log.recovered = recovered;
+        Ok((log, kept))
+    }
+
+    /// What [`MetricsLog::resume`] had to drop from a damaged log, if anything.
+    pub fn recovered(&self) -> Option<&str> {
+        self.recovered.as_deref()
     }
 
     /// The file this log writes.

@@ -1,6 +1,7 @@
-//! Files: safetensors checkpoints ([`checkpoint`]), sample-grid PNGs ([`image`]), loss plots
+//! Files: atomic writes ([`atomic`]), safetensors checkpoints ([`checkpoint`]), sample-grid PNGs ([`image`]), loss plots
 //! ([`plot`]), the JSON Lines metrics log ([`metrics`]) and the progress line ([`progress`]).
 
+pub mod atomic;
 pub mod checkpoint;
 
 pub use checkpoint::{
