@@ -6,8 +6,9 @@
 //! replaced by hostile values) drawn from fixed seeds, so a failure reproduces; an input
 //! that once panicked is kept in `regressions`.
 //!
-//! Counts: 10,000 cases per parser (IDX, safetensors, config JSON), plus 1,000 gzipped
-//! IDX files and 500 full checkpoint loads, which touch the disk.
+//! Counts: 10,000 cases per parser (IDX, safetensors, config JSON, network JSON, training
+//! state JSON), plus 1,000 gzipped IDX files and 500 full checkpoint loads (a file written
+//! and a trainer built per case: the disk and the networks cost more than the parsing).
 
 mod common;
 
@@ -18,6 +19,7 @@ use common::TempDir;
 use duel::data::idx::{encode_idx, parse_idx};
 use duel::gan::arch::NetSpec;
 use duel::gan::config::TrainConfig;
+use duel::gan::trainer::SavedState;
 use duel::gan::Trainer;
 use duel::io::checkpoint::{load_safetensors_with_metadata, parse_safetensors, save_safetensors};
 use serde_json::{json, Value};
@@ -328,6 +330,39 @@ fn fuzz_config_and_network_json() {
 }
 
 #[test]
+fn fuzz_training_state_json() {
+    let (_, meta) =
+        load_safetensors_with_metadata(fixture("ring8/checkpoint.safetensors")).unwrap();
+    let state: Value = serde_json::from_str(&meta["duel.training_state"]).unwrap();
+    let mut rng = Rng(0x57a7e);
+    for i in 0..CASES {
+        let s = mutate_state(&mut rng, &state);
+        let text = if i % 4 == 0 {
+            String::from_utf8_lossy(&mutate(&mut rng, s.to_string().as_bytes())).into_owned()
+        } else {
+            s.to_string()
+        };
+        no_panic("training state JSON", i, &text, || {
+            SavedState::parse(&text, "fuzz")
+        });
+    }
+}
+
+/// The training state with its top level, configuration or one part mutated.
+fn mutate_state(rng: &mut Rng, state: &Value) -> Value {
+    let mut s = state.clone();
+    match rng.below(3) {
+        0 => s = mutate_json(rng, &s),
+        1 => s["config"] = mutate_json(rng, &s["config"]),
+        _ => {
+            let key = ["data", "opt_g", "opt_d", "net"][rng.below(4)];
+            s[key] = mutate_json(rng, &s[key]);
+        }
+    }
+    s
+}
+
+#[test]
 fn fuzz_training_state_metadata() {
     let tmp = TempDir::new("fuzz-state");
     let (tensors, meta) =
@@ -336,15 +371,7 @@ fn fuzz_training_state_metadata() {
     let mut rng = Rng(0x5a);
     let path = tmp.path("c.safetensors");
     for i in 0..500 {
-        let mut s = state.clone();
-        match rng.below(3) {
-            0 => s = mutate_json(&mut rng, &s),
-            1 => s["config"] = mutate_json(&mut rng, &s["config"]),
-            _ => {
-                let key = ["data", "opt_g", "opt_d", "net"][rng.below(4)];
-                s[key] = mutate_json(&mut rng, &s[key]);
-            }
-        }
+        let s = mutate_state(&mut rng, &state);
         let mut m = meta.clone();
         m.insert("duel.training_state".into(), s.to_string());
         save_safetensors(&path, &tensors, Some(&m)).unwrap();

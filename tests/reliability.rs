@@ -136,3 +136,24 @@ fn a_small_gzip_idx_file_that_inflates_to_gigabytes_is_rejected_in_bounded_memor
     assert!(err.contains("do not match the data"), "{err}");
     assert!(grown < 64 << 20, "peak memory grew by {} MiB", grown >> 20);
 }
+
+#[test]
+fn a_tensor_too_large_to_allocate_is_an_error_not_an_abort() {
+    use duel::tensor::DType;
+    let cpu = Device::Cpu;
+    // 2^60 bytes: more than any address space, so no system grants it (with any
+    // overcommit setting); and a shape whose element count overflows usize.
+    for dims in [vec![1usize << 58], vec![1 << 40, 1 << 40]] {
+        let err = Tensor::zeros(dims.clone(), DType::F32, &cpu)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("full") && err.contains("smaller sizes"),
+            "{dims:?}: {err}"
+        );
+        let err = Tensor::rand(dims.clone(), 1, 0, &cpu)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("rng"), "{dims:?}: {err}");
+    }
+}

@@ -380,15 +380,8 @@ impl Trainer {
         let path = path.as_ref();
         let what = path.display().to_string();
         let state = load_training_state(path)?;
-        let meta: SavedState = serde_json::from_str(&state.metadata_json).map_err(|e| {
-            Error::invalid(format!(
-                "{what}: the training state is not valid: {e}; the checkpoint is damaged"
-            ))
-        })?;
+        let meta = SavedState::parse(&state.metadata_json, &what)?;
         let mut config = meta.config;
-        config
-            .validate()
-            .map_err(|e| Error::invalid(format!("{what}: {e}")))?;
         change(&mut config)?;
         config.validate()?;
         if let DataSpec::Idx { images, .. } = &config.data {
@@ -494,6 +487,22 @@ pub struct SavedState {
     /// depend on it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cpu_threads: Option<usize>,
+}
+
+impl SavedState {
+    /// Read the JSON of a checkpoint's `duel.training_state`, its configuration validated;
+    /// `what` names the checkpoint in errors.
+    pub fn parse(json: &str, what: &str) -> Result<SavedState> {
+        let s: SavedState = serde_json::from_str(json).map_err(|e| {
+            Error::invalid(format!(
+                "{what}: the training state is not valid: {e}; the checkpoint is damaged"
+            ))
+        })?;
+        s.config
+            .validate()
+            .map_err(|e| Error::invalid(format!("{what}: {e}")))?;
+        Ok(s)
+    }
 }
 
 /// Where the next real batch starts: the image batches' shuffle state, or the toy

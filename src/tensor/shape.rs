@@ -27,6 +27,11 @@ impl Shape {
     pub fn numel(&self) -> usize {
         self.0.iter().product()
     }
+    /// The element count, or None when it does not fit a `usize` (shapes from files and
+    /// flags reach creation ops before anything checks them).
+    pub fn checked_numel(&self) -> Option<usize> {
+        self.0.iter().try_fold(1usize, |a, &d| a.checked_mul(d))
+    }
     pub fn dim(&self, axis: usize) -> usize {
         self.0[axis]
     }

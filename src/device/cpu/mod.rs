@@ -59,6 +59,33 @@ impl CpuBuffer {
     }
 }
 
+/// `n` copies of `value`, or an error naming `op` when `shape` has more elements than
+/// `usize` holds or the system refuses the memory: creation ops (`full`, `rand`) take their
+/// sizes from users and files, and a size too large must be an error, not an abort.
+pub fn try_filled<T: Clone>(
+    op: &'static str,
+    shape: &crate::tensor::Shape,
+    value: T,
+) -> crate::error::Result<Vec<T>> {
+    let too_big = |why: &str| {
+        crate::error::Error::invalid(format!(
+            "{op}: shape {shape} needs {why}; use smaller sizes (batch, width, image size)"
+        ))
+    };
+    let n = shape
+        .checked_numel()
+        .ok_or_else(|| too_big("more elements than a usize holds"))?;
+    let mut v = Vec::new();
+    v.try_reserve_exact(n).map_err(|_| {
+        too_big(&format!(
+            "{} bytes, more memory than the system gives",
+            n as u128 * std::mem::size_of::<T>() as u128
+        ))
+    })?;
+    v.resize(n, value);
+    Ok(v)
+}
+
 /// Work below this many elements runs on the calling thread: spawning costs more.
 pub const PARALLEL_THRESHOLD: usize = 1 << 15;
 

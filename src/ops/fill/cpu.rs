@@ -1,18 +1,20 @@
 //! Reference fill and arange on the cpu.
 
-use crate::device::cpu::{CpuBuffer, PARALLEL_THRESHOLD};
-use crate::tensor::DType;
+use crate::device::cpu::{try_filled, CpuBuffer, PARALLEL_THRESHOLD};
+use crate::error::Result;
+use crate::tensor::{DType, Shape};
 use half::{bf16, f16};
 use rayon::prelude::*;
 
-/// `n` copies of `value` rounded once to `dtype`.
-pub fn full(n: usize, value: f64, dtype: DType) -> CpuBuffer {
-    match dtype {
-        DType::F32 => CpuBuffer::F32(vec![value as f32; n]),
-        DType::F64 => CpuBuffer::F64(vec![value; n]),
-        DType::F16 => CpuBuffer::F16(vec![f16::from_f64(value); n]),
-        DType::BF16 => CpuBuffer::BF16(vec![bf16::from_f64(value); n]),
-    }
+/// `value` rounded once to `dtype`, for every element of `shape` (an error when the
+/// memory cannot be had: [`try_filled`]).
+pub fn full(shape: &Shape, value: f64, dtype: DType) -> Result<CpuBuffer> {
+    Ok(match dtype {
+        DType::F32 => CpuBuffer::F32(try_filled("full", shape, value as f32)?),
+        DType::F64 => CpuBuffer::F64(try_filled("full", shape, value)?),
+        DType::F16 => CpuBuffer::F16(try_filled("full", shape, f16::from_f64(value))?),
+        DType::BF16 => CpuBuffer::BF16(try_filled("full", shape, bf16::from_f64(value))?),
+    })
 }
 
 /// Element `i` of arange: `start + i·step` in f64.

@@ -22,7 +22,7 @@ pub fn full(shape: &Shape, value: f64, dtype: DType, device: &Device) -> Result<
     let _p = crate::autograd::profile::forward("fill");
     check_storage_dtype("full", dtype, device)?;
     match device.simt() {
-        None => Tensor::from_cpu_buffer(cpu::full(shape.numel(), value, dtype), shape.clone()),
+        None => Tensor::from_cpu_buffer(cpu::full(shape, value, dtype)?, shape.clone()),
         Some(simt) => simt::full(simt, device, shape, value, dtype),
     }
 }

@@ -69,7 +69,11 @@ pub fn sample(
     device: &Device,
 ) -> Result<Tensor> {
     let _p = crate::autograd::profile::forward("rng");
-    let n = shape.numel();
+    let n = shape.checked_numel().ok_or_else(|| {
+        Error::invalid(format!(
+            "rng: shape {shape} has more elements than a usize holds"
+        ))
+    })?;
     if offset.checked_add(n as u64).is_none() {
         return Err(Error::invalid(format!(
             "rng: offset {offset} + {n} elements (shape {shape}) overflows the 2^64 positions of a Philox stream"
@@ -78,7 +82,7 @@ pub fn sample(
     crate::ops::check_storage_dtype("rng", dtype, device)?;
     let out = match device.simt() {
         None => {
-            let mut v = vec![0f32; n];
+            let mut v = crate::device::cpu::try_filled("rng", shape, 0f32)?;
             match dist {
                 Distribution::Uniform => cpu::uniform_f32(&mut v, seed, offset),
                 Distribution::Normal => cpu::normal_f32(&mut v, seed, offset),
