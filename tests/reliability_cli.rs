@@ -154,6 +154,19 @@ fn a_run_killed_before_its_first_checkpoint_leaves_a_reusable_directory() {
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
     assert!(!dir.join("checkpoint.safetensors").exists());
+    let resume = [
+        "train",
+        "--device",
+        "cpu",
+        "--resume",
+        dir.to_str().unwrap(),
+        "--steps",
+        "3",
+    ];
+    refused(
+        &duel(&resume),
+        &["before its first checkpoint", "without --resume"],
+    );
     ok(&duel(&toy_args(&runs, &["--name", "x", "--steps", "3"])));
     assert_eq!(rows(&dir), 3, "the dead run's rows are gone");
     assert_eq!(checkpoint_step(&dir.join("checkpoint.safetensors")), 3);
@@ -209,6 +222,44 @@ fn a_run_directory_is_locked_for_the_life_of_a_run() {
         (1..=steps.len() as u64).collect::<Vec<_>>(),
         "each step once"
     );
+}
+
+#[test]
+fn parallel_starts_with_one_name_leave_one_run() {
+    let tmp = TempDir::new("rel-samename");
+    let runs = tmp.arg("runs");
+    let seeds = ["11", "12", "13", "14"];
+    let children: Vec<Child> = seeds
+        .iter()
+        .map(|seed| {
+            Command::new(env!("CARGO_BIN_EXE_duel"))
+                .args(toy_args(
+                    &runs,
+                    &["--name", "same", "--steps", "3", "--seed", seed],
+                ))
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let outs: Vec<Output> = children
+        .into_iter()
+        .map(|c| c.wait_with_output().unwrap())
+        .collect();
+    let won: Vec<&Output> = outs.iter().filter(|o| o.status.success()).collect();
+    assert_eq!(won.len(), 1, "exactly one start wins");
+    for o in outs.iter().filter(|o| !o.status.success()) {
+        refused(o, &["runs/same"]);
+    }
+    // config.json and the checkpoint are the same run's.
+    let dir = tmp.path("runs/same");
+    let config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("config.json")).unwrap()).unwrap();
+    let (_, meta) = load_safetensors_with_metadata(dir.join("checkpoint.safetensors")).unwrap();
+    let state: serde_json::Value = serde_json::from_str(&meta["duel.training_state"]).unwrap();
+    assert_eq!(config["seed"], state["config"]["seed"]);
+    assert_eq!(rows(&dir), 3);
 }
 
 #[test]

@@ -237,6 +237,14 @@ pub fn resume(dir: &Path, device: &Device, steps: Option<u64>) -> Result<Trainer
 /// The checkpoint of the run in `dir` (an error when there is none).
 pub fn checkpoint_of(dir: &Path) -> Result<PathBuf> {
     let ckpt = dir.join(CHECKPOINT);
+    if !ckpt.is_file() && dir.join(CONFIG).is_file() {
+        return Err(Error::invalid(format!(
+            "--resume {}: the run there stopped before its first checkpoint, so there is \
+             nothing to resume; start it again with the same command without --resume (the \
+             directory is reused)",
+            dir.display()
+        )));
+    }
     if !ckpt.is_file() {
         return Err(Error::invalid(format!(
             "--resume {}: no {CHECKPOINT} there; give the directory of a run started by duel train",
