@@ -19,6 +19,7 @@ fn emu_workers(schedule: Schedule, workers: usize) -> Arc<SimtDevice> {
     let device = Device::emu_with(EmuOptions {
         schedule,
         workers,
+        races: false, // some kernels here race on purpose (emu_missing_barrier)
         ..EmuOptions::from_env() // keep DUEL_EMU_TRACE so CI counts these launches
     })
     .expect("emulator");

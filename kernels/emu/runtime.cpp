@@ -1,34 +1,26 @@
 // runtime.cpp — executes kernels with CUDA semantics on the CPU.
 //
 // A block is a set of cooperative fibers on one OS worker thread, one fiber per CUDA
-// thread. A scheduler loop resumes the fibers in order (Forward) or reverse order
-// (Reverse); each runs until it blocks at __syncthreads, at a warp operation whose lanes
-// have not all arrived, or exits. When no fiber can run the scheduler either releases the
-// barrier (every thread waits at the same __syncthreads) or reports what is stuck.
-// Blocks are pulled from a shared counter by the launching thread and the pool threads.
+// thread. A scheduler loop resumes the fibers in order (forward), reverse order, or a
+// seeded random order drawn afresh for every round; each runs until it blocks at
+// __syncthreads, at a warp operation whose lanes have not all arrived, or exits. When no
+// fiber can run the scheduler either releases the barrier (every thread waits at the same
+// __syncthreads) or reports what is stuck. Blocks are pulled from a shared counter by the
+// launching thread and the pool threads. Memory checks, shared memory and race detection
+// are in checks.cpp.
 //
 // Context switches are hand-written on x86_64 (callee-saved registers, rsp, MXCSR and the
 // x87 control word; no signal mask syscall as in swapcontext) and ucontext elsewhere.
 
-#include <atomic>
 #include <condition_variable>
 #include <map>
 #include <memory>
-#include <mutex>
-#include <string>
 #include <thread>
-#include <vector>
 
 #include <sys/mman.h>
 #include <unistd.h>
 
-#if !defined(__x86_64__) || defined(DUEL_EMU_UCONTEXT)
-#define DUEL_EMU_USE_UCONTEXT 1
-#include <ucontext.h>
-#endif
-
-#include "runtime.h"
-#include "shim.h"
+#include "worker.h"
 
 __thread uint3 duel_emu_thread_idx;
 __thread uint3 duel_emu_block_idx;
@@ -36,17 +28,10 @@ __thread uint3 duel_emu_block_dim;
 __thread uint3 duel_emu_grid_dim;
 __thread unsigned char* duel_emu_dynamic_shared;
 
-namespace {
-
-constexpr size_t kStackBytes = 64 * 1024;
-constexpr unsigned kMaxThreads = 1024;
-constexpr size_t kMaxDynamicShared = 228 * 1024;
+namespace duel_emu {
 
 // ---- context switch -------------------------------------------------------------------------
 #ifndef DUEL_EMU_USE_UCONTEXT
-struct Ctx {
-    void* sp;
-};
 extern "C" void duel_emu_ctx_switch(void** save_sp, void* load_sp);
 extern "C" void duel_emu_ctx_start();
 // Saved frame, from the saved sp upwards: MXCSR (4 bytes) and x87 control word (2 + 2
@@ -123,10 +108,6 @@ inline void ctx_init(Ctx* c, char* stack_top, void (*fn)(void*), void* arg) {
 }
 inline void ctx_switch(Ctx* from, Ctx* to) { duel_emu_ctx_switch(&from->sp, to->sp); }
 #else
-struct Ctx {
-    ucontext_t uc;
-};
-void (*g_uc_fn)(void*);
 inline void ctx_init(Ctx* c, char* stack_top, void (*fn)(void*), void* arg) {
     getcontext(&c->uc);
     c->uc.uc_stack.ss_sp = stack_top - kStackBytes;
@@ -144,104 +125,45 @@ inline void ctx_switch(Ctx* from, Ctx* to) { swapcontext(&from->uc, &to->uc); }
 #endif
 
 // ---- per-worker state ----------------------------------------------------------------------
-enum State : int { RUNNABLE, AT_BARRIER, IN_WARP, DONE, FAULTED };
-
-struct Fiber {
-    Ctx ctx;
-    char* stack_map = nullptr;  // guard page + stack
-    uint3 idx{};
-    unsigned linear = 0;
-    State state = DONE;
-    const char* file = "";  // where it waits
-    int line = 0;
-    int warp_inst = -1;
-    unsigned converged = 0;  // lanes of its warp at its last warp op or barrier
-};
-
-// One warp operation in flight: the lanes of `mask` deposit values until all arrived.
-struct WarpInst {
-    bool used = false;
-    bool collecting = false;
-    unsigned mask = 0, arrived = 0, read = 0;
-    const char* file = "";
-    int line = 0;
-    unsigned long long vals[32];
-};
-
-struct Warp {
-    unsigned existing = 0, exited = 0;
-    std::vector<WarpInst> insts;  // reserved up front: a waiting lane keeps an index
-};
-
-struct Launch {
-    const DuelEmuKernel* kernel;
-    void** args;
-    uint3 grid, block;
-    size_t shared;
-    bool reverse;
-    unsigned long long nblocks;
-    std::atomic<unsigned long long> next{0};
-    std::atomic<bool> failed{false};
-    std::mutex mu;
-    std::string error;
-    void fail(std::string msg) {
-        std::lock_guard<std::mutex> g(mu);
-        if (error.empty()) error = std::move(msg);
-        failed = true;
-    }
-};
-
-struct Worker {
-    std::vector<Fiber> fibers;
-    std::vector<Warp> warps;
-    Ctx sched;
-    Fiber* cur = nullptr;
-    Launch* launch = nullptr;
-    unsigned nthreads = 0;
-    unsigned barrier_gen = 0;
-    int bar_count[2] = {0, 0};
-    unsigned n_barrier = 0, n_done = 0;  // fibers waiting at the barrier / finished
-    std::string fault;  // set by a fiber that cannot go on (e.g. a warp op on exited lanes)
-    unsigned char* shared = nullptr;
-    size_t shared_cap = 0;
-    size_t page = (size_t)sysconf(_SC_PAGESIZE);
-
-    Worker() { fibers.reserve(kMaxThreads); }
-    ~Worker() {
-        for (Fiber& f : fibers)
-            if (f.stack_map) munmap(f.stack_map, kStackBytes + page);
-        free(shared);
-    }
-    // Stacks are mapped once per worker and reused by every later block.
-    bool ensure(unsigned n, size_t shared_bytes, std::string& err) {
-        while (fibers.size() < n) {
-            void* m = mmap(nullptr, kStackBytes + page, PROT_READ | PROT_WRITE,
-                           MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-            if (m == MAP_FAILED) {
-                err = "emulator: cannot map a fiber stack";
-                return false;
-            }
-            mprotect(m, page, PROT_NONE);  // guard: a stack overflow faults instead of corrupting
-            fibers.emplace_back();
-            fibers.back().stack_map = static_cast<char*>(m);
+Worker::Worker() : page((size_t)sysconf(_SC_PAGESIZE)) { fibers.reserve(kMaxThreads); }
+Worker::~Worker() {
+    for (Fiber& f : fibers)
+        if (f.stack_map) munmap(f.stack_map, kStackBytes + page);
+    if (arena) munmap(arena, kArenaBytes);
+}
+// Stacks and the shared-memory arena are mapped once per worker and reused by every
+// later block.
+bool Worker::ensure(unsigned n, std::string& err) {
+    while (fibers.size() < n) {
+        void* m = mmap(nullptr, kStackBytes + page, PROT_READ | PROT_WRITE,
+                       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+        if (m == MAP_FAILED) {
+            err = "emulator: cannot map a fiber stack";
+            return false;
         }
-        const size_t nwarps = (n + 31) / 32;
-        while (warps.size() < nwarps) {
-            warps.emplace_back();
-            warps.back().insts.reserve(40);
-        }
-        if (shared_cap < shared_bytes) {
-            free(shared);
-            shared = static_cast<unsigned char*>(aligned_alloc(256, (shared_bytes + 255) & ~size_t(255)));
-            shared_cap = shared ? shared_bytes : 0;
-            if (!shared) {
-                err = "emulator: cannot allocate dynamic shared memory";
-                return false;
-            }
-        }
-        return true;
+        mprotect(m, page, PROT_NONE);  // guard: a stack overflow faults instead of corrupting
+        fibers.emplace_back();
+        Fiber& f = fibers.back();
+        f.stack_map = static_cast<char*>(m);
+        f.stack_lo = reinterpret_cast<uintptr_t>(m) + page;
+        f.stack_span = kStackBytes;
     }
-};
+    const size_t nwarps = (n + 31) / 32;
+    while (warps.size() < nwarps) {
+        warps.emplace_back();
+        warps.back().insts.reserve(40);
+    }
+    if (!arena) {
+        void* m = mmap(nullptr, kArenaBytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
+                       -1, 0);
+        if (m == MAP_FAILED) {
+            err = "emulator: cannot map shared memory";
+            return false;
+        }
+        arena = static_cast<unsigned char*>(m);
+    }
+    return true;
+}
 
 thread_local Worker* tls_worker = nullptr;
 
@@ -271,6 +193,20 @@ const char* base_name(const char* path) {
 }
 
 std::string site(const char* file, int line) { return std::string(base_name(file)) + ":" + std::to_string(line); }
+
+std::string thread_name(const Fiber& f) {
+    char buf[64];
+    snprintf(buf, sizeof buf, "thread (%u,%u,%u)", f.idx.x, f.idx.y, f.idx.z);
+    return buf;
+}
+
+[[noreturn]] void fiber_fault(Worker& w, const std::string& msg) {
+    Fiber* f = w.cur;
+    if (w.fault.empty()) w.fault = msg;
+    f->state = FAULTED;
+    ctx_switch(&f->ctx, &w.sched);
+    __builtin_trap();  // a faulted fiber is never resumed
+}
 
 std::string block_name(const Launch& L) {
     char buf[160];
@@ -314,6 +250,24 @@ void resume(Worker& w, Fiber& f) {
     ctx_switch(&w.sched, &f.ctx);
 }
 
+// splitmix64: the random schedule's generator (seeded per block, so a block's order does
+// not depend on which worker runs it).
+uint64_t mix(uint64_t& state) {
+    uint64_t z = (state += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+
+// The order in which the fibers run in the next round.
+void next_order(Worker& w, const Launch& L, uint64_t& rng) {
+    const unsigned n = w.nthreads;
+    w.order.resize(n);
+    for (unsigned k = 0; k < n; ++k) w.order[k] = L.opt.schedule == DUEL_EMU_REVERSE ? n - 1 - k : k;
+    if (L.opt.schedule != DUEL_EMU_RANDOM) return;
+    for (unsigned k = n; k > 1; --k) std::swap(w.order[k - 1], w.order[mix(rng) % k]);
+}
+
 // Runs one block to completion; false with an error in `err`.
 bool run_block(Worker& w, Launch& L, unsigned long long b, std::string& err) {
     const unsigned n = L.block.x * L.block.y * L.block.z;
@@ -321,14 +275,14 @@ bool run_block(Worker& w, Launch& L, unsigned long long b, std::string& err) {
                                unsigned(b / (unsigned long long)(L.grid.x * L.grid.y))};
     duel_emu_block_dim = L.block;
     duel_emu_grid_dim = L.grid;
-    duel_emu_dynamic_shared = w.shared;
-    if (L.shared) memset(w.shared, 0xFF, L.shared);
     w.launch = &L;
     w.nthreads = n;
     w.barrier_gen = 0;
     w.bar_count[0] = w.bar_count[1] = 0;
     w.n_barrier = w.n_done = 0;
     w.fault.clear();
+    begin_block(w);
+    uint64_t rng = L.opt.seed ^ (b * 0xD1B54A32D192ED03ull);
     for (unsigned i = 0; i < n; ++i) {
         Fiber& f = w.fibers[i];
         f.linear = i;
@@ -346,8 +300,9 @@ bool run_block(Worker& w, Launch& L, unsigned long long b, std::string& err) {
     }
     for (;;) {
         bool progress = false;
+        next_order(w, L, rng);
         for (unsigned k = 0; k < n; ++k) {
-            Fiber& f = w.fibers[L.reverse ? n - 1 - k : k];
+            Fiber& f = w.fibers[w.order[k]];
             if (f.state == RUNNABLE || (f.state == IN_WARP && warp_ready(w, f))) {
                 resume(w, f);
                 progress = true;
@@ -377,6 +332,7 @@ bool run_block(Worker& w, Launch& L, unsigned long long b, std::string& err) {
         w.bar_count[(w.barrier_gen + 1) & 1] = 0;
         w.barrier_gen++;
         w.n_barrier = 0;
+        begin_interval(w);
         for (unsigned i = 0; i < n; ++i) {
             w.fibers[i].state = RUNNABLE;
             w.fibers[i].converged = w.warps[i >> 5].existing;
@@ -387,7 +343,7 @@ bool run_block(Worker& w, Launch& L, unsigned long long b, std::string& err) {
 void run_blocks(Launch& L) {
     Worker& w = this_worker();
     std::string err;
-    if (!w.ensure(L.block.x * L.block.y * L.block.z, L.shared, err)) {
+    if (!w.ensure(L.block.x * L.block.y * L.block.z, err)) {
         L.fail(err);
         return;
     }
@@ -465,7 +421,9 @@ void copy_error(const std::string& msg, char* err, size_t err_len) {
     err[n] = 0;
 }
 
-}  // namespace
+}  // namespace duel_emu
+
+using namespace duel_emu;
 
 // ---- called from kernels (through shim.h) ---------------------------------------------------
 extern "C" int duel_emu_syncthreads(const char* file, int line, int predicate) {
@@ -491,11 +449,8 @@ extern "C" unsigned duel_emu_warp_sync(unsigned mask, unsigned long long value, 
     auto fault = [&](const std::string& what) {
         char buf[64];
         snprintf(buf, sizeof buf, " (mask 0x%08x)", mask);
-        w->fault = "invalid warp operation in " + block_name(*w->launch) + ": thread " +
-                   std::to_string(f->linear) + " at " + site(file, line) + buf + " " + what;
-        f->state = FAULTED;
-        ctx_switch(&f->ctx, &w->sched);
-        __builtin_trap();  // a faulted fiber is never resumed
+        fiber_fault(*w, "invalid warp operation in " + block_name(*w->launch) + ": thread " +
+                            std::to_string(f->linear) + " at " + site(file, line) + buf + " " + what);
     };
     if (!((part >> lane) & 1u)) fault("is not in its own mask");
     if (part & wp.exited) fault("names lanes that have already exited");
@@ -524,6 +479,7 @@ extern "C" unsigned duel_emu_warp_sync(unsigned mask, unsigned long long value, 
         in.vals[lane] = value;
         if (++in.arrived == (unsigned)__builtin_popcount(part)) {
             in.collecting = false;
+            if (w->launch->opt.races) warp_synced(wp, part);
         } else {
             f->state = IN_WARP;
             f->warp_inst = idx;
@@ -566,15 +522,18 @@ extern "C" void* duel_emu_pool_new(size_t workers) {
 extern "C" void duel_emu_pool_free(void* pool) { delete static_cast<Pool*>(pool); }
 
 extern "C" int duel_emu_launch(void* pool, size_t kernel, const unsigned* grid, const unsigned* block,
-                               size_t shared_bytes, void** args, int reverse, char* err, size_t err_len) {
+                               size_t shared_bytes, void** args, const DuelEmuLaunchOptions* options, char* err,
+                               size_t err_len) {
     try {
         if (kernel >= duel_emu_registry_len) {
             copy_error("emulator: kernel index out of range", err, err_len);
             return 1;
         }
+        // The launch rules (src/device/simt/limits.rs) were checked by the caller; these
+        // keep the runtime's own arrays in bounds whatever it is called with.
         const unsigned long long threads = (unsigned long long)block[0] * block[1] * block[2];
         if (threads == 0 || threads > kMaxThreads || grid[0] == 0 || grid[1] == 0 || grid[2] == 0 ||
-            shared_bytes > kMaxDynamicShared) {
+            shared_bytes > kSharedMax || options->shared_limit > kSharedMax) {
             copy_error(std::string("invalid configuration argument launching ") + duel_emu_registry[kernel].name,
                        err, err_len);
             return 1;
@@ -585,7 +544,7 @@ extern "C" int duel_emu_launch(void* pool, size_t kernel, const unsigned* grid, 
         L.grid = uint3{grid[0], grid[1], grid[2]};
         L.block = uint3{block[0], block[1], block[2]};
         L.shared = shared_bytes;
-        L.reverse = reverse != 0;
+        L.opt = *options;
         L.nblocks = (unsigned long long)grid[0] * grid[1] * grid[2];
         static_cast<Pool*>(pool)->run(L);
         if (L.failed) {

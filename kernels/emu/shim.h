@@ -30,12 +30,24 @@
 #define __launch_bounds__(...)
 // gcc knows __restrict__ natively.
 
-// Static shared memory is per block. All fibers of a block run on one OS worker thread and
-// a worker runs one block from start to end before taking the next, so a thread_local is
-// exactly "one copy per running block": fibers of the same block share it, blocks running
-// concurrently on other workers have their own. Like on a GPU it is not cleared between
-// blocks. `extern __shared__` does not compile here on purpose: use DYNAMIC_SHARED.
-#define __shared__ static thread_local
+// Static shared memory is per block: build.rs rewrites every `__shared__ T name[dims];` of
+// a kernel source into DUEL_EMU_STATIC_SHARED, a reference into the running block's arena
+// (kernels/emu/checks.cpp), which is poisoned with 0xFF bytes at block start, bounds-checked
+// and watched for races. A `__shared__` the rewrite did not see fails to compile.
+// `extern __shared__` does not compile here on purpose: use DYNAMIC_SHARED.
+#define __shared__ __shared___must_be_one_declaration_per_line_see_kernels_README
+struct duel_emu_shared_site {
+    const char* name;
+    const char* file;
+    int line;
+};
+extern "C" void* duel_emu_static_shared(const duel_emu_shared_site* site, size_t size, size_t align);
+#define DUEL_EMU_STATIC_SHARED(ALIGN, T, NAME, DIMS)                                                   \
+    typedef T duel_emu_shared_type_##NAME DIMS;                                                        \
+    static constexpr duel_emu_shared_site duel_emu_site_##NAME{#NAME, __FILE__, __LINE__};             \
+    duel_emu_shared_type_##NAME& NAME = *static_cast<duel_emu_shared_type_##NAME*>(duel_emu_static_shared( \
+        &duel_emu_site_##NAME, sizeof(duel_emu_shared_type_##NAME),                                    \
+        (ALIGN) > alignof(T) ? (ALIGN) : alignof(T)))
 
 // ---- built-in vector types and indices ----------------------------------------------------
 struct uint3 { unsigned int x, y, z; };
@@ -189,24 +201,32 @@ template <class T>
 inline T __ldg(const T* p) { return *p; }
 
 // ---- atomics: real ones, blocks run concurrently on worker threads ------------------------
+// Not instrumented by the memory checks (they would count as plain accesses and race);
+// each reports itself to the runtime as an atomic access instead.
+extern "C" void duel_emu_atomic_access(const void* p, size_t n);
+#define DUEL_EMU_ATOMIC_FN inline __attribute__((no_sanitize_address))
+#define DUEL_EMU_AT(a) duel_emu_atomic_access((a), sizeof *(a))
 #define DUEL_EMU_ATOMIC_INT(T)                                                                     \
-    inline T atomicAdd(T* a, T v) { return __atomic_fetch_add(a, v, __ATOMIC_SEQ_CST); }           \
-    inline T atomicSub(T* a, T v) { return __atomic_fetch_sub(a, v, __ATOMIC_SEQ_CST); }           \
-    inline T atomicExch(T* a, T v) { return __atomic_exchange_n(a, v, __ATOMIC_SEQ_CST); }         \
-    inline T atomicAnd(T* a, T v) { return __atomic_fetch_and(a, v, __ATOMIC_SEQ_CST); }           \
-    inline T atomicOr(T* a, T v) { return __atomic_fetch_or(a, v, __ATOMIC_SEQ_CST); }             \
-    inline T atomicXor(T* a, T v) { return __atomic_fetch_xor(a, v, __ATOMIC_SEQ_CST); }           \
-    inline T atomicCAS(T* a, T cmp, T v) {                                                         \
+    DUEL_EMU_ATOMIC_FN T atomicAdd(T* a, T v) { DUEL_EMU_AT(a); return __atomic_fetch_add(a, v, __ATOMIC_SEQ_CST); }           \
+    DUEL_EMU_ATOMIC_FN T atomicSub(T* a, T v) { DUEL_EMU_AT(a); return __atomic_fetch_sub(a, v, __ATOMIC_SEQ_CST); }           \
+    DUEL_EMU_ATOMIC_FN T atomicExch(T* a, T v) { DUEL_EMU_AT(a); return __atomic_exchange_n(a, v, __ATOMIC_SEQ_CST); }         \
+    DUEL_EMU_ATOMIC_FN T atomicAnd(T* a, T v) { DUEL_EMU_AT(a); return __atomic_fetch_and(a, v, __ATOMIC_SEQ_CST); }           \
+    DUEL_EMU_ATOMIC_FN T atomicOr(T* a, T v) { DUEL_EMU_AT(a); return __atomic_fetch_or(a, v, __ATOMIC_SEQ_CST); }             \
+    DUEL_EMU_ATOMIC_FN T atomicXor(T* a, T v) { DUEL_EMU_AT(a); return __atomic_fetch_xor(a, v, __ATOMIC_SEQ_CST); }           \
+    DUEL_EMU_ATOMIC_FN T atomicCAS(T* a, T cmp, T v) {                                             \
+        DUEL_EMU_AT(a);                                                                            \
         __atomic_compare_exchange_n(a, &cmp, v, false, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST);        \
         return cmp;                                                                                \
     }                                                                                              \
-    inline T atomicMax(T* a, T v) {                                                                \
+    DUEL_EMU_ATOMIC_FN T atomicMax(T* a, T v) {                                                    \
+        DUEL_EMU_AT(a);                                                                            \
         T old = __atomic_load_n(a, __ATOMIC_SEQ_CST);                                              \
         while (old < v && !__atomic_compare_exchange_n(a, &old, v, true, __ATOMIC_SEQ_CST,         \
                                                        __ATOMIC_SEQ_CST)) {}                       \
         return old;                                                                                \
     }                                                                                              \
-    inline T atomicMin(T* a, T v) {                                                                \
+    DUEL_EMU_ATOMIC_FN T atomicMin(T* a, T v) {                                                    \
+        DUEL_EMU_AT(a);                                                                            \
         T old = __atomic_load_n(a, __ATOMIC_SEQ_CST);                                              \
         while (old > v && !__atomic_compare_exchange_n(a, &old, v, true, __ATOMIC_SEQ_CST,         \
                                                        __ATOMIC_SEQ_CST)) {}                       \
@@ -220,7 +240,8 @@ DUEL_EMU_ATOMIC_INT(long long)
 
 // Floating-point atomics as CAS loops on the bit pattern (CUDA has add and exch only).
 template <class F, class U>
-inline F duel_emu_atomic_float_add(F* a, F v) {
+DUEL_EMU_ATOMIC_FN F duel_emu_atomic_float_add(F* a, F v) {
+    DUEL_EMU_AT(a);
     U* p = reinterpret_cast<U*>(a);
     U old = __atomic_load_n(p, __ATOMIC_SEQ_CST);
     for (;;) {
@@ -234,7 +255,8 @@ inline F duel_emu_atomic_float_add(F* a, F v) {
 }
 inline float atomicAdd(float* a, float v) { return duel_emu_atomic_float_add<float, uint32_t>(a, v); }
 inline double atomicAdd(double* a, double v) { return duel_emu_atomic_float_add<double, uint64_t>(a, v); }
-inline float atomicExch(float* a, float v) {
+DUEL_EMU_ATOMIC_FN float atomicExch(float* a, float v) {
+    DUEL_EMU_AT(a);
     uint32_t b;
     memcpy(&b, &v, 4);
     b = __atomic_exchange_n(reinterpret_cast<uint32_t*>(a), b, __ATOMIC_SEQ_CST);
@@ -242,12 +264,14 @@ inline float atomicExch(float* a, float v) {
     memcpy(&r, &b, 4);
     return r;
 }
-inline unsigned atomicInc(unsigned* a, unsigned limit) {
+DUEL_EMU_ATOMIC_FN unsigned atomicInc(unsigned* a, unsigned limit) {
+    DUEL_EMU_AT(a);
     unsigned old = __atomic_load_n(a, __ATOMIC_SEQ_CST);
     while (!__atomic_compare_exchange_n(a, &old, old >= limit ? 0u : old + 1, true, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST)) {}
     return old;
 }
-inline unsigned atomicDec(unsigned* a, unsigned limit) {
+DUEL_EMU_ATOMIC_FN unsigned atomicDec(unsigned* a, unsigned limit) {
+    DUEL_EMU_AT(a);
     unsigned old = __atomic_load_n(a, __ATOMIC_SEQ_CST);
     while (!__atomic_compare_exchange_n(a, &old, (old == 0 || old > limit) ? limit : old - 1, true, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST)) {}
     return old;

@@ -9,6 +9,7 @@
 //! driver rejects that PTX, e.g. a PTX ISA newer than the driver) the embedded source
 //! compiled by NVRTC for the device's compute capability.
 
+use crate::device::simt::limits::{self, KernelLimits, SHARED_WITHOUT_OPT_IN};
 use crate::device::simt::{Arg, DevicePtr, LaunchConfig, Runtime};
 use crate::error::{Error, Result};
 use crate::kernels::{KERNELS, KERNEL_SOURCES};
@@ -184,6 +185,24 @@ impl CudaRuntime {
         Ok(Function(f))
     }
 
+    /// What the driver says of a loaded kernel, for the launch rules: its thread limit
+    /// (`__launch_bounds__`, or fewer when registers run out), static shared bytes, and
+    /// whether it opted in to more than 48 KiB of shared memory.
+    fn kernel_limits(&self, f: Function) -> Result<KernelLimits> {
+        use sys::CUfunction_attribute_enum::*;
+        // SAFETY: `f` is a live function of this context, which is bound.
+        let attr = |a| unsafe { cu::function::get_function_attribute(f.0, a) }
+            .map(|v| v.max(0) as u32)
+            .map_err(|e| self.err("cuFuncGetAttribute", e));
+        let static_shared = attr(CU_FUNC_ATTRIBUTE_SHARED_SIZE_BYTES)?;
+        let total = static_shared + attr(CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES)?;
+        Ok(KernelLimits {
+            launch_bounds: Some(attr(CU_FUNC_ATTRIBUTE_MAX_THREADS_PER_BLOCK)?),
+            static_shared,
+            opted_in_shared: (total > SHARED_WITHOUT_OPT_IN).then_some(total),
+        })
+    }
+
     /// Load `kernels/<file>.cu`: build-time PTX first, NVRTC when absent or rejected.
     fn load_module(&self, file: &str) -> Result<Module> {
         let source = KERNEL_SOURCES
@@ -295,6 +314,7 @@ impl Runtime for CudaRuntime {
     fn launch(&self, kernel: &str, cfg: &LaunchConfig, args: &[Arg]) -> Result<()> {
         let f = self.function(kernel)?;
         self.bind()?;
+        limits::check(kernel, cfg, &self.kernel_limits(f)?)?;
         let mut params: Vec<*mut c_void> = args.iter().map(|a| a.as_void_ptr()).collect();
         // SAFETY: `f` is a live function of this context; `params` point at the argument
         // bytes, which outlive the call (cuLaunchKernel copies them before returning).

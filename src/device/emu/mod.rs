@@ -3,13 +3,19 @@
 //! `__syncthreads` is a barrier, warps exchange values among 32 lanes, blocks run on a
 //! pool of worker threads). "Device" pointers are host addresses.
 //!
-//! It reports what a GPU cannot: divergent barriers and stuck warp operations name the
+//! It reports what a GPU cannot, or would only show as a fault or a wrong result: every
+//! memory access of a kernel is checked against the launch's buffers (with redzones), the
+//! block's shared memory and the thread's stack, misaligned accesses are caught, static
+//! and dynamic shared memory is poisoned at every block start, launches break no GPU limit
+//! ([`crate::device::simt::limits`]), divergent barriers and stuck warp operations name the
 //! kernel and block, arguments whose size differs from the kernel parameter are refused,
-//! and [`Schedule::Reverse`] runs threads between barriers in reverse order so a missing
-//! barrier changes results.
+//! races within a barrier interval are reported when [`EmuOptions::races`] is on, and
+//! [`Schedule::Reverse`] / [`Schedule::Random`] run threads between barriers in other
+//! orders so a missing barrier changes results. kernels/README.md lists it all.
 
 mod ffi;
 
+use crate::device::simt::limits::{self, KernelLimits};
 use crate::device::simt::{Arg, DevicePtr, LaunchConfig, Runtime};
 use crate::error::{Error, Result};
 use crate::kernels::{self, KernelInfo};
@@ -29,14 +35,31 @@ pub enum Schedule {
     /// Last thread first: a kernel that reads shared memory another thread writes without
     /// a barrier in between sees different data than under `Forward`.
     Reverse,
+    /// A fresh random order for every round of every block, drawn from this seed (and the
+    /// block index, so the order does not depend on which worker runs the block).
+    Random(u64),
 }
 
 impl Schedule {
     fn parse(s: &str) -> Option<Schedule> {
-        match s.trim().to_ascii_lowercase().as_str() {
+        let s = s.trim().to_ascii_lowercase();
+        match s.as_str() {
             "forward" | "" => Some(Schedule::Forward),
             "reverse" => Some(Schedule::Reverse),
-            _ => None,
+            _ => s
+                .strip_prefix("random:")
+                .and_then(|seed| seed.trim().parse().ok())
+                .map(Schedule::Random),
+        }
+    }
+}
+
+impl std::fmt::Display for Schedule {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Schedule::Forward => write!(f, "forward"),
+            Schedule::Reverse => write!(f, "reverse"),
+            Schedule::Random(seed) => write!(f, "random:{seed}"),
         }
     }
 }
@@ -50,6 +73,9 @@ pub struct EmuOptions {
     pub trace: Option<PathBuf>,
     /// OS threads running blocks (the launching thread is one of them).
     pub workers: usize,
+    /// Report two threads of a block touching the same bytes in one barrier interval, one
+    /// of them writing, not both atomically (several times slower).
+    pub races: bool,
 }
 
 impl Default for EmuOptions {
@@ -58,13 +84,15 @@ impl Default for EmuOptions {
             schedule: Schedule::Forward,
             trace: None,
             workers: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            races: false,
         }
     }
 }
 
 impl EmuOptions {
-    /// DUEL_EMU_SCHEDULE=forward|reverse, DUEL_EMU_TRACE=path, DUEL_EMU_WORKERS=n. Invalid
-    /// values are reported by [`EmuRuntime::new`].
+    /// DUEL_EMU_SCHEDULE=forward|reverse|random:SEED, DUEL_EMU_TRACE=path,
+    /// DUEL_EMU_WORKERS=n, DUEL_EMU_RACES=0|1. Invalid values are reported by
+    /// [`EmuRuntime::new`].
     pub fn from_env() -> Self {
         let mut o = EmuOptions::default();
         if let Ok(s) = std::env::var("DUEL_EMU_SCHEDULE") {
@@ -79,6 +107,7 @@ impl EmuOptions {
         {
             o.workers = n;
         }
+        o.races = std::env::var("DUEL_EMU_RACES").is_ok_and(|s| s.trim() == "1");
         o
     }
 
@@ -88,7 +117,15 @@ impl EmuOptions {
         if let Ok(s) = std::env::var("DUEL_EMU_SCHEDULE") {
             if Schedule::parse(&s).is_none() {
                 return Err(Error::invalid(format!(
-                    "DUEL_EMU_SCHEDULE={s:?} is not a schedule; use forward or reverse"
+                    "DUEL_EMU_SCHEDULE={s:?} is not a schedule; use forward, reverse or \
+                     random:SEED (SEED a number below 2^64)"
+                )));
+            }
+        }
+        if let Ok(s) = std::env::var("DUEL_EMU_RACES") {
+            if !matches!(s.trim(), "0" | "1") {
+                return Err(Error::invalid(format!(
+                    "DUEL_EMU_RACES={s:?} is neither 0 nor 1"
                 )));
             }
         }
@@ -107,6 +144,10 @@ impl EmuOptions {
 struct EmuKernel {
     index: usize,
     param_sizes: Vec<usize>,
+    /// Which parameters are pointers (checked against live allocations at launch).
+    pointers: Vec<bool>,
+    /// `__launch_bounds__`, if declared.
+    launch_bounds: Option<u32>,
     info: Option<&'static KernelInfo>,
 }
 
@@ -123,6 +164,7 @@ pub struct EmuRuntime {
     /// Every block from `alloc`, by base address.
     allocs: Mutex<BTreeMap<u64, Block>>,
     schedule: Schedule,
+    races: bool,
     trace: Option<Mutex<std::fs::File>>,
 }
 
@@ -136,9 +178,15 @@ struct Block {
 
 /// Alignment of every allocation: what cudaMalloc guarantees and float4 loads need.
 const ALIGN: usize = 256;
-/// CUDA's per-block limits (compute capability 9.0).
-const MAX_THREADS: u32 = 1024;
-const MAX_DYNAMIC_SHARED: u32 = 228 * 1024;
+/// Each allocation is `REDZONE` bytes of nothing, the buffer, and `REDZONE` more: a kernel
+/// access there stops the launch (kernels/emu/checks.cpp).
+const REDZONE: usize = ffi::REDZONE;
+const _: () = assert!(REDZONE % ALIGN == 0);
+
+/// The host layout behind an allocation of `size` bytes (its redzones included).
+fn host_layout(size: usize) -> Option<Layout> {
+    Layout::from_size_align(size.checked_add(2 * REDZONE)?, ALIGN).ok()
+}
 
 impl EmuRuntime {
     pub fn new(options: EmuOptions) -> Result<EmuRuntime> {
@@ -152,20 +200,25 @@ impl EmuRuntime {
         let mut kernels = HashMap::new();
         for index in 0..count {
             // SAFETY: index < count; names and size arrays are static data of the library.
-            let (name, param_sizes) = unsafe {
+            let (name, param_sizes, bounds) = unsafe {
                 let k = &*table.add(index);
                 let name = CStr::from_ptr(k.name).to_str().map_err(|_| {
                     Error::backend("emulator: a kernel name is not UTF-8".to_string())
                 })?;
                 let sizes = std::slice::from_raw_parts(k.param_sizes, k.nparams).to_vec();
-                (name, sizes)
+                (name, sizes, *k.max_threads)
             };
             let info = kernels::find(name);
+            let pointers = (0..param_sizes.len())
+                .map(|i| info.and_then(|k| k.params.get(i)).is_some_and(|t| t.contains('*')))
+                .collect();
             kernels.insert(
                 name,
                 EmuKernel {
                     index,
                     param_sizes,
+                    pointers,
+                    launch_bounds: (bounds > 0).then_some(bounds),
                     info,
                 },
             );
@@ -190,6 +243,7 @@ impl EmuRuntime {
             kernels,
             allocs: Mutex::new(BTreeMap::new()),
             schedule: options.schedule,
+            races: options.races,
             trace,
         })
     }
@@ -214,42 +268,16 @@ impl EmuRuntime {
         }
     }
 
+    /// The launch rules, the argument sizes, and the buffer behind every pointer argument
+    /// (each must point into a live allocation; null is passed on, and faults if used).
     fn validate(
         &self,
         kernel: &str,
         k: &EmuKernel,
         cfg: &LaunchConfig,
         args: &[Arg],
-    ) -> Result<()> {
-        let (g, b) = (cfg.grid, cfg.block);
-        let threads = b.0 as u64 * b.1 as u64 * b.2 as u64;
-        let bad = if threads == 0 || threads > MAX_THREADS as u64 {
-            Some(format!(
-                "block {b:?} has {threads} threads; a block holds 1 to {MAX_THREADS}"
-            ))
-        } else if b.0 > 1024 || b.1 > 1024 || b.2 > 64 {
-            Some(format!(
-                "block {b:?} exceeds the per-dimension limits (1024, 1024, 64)"
-            ))
-        } else if g.0 == 0 || g.1 == 0 || g.2 == 0 {
-            Some(format!("grid {g:?} has a zero dimension"))
-        } else if g.0 > i32::MAX as u32 || g.1 > 65535 || g.2 > 65535 {
-            Some(format!(
-                "grid {g:?} exceeds the limits (2^31-1, 65535, 65535)"
-            ))
-        } else if cfg.shared_bytes > MAX_DYNAMIC_SHARED {
-            Some(format!(
-                "{} bytes of dynamic shared memory exceed the {MAX_DYNAMIC_SHARED}-byte limit",
-                cfg.shared_bytes
-            ))
-        } else {
-            None
-        };
-        if let Some(why) = bad {
-            return Err(Error::backend(format!(
-                "invalid configuration argument launching {kernel}: {why}"
-            )));
-        }
+    ) -> Result<Vec<ffi::DuelEmuBuffer>> {
+        limits::check(kernel, cfg, &self.limits(k))?;
         if args.len() != k.param_sizes.len() {
             return Err(Error::backend(format!(
                 "kernel {kernel} takes {} arguments, launch passed {}",
@@ -257,16 +285,66 @@ impl EmuRuntime {
                 args.len()
             )));
         }
+        let param = |i: usize| k.info.and_then(|info| info.params.get(i)).unwrap_or(&"?");
         for (i, (arg, &size)) in args.iter().zip(&k.param_sizes).enumerate() {
             if arg.size() != size {
-                let ty = k.info.and_then(|info| info.params.get(i)).unwrap_or(&"?");
                 return Err(Error::backend(format!(
-                    "kernel {kernel} parameter {i} ({ty}) is {size} bytes, the argument is {} bytes",
+                    "kernel {kernel} parameter {i} ({}) is {size} bytes, the argument is {} bytes",
+                    param(i),
                     arg.size()
                 )));
             }
         }
-        Ok(())
+        let allocs = self.allocs.lock().unwrap_or_else(|e| e.into_inner());
+        let mut buffers = Vec::new();
+        for (i, arg) in args.iter().enumerate().filter(|&(i, _)| k.pointers[i]) {
+            // SAFETY: a pointer parameter's argument is 8 bytes (checked above), in words
+            // that are 8-byte aligned.
+            let ptr = unsafe { *(arg.as_void_ptr() as *const u64) };
+            if ptr == 0 {
+                continue;
+            }
+            match allocs.range(..=ptr).next_back() {
+                Some((&base, &Block { size, lent: Some(lent) })) if ptr < base + size as u64 => {
+                    buffers.push(ffi::DuelEmuBuffer {
+                        base,
+                        lent: lent as u64,
+                        size: size as u64,
+                        param: i,
+                    });
+                }
+                _ => {
+                    return Err(Error::backend(format!(
+                        "kernel {kernel} parameter {i} ({}) is 0x{ptr:x}, which is inside no \
+                         live allocation of this device (freed, or from another device)",
+                        param(i)
+                    )))
+                }
+            }
+        }
+        Ok(buffers)
+    }
+
+    /// What the launch rules know of `k` before it runs: its `__launch_bounds__`. Static
+    /// shared memory is counted while blocks run, against the same limit.
+    fn limits(&self, k: &EmuKernel) -> KernelLimits {
+        KernelLimits {
+            launch_bounds: k.launch_bounds,
+            static_shared: 0,
+            opted_in_shared: None,
+        }
+    }
+}
+
+/// # Safety
+/// `ptr` came from [`EmuRuntime::alloc`] for `size` bytes and is not used afterwards.
+unsafe fn dealloc_host(ptr: DevicePtr, size: usize) {
+    // SAFETY: `alloc` returned REDZONE bytes into an allocation of host_layout(size).
+    unsafe {
+        std::alloc::dealloc(
+            (ptr as *mut u8).sub(REDZONE),
+            Layout::from_size_align_unchecked(size + 2 * REDZONE, ALIGN),
+        )
     }
 }
 
@@ -276,13 +354,8 @@ impl Drop for EmuRuntime {
         unsafe { ffi::duel_emu_pool_free(self.pool.0) };
         let allocs = std::mem::take(self.allocs.get_mut().unwrap_or_else(|e| e.into_inner()));
         for (ptr, block) in allocs {
-            // SAFETY: every entry was allocated in `alloc` with this layout.
-            unsafe {
-                std::alloc::dealloc(
-                    ptr as *mut u8,
-                    Layout::from_size_align_unchecked(block.size, ALIGN),
-                )
-            };
+            // SAFETY: every entry was allocated in `alloc` for `block.size` bytes.
+            unsafe { dealloc_host(ptr, block.size) };
         }
     }
 }
@@ -292,21 +365,22 @@ impl Runtime for EmuRuntime {
         "emu".to_string()
     }
 
-    /// Host memory, 256-byte aligned, filled with 0xFF bytes (NaN as float) so a kernel
-    /// that reads memory nobody wrote produces visibly wrong results, as on a GPU where
-    /// fresh memory holds garbage.
+    /// Host memory, 256-byte aligned between two redzones, filled with 0xFF bytes (NaN as
+    /// float) so a kernel that reads memory nobody wrote produces visibly wrong results, as
+    /// on a GPU where fresh memory holds garbage.
     fn alloc(&self, bytes: usize) -> Result<DevicePtr> {
         let size = bytes.max(1);
-        let layout = Layout::from_size_align(size, ALIGN)
-            .map_err(|_| Error::backend(format!("emu: cannot allocate {bytes} bytes")))?;
+        let layout = host_layout(size)
+            .ok_or_else(|| Error::backend(format!("emu: cannot allocate {bytes} bytes")))?;
         // SAFETY: layout has non-zero size.
-        let ptr = unsafe { std::alloc::alloc(layout) };
-        if ptr.is_null() {
+        let host = unsafe { std::alloc::alloc(layout) };
+        if host.is_null() {
             return Err(Error::backend(format!(
                 "emu: out of host memory allocating {bytes} bytes"
             )));
         }
-        // SAFETY: ptr points at `size` writable bytes.
+        // SAFETY: the buffer is `size` writable bytes REDZONE bytes into the allocation.
+        let ptr = unsafe { host.add(REDZONE) };
         unsafe { std::ptr::write_bytes(ptr, 0xFF, size) };
         self.allocs
             .lock()
@@ -346,13 +420,8 @@ impl Runtime for EmuRuntime {
             .unwrap_or_else(|e| e.into_inner())
             .remove(&ptr);
         match size {
-            // SAFETY: allocated in `alloc` with this size and alignment.
-            Some(block) => unsafe {
-                std::alloc::dealloc(
-                    ptr as *mut u8,
-                    Layout::from_size_align_unchecked(block.size, ALIGN),
-                )
-            },
+            // SAFETY: allocated in `alloc` for `block.size` bytes.
+            Some(block) => unsafe { dealloc_host(ptr, block.size) },
             // Freeing what we did not allocate would corrupt the heap: keep going without.
             None => eprintln!("emu: ignoring free of 0x{ptr:x}, which is not a live allocation"),
         }
@@ -388,7 +457,20 @@ impl Runtime for EmuRuntime {
                 self.kernels.len()
             ))
         })?;
-        self.validate(kernel, k, cfg, args)?;
+        let buffers = self.validate(kernel, k, cfg, args)?;
+        let (schedule, seed) = match self.schedule {
+            Schedule::Forward => (ffi::FORWARD, 0),
+            Schedule::Reverse => (ffi::REVERSE, 0),
+            Schedule::Random(seed) => (ffi::RANDOM, seed),
+        };
+        let options = ffi::DuelEmuLaunchOptions {
+            schedule,
+            seed,
+            races: self.races as i32,
+            shared_limit: self.limits(k).shared_limit() as usize,
+            buffers: buffers.as_ptr(),
+            nbuffers: buffers.len(),
+        };
         let mut ptrs: Vec<*mut c_void> = args.iter().map(Arg::as_void_ptr).collect();
         let grid = [cfg.grid.0, cfg.grid.1, cfg.grid.2];
         let block = [cfg.block.0, cfg.block.1, cfg.block.2];
@@ -396,7 +478,8 @@ impl Runtime for EmuRuntime {
         // per launch would be a visible share of an empty launch.
         let mut err = std::mem::MaybeUninit::<[u8; 2048]>::uninit();
         // SAFETY: `ptrs` holds one pointer per parameter to at least sizeof(param) bytes
-        // (checked above); the pool is live; `err` is writable for its length.
+        // (checked above); `options` and `buffers` outlive the call; the pool is live; `err`
+        // is writable for its length.
         let rc = unsafe {
             ffi::duel_emu_launch(
                 self.pool.0,
@@ -405,7 +488,7 @@ impl Runtime for EmuRuntime {
                 block.as_ptr(),
                 cfg.shared_bytes as usize,
                 ptrs.as_mut_ptr(),
-                (self.schedule == Schedule::Reverse) as i32,
+                &options,
                 err.as_mut_ptr().cast(),
                 2048,
             )
@@ -445,5 +528,8 @@ mod tests {
         assert_eq!(Schedule::parse("reverse"), Some(Schedule::Reverse));
         assert_eq!(Schedule::parse(" Forward "), Some(Schedule::Forward));
         assert_eq!(Schedule::parse("backwards"), None);
+        assert_eq!(Schedule::parse("random:42"), Some(Schedule::Random(42)));
+        assert_eq!(Schedule::parse("random:"), None);
+        assert_eq!(Schedule::Random(7).to_string(), "random:7");
     }
 }

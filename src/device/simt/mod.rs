@@ -3,6 +3,7 @@
 
 pub mod alloc;
 pub mod launch;
+pub mod limits;
 pub mod runtime;
 
 pub use alloc::{CachingAllocator, DeviceBuffer};
