@@ -24,8 +24,8 @@
 //             null (not wanted); a and/or b may be null when the op does not read them
 //             (ADD, SUB; MUL's da reads only b and its db only a).
 // Derivative conventions (PyTorch's; the cpu backend matches):
-//   relu'(x) = 1 for y > 0 else 0 (0 at 0 and for NaN); abs'(x) = sign(x), 0 at 0, NaN
-//   for NaN; leaky_relu'(x) = 1 for x > 0 else slope (slope at 0); clamp passes dy where
+//   relu'(x) = 0 for y <= 0 else 1 (0 at 0, 1 for NaN: torch's threshold_backward);
+//   abs'(x) = sign(x), 0 at 0 and for NaN (torch's sgn); leaky_relu'(x) = 1 for x > 0 else slope (slope at 0); clamp passes dy where
 //   min <= x <= max (bounds included) else 0; powf with exponent 0 has gradient 0;
 //   sigmoid' = y(1 - y), tanh' = 1 - y^2, sqrt' = 1/(2y), exp' = y, log' = 1/x;
 //   div: da = dy/b, db = -dy*a/(b*b); pow: da = dy*b*a^(b-1) (0 where b == 0),
@@ -212,10 +212,10 @@ __device__ __forceinline__ float ew_unary_grad(int op, float p0, float p1, float
         case EW_EXP: return g * y;
         case EW_LOG: return g / x;
         case EW_SQRT: return g / (2.0f * y);
-        // sign(x) * g, with sign(0) = 0 and NaN for NaN.
-        case EW_ABS: return x > 0.0f ? g : (x < 0.0f ? -g : (x == 0.0f ? 0.0f : x));
-        // False for NaN: no gradient through a NaN output.
-        case EW_RELU: return y > 0.0f ? g : 0.0f;
+        // sign(x) * g, with sign(0) = sign(NaN) = 0 (PyTorch).
+        case EW_ABS: return x > 0.0f ? g : (x < 0.0f ? -g : 0.0f);
+        // PyTorch's threshold_backward: the gradient passes unless y <= 0 (so it passes NaN).
+        case EW_RELU: return y <= 0.0f ? 0.0f : g;
         case EW_LEAKY_RELU: return x > 0.0f ? g : g * p0;
         case EW_SIGMOID: return g * ((1.0f - y) * y);
         case EW_TANH: return g * (1.0f - y * y);

@@ -361,26 +361,24 @@ fn unary_backward_typed<T: Float>(
         UnaryOp::Exp => map2(s, sl, g, gl, shape, |y, g| g * y),
         UnaryOp::Log => map2(s, sl, g, gl, shape, |x, g| g / x),
         UnaryOp::Sqrt => map2(s, sl, g, gl, shape, move |y, g| g / (two * y)),
-        // sign(x)·g with sign(0) = 0; NaN stays NaN.
+        // sign(x)·g with sign(0) = sign(NaN) = 0, as PyTorch.
         UnaryOp::Abs => map2(s, sl, g, gl, shape, |x, g| {
             if x > T::ZERO {
                 g
             } else if x < T::ZERO {
                 -g
-            } else if x == T::ZERO {
-                T::ZERO
             } else {
-                x
+                T::ZERO
             }
         }),
-        // False for NaN: no gradient through a NaN output.
+        // PyTorch's threshold_backward: the gradient passes unless y <= 0 (NaN passes it).
         UnaryOp::Relu => map2(
             s,
             sl,
             g,
             gl,
             shape,
-            |y, g| if y > T::ZERO { g } else { T::ZERO },
+            |y, g| if y <= T::ZERO { T::ZERO } else { g },
         ),
         UnaryOp::LeakyRelu { slope } => {
             let k = p(slope);

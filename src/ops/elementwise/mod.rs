@@ -26,8 +26,8 @@
 //! shape (the backward of broadcasting).
 //!
 //! Derivative conventions (PyTorch's):
-//! * `relu'` is 1 where the output is > 0, else 0 (0 at 0; 0 for NaN);
-//! * `abs'(x) = sign(x)`: 0 at 0, NaN for NaN;
+//! * `relu'` is 0 where the output is <= 0, else 1 (0 at 0; 1 for NaN, as PyTorch);
+//! * `abs'(x) = sign(x)`: 0 at 0 and for NaN (PyTorch's sgn);
 //! * `leaky_relu'(x)` is 1 for x > 0, else `slope` (so `slope` at 0);
 //! * `clamp` passes the gradient where `min <= x <= max` (bounds included), else 0;
 //! * `powf` with exponent 0 has gradient 0 everywhere; otherwise `e·x^(e−1)`;

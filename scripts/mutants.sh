@@ -1,0 +1,116 @@
+#!/usr/bin/env bash
+# mutants.sh [--list] [ID...] — plants bugs one at a time and runs the tests that should
+# catch each, the way CI runs them (emulator schedules forward, reverse, random:1 and
+# the race detector). Each mutant is applied to a scratch copy of the working tree
+# ($DUEL_MUTANTS_DIR, default $TMPDIR/duel-mutants; one target dir shared by all mutants
+# so rebuilds are incremental), rebuilt and tested; the source file is restored after.
+# Prints killed / survived / invalid (the text to replace was not found exactly once, or
+# the mutant does not compile) per mutant and the mutation score = killed / (killed +
+# survived). Not part of CI: every mutant rebuilds the emulator and the crate.
+#
+# Mutant list: ID | class | file | text to find (exactly once) | replacement | tests.
+# `\n` in the texts is a newline. Tests are `cargo test --release` selections.
+set -uo pipefail
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+scratch=${DUEL_MUTANTS_DIR:-${TMPDIR:-/tmp}/duel-mutants}
+
+MUTANTS=$(cat <<'LIST'
+tail-unary | vector tail past the end | kernels/elementwise.cu | const long long n4 = n / 4;\n        const float4* x4 | const long long n4 = (n + 3) / 4;\n        const float4* x4 | --test elementwise
+tail-binary | vector tail past the end | kernels/elementwise.cu | const long long n4 = n / 4;\n        const float4* a4 | const long long n4 = (n + 3) / 4;\n        const float4* a4 | --test elementwise
+align-unary | misaligned vector access | kernels/elementwise.cu | if (ew_aligned16(x) && ew_aligned16(y)) { | if (ew_aligned16(y)) { | --test elementwise
+align-binary | misaligned vector access | kernels/elementwise.cu | if (ew_aligned16(a) && ew_aligned16(b) && ew_aligned16(y)) { | if (ew_aligned16(y)) { | --test elementwise
+align-matmul-ld | misaligned vector access | kernels/matmul.cu | const bool vecA = mm_aligned16(A) && (lda & 3) == 0; | const bool vecA = mm_aligned16(A); | --test matmul
+tail-matmul | vector tail past the end | kernels/matmul.cu | if (vec && limit >= 4) { | if (vec && limit >= 1) { | --test matmul
+relu-grad-nan | gradient at NaN | kernels/elementwise.cu | case EW_RELU: return y <= 0.0f ? 0.0f : g; | case EW_RELU: return y > 0.0f ? g : 0.0f; | --test edge_values
+leaky-grad-zero | gradient at exact zero | kernels/elementwise.cu | case EW_LEAKY_RELU: return x > 0.0f ? g : g * p0; | case EW_LEAKY_RELU: return x >= 0.0f ? g : g * p0; | --test edge_values
+abs-grad-nan | gradient at NaN | kernels/elementwise.cu | case EW_ABS: return x > 0.0f ? g : (x < 0.0f ? -g : 0.0f); | case EW_ABS: return x > 0.0f ? g : (x < 0.0f ? -g : x); | --test edge_values
+clamp-grad-bound | gradient at a bound | kernels/elementwise.cu | case EW_CLAMP: return (x >= p0 && x <= p1) ? g : 0.0f; | case EW_CLAMP: return (x > p0 && x <= p1) ? g : 0.0f; | --test edge_values --test elementwise_grad
+clip-nan | NaN through clipping | kernels/optim.cu | p[i] = x < lo ? lo : (x > hi ? hi : x); | p[i] = x > hi ? hi : (x >= lo ? x : lo); | --test edge_values --test optim
+clamp-nan | NaN through clamp | kernels/elementwise.cu | const float lo = x < p0 ? p0 : x; | const float lo = x >= p0 ? x : p0; | --test edge_values --test elementwise
+maximum-nan | NaN through maximum | kernels/elementwise.cu | case EW_MAXIMUM: return (a > b || a != a) ? a : b; | case EW_MAXIMUM: return (a > b) ? a : b; | --test elementwise
+sigmoid-unstable | unstable formula | kernels/elementwise.cu | if (x >= 0.0f) {\n                return 1.0f / (1.0f + expf(-x)); | if (x != x) {\n                return 1.0f / (1.0f + expf(-x)); | --test edge_values --test elementwise
+tanh-grad | wrong backward term | kernels/elementwise.cu | case EW_TANH: return g * (1.0f - y * y); | case EW_TANH: return g * (1.0f + y * y); | --test elementwise_grad
+sigmoid-grad | wrong backward term | kernels/elementwise.cu | case EW_SIGMOID: return g * ((1.0f - y) * y); | case EW_SIGMOID: return g * (1.0f - y); | --test elementwise_grad
+reduce-barrier | missing barrier | kernels/reduce.cu | warp_part[warp] = acc;\n    }\n    __syncthreads();\n    if (warp == 0) {\n        float v = lane | warp_part[warp] = acc;\n    }\n    if (warp == 0) {\n        float v = lane | --test reduce
+reduce-warp | wrong reduction | kernels/reduce.cu | for (int offset = 16; offset > 0; offset >>= 1) {\n        v = duel_reduce_combine | for (int offset = 8; offset > 0; offset >>= 1) {\n        v = duel_reduce_combine | --test reduce
+reduce-shared | launch: dynamic shared too small | src/ops/reduce/simt.rs | shared_bytes: (BLOCK / 32) * 4, | shared_bytes: (BLOCK / 32) * 4 - 4, | --test reduce
+reduce-threads | launch: block over the limit | src/ops/reduce/simt.rs | const BLOCK: u32 = 256; | const BLOCK: u32 = 2048; | --test reduce
+conv-barrier | missing barrier | kernels/conv.cu | partial[threadIdx.x] = acc;\n    __syncthreads(); | partial[threadIdx.x] = acc; | --test conv
+conv-off-by-one | off-by-one bound (static shared) | kernels/conv.cu | if ((int)threadIdx.x < half) partial | if ((int)threadIdx.x <= half) partial | --test conv
+conv-shared-size | static shared too small | kernels/conv.cu | __shared__ float partial[256]; | __shared__ float partial[255]; | --test conv
+matmul-barrier | missing barrier | kernels/matmul.cu | acc = fmaf(As[ty][kk], Bs[kk][tx], acc);\n        }\n        __syncthreads(); | acc = fmaf(As[ty][kk], Bs[kk][tx], acc);\n        } | --test matmul
+matmul-bound | off-by-one bound | kernels/matmul.cu | As[ty][tx] = (i < M && p < K) ? | As[ty][tx] = (i <= M && p < K) ? | --test matmul
+norm-barrier | missing barrier | kernels/norm.cu | part[warp] = v;\n    }\n    __syncthreads(); | part[warp] = v;\n    } | --test norm
+norm-shared-size | static shared too small | kernels/norm.cu | __shared__ float part[33];\n | __shared__ float part[32];\n | --test norm
+loss-barrier | missing barrier | kernels/loss.cu | part[threadIdx.x] = acc;\n    __syncthreads(); | part[threadIdx.x] = acc; | --test loss
+loss-half | off-by-one bound | kernels/loss.cu | if ((int)threadIdx.x < half) {\n            part | if ((int)threadIdx.x <= half) {\n            part | --test loss
+concat-bound | off-by-one bound | kernels/concat.cu | p < n; p += stride | p <= n; p += stride | --test concat
+upsample-bound | off-by-one bound | kernels/upsample.cu | for (int idx = blockIdx.x * blockDim.x + threadIdx.x; idx < n; idx += stride) {\n        const int ox = idx % ow; | for (int idx = blockIdx.x * blockDim.x + threadIdx.x; idx <= n; idx += stride) {\n        const int ox = idx % ow; | --test upsample
+adam-moment | wrong update term | kernels/optim.cu | const float mi = __fadd_rn(__fmul_rn(beta1, m[i]), __fmul_rn(one_minus_beta1, d)); | const float mi = __fadd_rn(__fmul_rn(beta1, m[i]), d); | --test optim
+dropout-scale | wrong scale | kernels/dropout.cu | out[i] = u >= p ? __fmul_rn(x[i], scale) : 0.0f; | out[i] = u >= p ? x[i] : 0.0f; | --test dropout
+LIST
+)
+
+field() { awk -F' [|] ' -v n="$1" '{ gsub(/^ +| +$/, "", $n); print $n }' <<< "$2"; }
+
+if [ "${1:-}" = "--list" ]; then
+    while IFS= read -r m; do printf '%-18s %s (%s)\n' "$(field 1 "$m")" "$(field 2 "$m")" "$(field 3 "$m")"; done <<< "$MUTANTS"
+    exit 0
+fi
+wanted=" $* "
+
+mkdir -p "$scratch/src"
+echo "copying the working tree to $scratch/src"
+(cd "$root" && git ls-files -co --exclude-standard -z | rsync -a --from0 --files-from=- ./ "$scratch/src/") || exit 1
+export CARGO_TARGET_DIR="$scratch/target"
+cd "$scratch/src"
+
+run_tests() {  # the CI schedules, stopping at the first failure
+    local tests=$1
+    # shellcheck disable=SC2086
+    cargo test --release -q $tests > "$scratch/log" 2>&1 || return 1
+    for env in DUEL_EMU_SCHEDULE=reverse DUEL_EMU_SCHEDULE=random:1 DUEL_EMU_RACES=1; do
+        # shellcheck disable=SC2086
+        env "$env" cargo test --release -q $tests >> "$scratch/log" 2>&1 || return 1
+    done
+}
+
+killed=0 survived=0 invalid=0
+survivors=""
+while IFS= read -r m; do
+    id=$(field 1 "$m"); file=$(field 3 "$m"); tests=$(field 6 "$m")
+    [ "$wanted" != "  " ] && [[ "$wanted" != *" $id "* ]] && continue
+    cp "$root/$file" "$file"
+    if ! python3 - "$file" "$(field 4 "$m")" "$(field 5 "$m")" <<'PY'
+import sys
+path, find, repl = sys.argv[1], sys.argv[2].replace("\\n", "\n"), sys.argv[3].replace("\\n", "\n")
+text = open(path).read()
+if text.count(find) != 1:
+    sys.exit(f"found {text.count(find)} times")
+open(path, "w").write(text.replace(find, repl))
+PY
+    then
+        echo "invalid   $id: the text to replace is not in $file exactly once"
+        invalid=$((invalid + 1))
+        continue
+    fi
+    start=$SECONDS
+    # shellcheck disable=SC2086
+    if ! cargo build --release -q --tests > "$scratch/log" 2>&1; then
+        echo "invalid   $id: does not compile"
+        invalid=$((invalid + 1))
+    elif run_tests "$tests"; then
+        echo "SURVIVED  $id ($(field 2 "$m"), $file; $tests) $((SECONDS - start))s"
+        survived=$((survived + 1)); survivors+=" $id"
+    else
+        echo "killed    $id ($(field 2 "$m")) by: $(grep -m1 -E 'panicked|error:|FAILED' "$scratch/log" | cut -c1-150) $((SECONDS - start))s"
+        killed=$((killed + 1))
+    fi
+    cp "$root/$file" "$file"
+done <<< "$MUTANTS"
+
+total=$((killed + survived))
+echo "mutants: $killed killed, $survived survived, $invalid invalid"
+[ $total -gt 0 ] && echo "mutation score: $killed/$total = $((100 * killed / total))%"
+[ -n "$survivors" ] && echo "survivors:$survivors"
+[ $survived -eq 0 ]
