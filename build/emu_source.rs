@@ -7,7 +7,11 @@
 /// declaration has a form the rewrite does not handle.
 pub fn rewrite_static_shared(path: &str, text: &str, stripped: &str) -> Result<String, String> {
     let mut out = format!("#line 1 \"{path}\"\n");
-    for (number, (line, code)) in text.lines().zip(stripped.lines().chain(std::iter::repeat(""))).enumerate() {
+    for (number, (line, code)) in text
+        .lines()
+        .zip(stripped.lines().chain(std::iter::repeat("")))
+        .enumerate()
+    {
         match shared_declaration(code) {
             None => out += line,
             Some(Err(why)) => return Err(format!("line {}: {why}", number + 1)),
@@ -24,7 +28,8 @@ fn shared_declaration(code: &str) -> Option<Result<String, String>> {
     let at = find_token(code, "__shared__")?;
     if code[..at].trim_end().ends_with("extern") {
         return Some(Err(
-            "`extern __shared__` does not compile in the emulator; use DYNAMIC_SHARED(T, name)".into(),
+            "`extern __shared__` does not compile in the emulator; use DYNAMIC_SHARED(T, name)"
+                .into(),
         ));
     }
     let form = "the emulator needs one static shared variable per declaration, on one line: \

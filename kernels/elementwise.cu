@@ -25,8 +25,9 @@
 //             (ADD, SUB; MUL's da reads only b and its db only a).
 // Derivative conventions (PyTorch's; the cpu backend matches):
 //   relu'(x) = 0 for y <= 0 else 1 (0 at 0, 1 for NaN: torch's threshold_backward);
-//   abs'(x) = sign(x), 0 at 0 and for NaN (torch's sgn); leaky_relu'(x) = 1 for x > 0 else slope (slope at 0); clamp passes dy where
-//   min <= x <= max (bounds included) else 0; powf with exponent 0 has gradient 0;
+//   abs'(x) = sign(x), 0 at 0 and for NaN (torch's sgn); leaky_relu'(x) = 1 for x > 0
+//   else slope (slope at 0); clamp passes dy where min < x < max (0 at a bound and for
+//   NaN, as torch 2.15's clamp and hardtanh); powf with exponent 0 has gradient 0;
 //   sigmoid' = y(1 - y), tanh' = 1 - y^2, sqrt' = 1/(2y), exp' = y, log' = 1/x;
 //   div: da = dy/b, db = -dy*a/(b*b); pow: da = dy*b*a^(b-1) (0 where b == 0),
 //   db = dy*a^b*ln(a) (0 where a == 0 and b >= 0); maximum/minimum: the operand that
@@ -219,7 +220,7 @@ __device__ __forceinline__ float ew_unary_grad(int op, float p0, float p1, float
         case EW_LEAKY_RELU: return x > 0.0f ? g : g * p0;
         case EW_SIGMOID: return g * ((1.0f - y) * y);
         case EW_TANH: return g * (1.0f - y * y);
-        case EW_CLAMP: return (x >= p0 && x <= p1) ? g : 0.0f;
+        case EW_CLAMP: return (x > p0 && x < p1) ? g : 0.0f;
         case EW_POWF: return p0 == 0.0f ? 0.0f : g * (p0 * powf(x, p0 - 1.0f));
         case EW_AFFINE: return g * p0;
         default: return g;

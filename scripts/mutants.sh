@@ -24,7 +24,7 @@ tail-matmul | vector tail past the end | kernels/matmul.cu | if (vec && limit >=
 relu-grad-nan | gradient at NaN | kernels/elementwise.cu | case EW_RELU: return y <= 0.0f ? 0.0f : g; | case EW_RELU: return y > 0.0f ? g : 0.0f; | --test edge_values
 leaky-grad-zero | gradient at exact zero | kernels/elementwise.cu | case EW_LEAKY_RELU: return x > 0.0f ? g : g * p0; | case EW_LEAKY_RELU: return x >= 0.0f ? g : g * p0; | --test edge_values
 abs-grad-nan | gradient at NaN | kernels/elementwise.cu | case EW_ABS: return x > 0.0f ? g : (x < 0.0f ? -g : 0.0f); | case EW_ABS: return x > 0.0f ? g : (x < 0.0f ? -g : x); | --test edge_values
-clamp-grad-bound | gradient at a bound | kernels/elementwise.cu | case EW_CLAMP: return (x >= p0 && x <= p1) ? g : 0.0f; | case EW_CLAMP: return (x > p0 && x <= p1) ? g : 0.0f; | --test edge_values --test elementwise_grad
+clamp-grad-bound | gradient at a bound | kernels/elementwise.cu | case EW_CLAMP: return (x > p0 && x < p1) ? g : 0.0f; | case EW_CLAMP: return (x >= p0 && x < p1) ? g : 0.0f; | --test edge_values --test elementwise_grad
 clip-nan | NaN through clipping | kernels/optim.cu | p[i] = x < lo ? lo : (x > hi ? hi : x); | p[i] = x > hi ? hi : (x >= lo ? x : lo); | --test edge_values --test optim
 clamp-nan | NaN through clamp | kernels/elementwise.cu | const float lo = x < p0 ? p0 : x; | const float lo = x >= p0 ? x : p0; | --test edge_values --test elementwise
 maximum-nan | NaN through maximum | kernels/elementwise.cu | case EW_MAXIMUM: return (a > b || a != a) ? a : b; | case EW_MAXIMUM: return (a > b) ? a : b; | --test elementwise

@@ -226,11 +226,7 @@ fn pointer_arguments_must_point_into_live_allocations() {
 
 #[test]
 fn shared_counter_race_is_reported_and_atomics_are_not() {
-    for schedule in [
-        Schedule::Forward,
-        Schedule::Reverse,
-        Schedule::Random(1),
-    ] {
+    for schedule in [Schedule::Forward, Schedule::Reverse, Schedule::Random(1)] {
         let dev = emu_with(schedule, true);
         let y = upload(&dev, &[0.0f32; 1]);
         dev.launch(
@@ -326,8 +322,12 @@ fn launch_limits_are_checked_before_running() {
         ],
     );
     let f = upload(&dev, &[0.0f32; 32]);
-    dev.launch("emu_check_big_static", &threads(32, 8 * 1024), &[Arg::ptr(f.ptr())])
-        .unwrap();
+    dev.launch(
+        "emu_check_big_static",
+        &threads(32, 8 * 1024),
+        &[Arg::ptr(f.ptr())],
+    )
+    .unwrap();
     fails(
         &dev,
         "emu_check_big_static",

@@ -20,7 +20,7 @@ fn emu_workers(schedule: Schedule, workers: usize) -> Arc<SimtDevice> {
         schedule,
         workers,
         races: false, // some kernels here race on purpose (emu_missing_barrier)
-        ..EmuOptions::from_env() // keep DUEL_EMU_TRACE so CI counts these launches
+        ..EmuOptions::from_env()  // keep DUEL_EMU_TRACE so CI counts these launches
     })
     .expect("emulator");
     device.simt().expect("emu is a SIMT device").clone()

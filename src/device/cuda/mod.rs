@@ -191,9 +191,11 @@ impl CudaRuntime {
     fn kernel_limits(&self, f: Function) -> Result<KernelLimits> {
         use sys::CUfunction_attribute_enum::*;
         // SAFETY: `f` is a live function of this context, which is bound.
-        let attr = |a| unsafe { cu::function::get_function_attribute(f.0, a) }
-            .map(|v| v.max(0) as u32)
-            .map_err(|e| self.err("cuFuncGetAttribute", e));
+        let attr = |a| {
+            unsafe { cu::function::get_function_attribute(f.0, a) }
+                .map(|v| v.max(0) as u32)
+                .map_err(|e| self.err("cuFuncGetAttribute", e))
+        };
         let static_shared = attr(CU_FUNC_ATTRIBUTE_SHARED_SIZE_BYTES)?;
         let total = static_shared + attr(CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES)?;
         Ok(KernelLimits {

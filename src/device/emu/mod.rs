@@ -210,7 +210,10 @@ impl EmuRuntime {
             };
             let info = kernels::find(name);
             let pointers = (0..param_sizes.len())
-                .map(|i| info.and_then(|k| k.params.get(i)).is_some_and(|t| t.contains('*')))
+                .map(|i| {
+                    info.and_then(|k| k.params.get(i))
+                        .is_some_and(|t| t.contains('*'))
+                })
                 .collect();
             kernels.insert(
                 name,
@@ -305,7 +308,13 @@ impl EmuRuntime {
                 continue;
             }
             match allocs.range(..=ptr).next_back() {
-                Some((&base, &Block { size, lent: Some(lent) })) if ptr < base + size as u64 => {
+                Some((
+                    &base,
+                    &Block {
+                        size,
+                        lent: Some(lent),
+                    },
+                )) if ptr < base + size as u64 => {
                     buffers.push(ffi::DuelEmuBuffer {
                         base,
                         lent: lent as u64,

@@ -111,26 +111,51 @@ mod tests {
         refused(cfg((1, 1, 1), (32, 32, 2), 0), none, "2048 threads");
         refused(cfg((1, 1, 1), (1, 1, 65), 0), none, "per-dimension");
         refused(cfg((0, 1, 1), (32, 1, 1), 0), none, "zero dimension");
-        refused(cfg((1, 65536, 1), (32, 1, 1), 0), none, "exceeds the limits");
-        assert!(check("k", &cfg((i32::MAX as u32, 65535, 65535), (1, 1, 1), 0), &none).is_ok());
-        refused(cfg((1, 1, 1), (32, 1, 1), 48 * 1024 + 1), none, "without opting in");
+        refused(
+            cfg((1, 65536, 1), (32, 1, 1), 0),
+            none,
+            "exceeds the limits",
+        );
+        assert!(check(
+            "k",
+            &cfg((i32::MAX as u32, 65535, 65535), (1, 1, 1), 0),
+            &none
+        )
+        .is_ok());
+        refused(
+            cfg((1, 1, 1), (32, 1, 1), 48 * 1024 + 1),
+            none,
+            "without opting in",
+        );
         let bounded = KernelLimits {
             launch_bounds: Some(256),
             ..none
         };
         assert!(check("k", &cfg((1, 1, 1), (256, 1, 1), 0), &bounded).is_ok());
-        refused(cfg((1, 1, 1), (16, 17, 1), 0), bounded, "the kernel allows 256");
+        refused(
+            cfg((1, 1, 1), (16, 17, 1), 0),
+            bounded,
+            "the kernel allows 256",
+        );
         let with_static = KernelLimits {
             static_shared: 40 * 1024,
             ..none
         };
-        refused(cfg((1, 1, 1), (32, 1, 1), 8 * 1024 + 1), with_static, "40960 bytes of static");
+        refused(
+            cfg((1, 1, 1), (32, 1, 1), 8 * 1024 + 1),
+            with_static,
+            "40960 bytes of static",
+        );
         let opted = KernelLimits {
             opted_in_shared: shared_opt_in_max((9, 0)),
             ..none
         };
         assert!(check("k", &cfg((1, 1, 1), (32, 1, 1), 227 * 1024), &opted).is_ok());
-        refused(cfg((1, 1, 1), (32, 1, 1), 227 * 1024 + 1), opted, "as opted in");
+        refused(
+            cfg((1, 1, 1), (32, 1, 1), 227 * 1024 + 1),
+            opted,
+            "as opted in",
+        );
         assert_eq!(shared_opt_in_max((8, 0)), Some(166_912));
         assert_eq!(shared_opt_in_max((9, 0)), Some(232_448));
     }

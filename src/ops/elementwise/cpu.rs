@@ -396,7 +396,8 @@ fn unary_backward_typed<T: Float>(
         UnaryOp::Clamp { min, max } => {
             let (lo, hi) = (p(min), p(max));
             map2(s, sl, g, gl, shape, move |x, g| {
-                if x >= lo && x <= hi {
+                // Strictly inside: PyTorch (2.15) gives 0 at a bound, as hardtanh.
+                if x > lo && x < hi {
                     g
                 } else {
                     T::ZERO

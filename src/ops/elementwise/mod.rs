@@ -29,7 +29,7 @@
 //! * `relu'` is 0 where the output is <= 0, else 1 (0 at 0; 1 for NaN, as PyTorch);
 //! * `abs'(x) = sign(x)`: 0 at 0 and for NaN (PyTorch's sgn);
 //! * `leaky_relu'(x)` is 1 for x > 0, else `slope` (so `slope` at 0);
-//! * `clamp` passes the gradient where `min <= x <= max` (bounds included), else 0;
+//! * `clamp` passes the gradient where `min < x < max`, else 0 (0 at a bound, as PyTorch 2.15);
 //! * `powf` with exponent 0 has gradient 0 everywhere; otherwise `e·x^(e−1)`;
 //! * `sigmoid' = y(1−y)`, `tanh' = 1−y²`, `sqrt' = 1/(2y)`, `exp' = y`, `log' = 1/x`;
 //! * `div`: `da = dy/b`, `db = −dy·a/(b·b)`;
