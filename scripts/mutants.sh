@@ -33,15 +33,15 @@ tanh-grad | wrong backward term | kernels/elementwise.cu | case EW_TANH: return 
 sigmoid-grad | wrong backward term | kernels/elementwise.cu | case EW_SIGMOID: return g * ((1.0f - y) * y); | case EW_SIGMOID: return g * (1.0f - y); | --test elementwise_grad
 reduce-barrier | missing barrier | kernels/reduce.cu | warp_part[warp] = acc;\n    }\n    __syncthreads();\n    if (warp == 0) {\n        float v = lane | warp_part[warp] = acc;\n    }\n    if (warp == 0) {\n        float v = lane | --test reduce
 reduce-warp | wrong reduction | kernels/reduce.cu | for (int offset = 16; offset > 0; offset >>= 1) {\n        v = duel_reduce_combine | for (int offset = 8; offset > 0; offset >>= 1) {\n        v = duel_reduce_combine | --test reduce
-reduce-shared | launch: dynamic shared too small | src/ops/reduce/simt.rs | shared_bytes: (BLOCK / 32) * 4, | shared_bytes: (BLOCK / 32) * 4 - 4, | --test reduce
-reduce-threads | launch: block over the limit | src/ops/reduce/simt.rs | const BLOCK: u32 = 256; | const BLOCK: u32 = 2048; | --test reduce
+reduce-shared | launch: dynamic shared too small | src/ops/reduce/simt.rs | shared_bytes: (THREADS / 32) * 4, | shared_bytes: (THREADS / 32) * 4 - 4, | --test reduce
+reduce-threads | launch: block over the limit | src/ops/reduce/simt.rs | block: (THREADS, 1, 1),\n        shared_bytes | block: (2 * 1024, 1, 1),\n        shared_bytes | --test reduce
 conv-barrier | missing barrier | kernels/conv.cu | partial[threadIdx.x] = acc;\n    __syncthreads(); | partial[threadIdx.x] = acc; | --test conv
 conv-off-by-one | off-by-one bound (static shared) | kernels/conv.cu | if ((int)threadIdx.x < half) partial | if ((int)threadIdx.x <= half) partial | --test conv
 conv-shared-size | static shared too small | kernels/conv.cu | __shared__ float partial[256]; | __shared__ float partial[255]; | --test conv
 matmul-barrier | missing barrier | kernels/matmul.cu | acc = fmaf(As[ty][kk], Bs[kk][tx], acc);\n        }\n        __syncthreads(); | acc = fmaf(As[ty][kk], Bs[kk][tx], acc);\n        } | --test matmul
 matmul-bound | off-by-one bound | kernels/matmul.cu | As[ty][tx] = (i < M && p < K) ? | As[ty][tx] = (i <= M && p < K) ? | --test matmul
 norm-barrier | missing barrier | kernels/norm.cu | part[warp] = v;\n    }\n    __syncthreads(); | part[warp] = v;\n    } | --test norm
-norm-shared-size | static shared too small | kernels/norm.cu | __shared__ float part[33];\n | __shared__ float part[32];\n | --test norm
+norm-shared-size | static shared too small | kernels/norm.cu | float momentum, float eps) {\n    __shared__ float part[33]; | float momentum, float eps) {\n    __shared__ float part[32]; | --test norm
 loss-barrier | missing barrier | kernels/loss.cu | part[threadIdx.x] = acc;\n    __syncthreads(); | part[threadIdx.x] = acc; | --test loss
 loss-half | off-by-one bound | kernels/loss.cu | if ((int)threadIdx.x < half) {\n            part | if ((int)threadIdx.x <= half) {\n            part | --test loss
 concat-bound | off-by-one bound | kernels/concat.cu | p < n; p += stride | p <= n; p += stride | --test concat

@@ -60,7 +60,7 @@ fn float4_load_past_the_end_is_out_of_bounds() {
     let dev = emu();
     for n in [5usize, 6, 7] {
         let x = upload(&dev, &vec![1.0f32; n]);
-        let y = upload(&dev, &vec![0.0f32; 8]);
+        let y = upload(&dev, &[0.0f32; 8]);
         let args = |overrun: i32| {
             [
                 Arg::ptr(x.ptr()),

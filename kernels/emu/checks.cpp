@@ -10,7 +10,9 @@
 // - alignment: a pointer dereferenced at an address its type's alignment does not divide;
 // - races (when the launch asks): two threads of a block touching the same bytes of
 //   shared or global memory in one barrier interval, at least one writing, not both
-//   atomically, not ordered by a warp operation both took part in;
+//   atomically, not ordered by a warp operation both took part in (a store the compiler
+//   checked only as the load before it, as in `x += v`, is found when the fiber yields:
+//   the bytes it read changed while only it ran);
 // - static __shared__ variables live in a per-block arena, placed with no more alignment
 //   than they declare and filled with 0xFF bytes (NaN as float) when the block starts.
 
@@ -156,7 +158,15 @@ void record(Worker& w, uintptr_t a, size_t n, Kind k) {
         const Access& wr = g.write;
         if (wr.tid != ~0u && wr.tid != tid && (wr.mask & mask) && !(wr.atomic && k == ATOMIC) && !ordered(w, wr, tid))
             race(w, wr, wr.atomic ? ATOMIC : WRITE, k, at);
+        if (k == ATOMIC) g.seen_segment = 0;  // its change is the atomic's, not a store's
         if (k == READ) {
+            if (g.seen_segment != w.segment) {
+                // SAFETY of the read: the granule is inside a buffer with its redzones, or
+                // the shared arena (check() placed `a` there).
+                memcpy(&g.seen, reinterpret_cast<const void*>(key << 2), 4);
+                g.seen_segment = w.segment;
+                w.seg_reads.push_back(key);
+            }
             Access* slot = &g.read[1];
             if (g.read[0].tid == ~0u || g.read[0].tid == tid) slot = &g.read[0];
             const unsigned char keep = slot->tid == tid ? slot->mask : 0;
@@ -211,6 +221,29 @@ void begin_block(Worker& w) {
     w.static_top = 0;
     w.shared_vars.clear();
     begin_interval(w);
+}
+
+void begin_segment(Worker& w) {
+    w.segment++;
+    w.seg_reads.clear();
+}
+
+void end_segment(Worker& w) {
+    for (size_t i = 0; i < w.seg_reads.size(); ++i) {
+        const uintptr_t key = w.seg_reads[i];
+        Granule& g = granule(w, key);
+        if (g.seen_segment != w.segment) continue;
+        g.seen_segment = 0;
+        uint32_t now;
+        memcpy(&now, reinterpret_cast<const void*>(key << 2), 4);
+        if (now == g.seen) continue;
+        unsigned lo = 0, hi = 4;
+        const uint32_t diff = now ^ g.seen;  // little-endian: byte j is bits 8j..8j+7
+        while (!((diff >> (8 * lo)) & 0xFFu)) ++lo;
+        while (!((diff >> (8 * (hi - 1))) & 0xFFu)) --hi;
+        record(w, (key << 2) + lo, hi - lo, WRITE);
+    }
+    w.seg_reads.clear();
 }
 
 void begin_interval(Worker& w) {

@@ -180,6 +180,7 @@ void fiber_main(void* arg) {
     Fiber* f = static_cast<Fiber*>(arg);
     Worker* w = tls_worker;
     w->launch->kernel->thunk(w->launch->args);
+    if (w->launch->opt.races) end_segment(*w);
     f->state = DONE;
     w->n_done++;
     w->warps[f->linear >> 5].exited |= 1u << (f->linear & 31);
@@ -247,6 +248,7 @@ void resume(Worker& w, Fiber& f) {
     f.state = RUNNABLE;
     duel_emu_thread_idx = f.idx;
     w.cur = &f;
+    if (w.launch->opt.races) begin_segment(w);
     ctx_switch(&w.sched, &f.ctx);
 }
 
@@ -429,6 +431,7 @@ using namespace duel_emu;
 extern "C" int duel_emu_syncthreads(const char* file, int line, int predicate) {
     Worker* w = tls_worker;
     Fiber* f = w->cur;
+    if (w->launch->opt.races) end_segment(*w);
     const unsigned g = w->barrier_gen;
     w->bar_count[g & 1] += predicate;
     f->state = AT_BARRIER;
@@ -481,6 +484,7 @@ extern "C" unsigned duel_emu_warp_sync(unsigned mask, unsigned long long value, 
             in.collecting = false;
             if (w->launch->opt.races) warp_synced(wp, part);
         } else {
+            if (w->launch->opt.races) end_segment(*w);
             f->state = IN_WARP;
             f->warp_inst = idx;
             f->file = file;

@@ -103,6 +103,12 @@ struct Granule {
     uintptr_t key = 0;
     unsigned long long interval = 0;  // 0: empty
     Access write, read[2];
+    // The 4 bytes as the current fiber segment first read them (valid while `seen_segment`
+    // is the worker's segment): the compiler checks a store that follows a load of the same
+    // address only once, as the load, so a read-modify-write's store is found at the end of
+    // the segment by the bytes having changed.
+    uint32_t seen = 0;
+    unsigned long long seen_segment = 0;
 };
 
 struct Worker {
@@ -125,6 +131,8 @@ struct Worker {
     std::vector<Granule> shadow;
     size_t shadow_used = 0;
     unsigned long long interval = 0;
+    unsigned long long segment = 0;    // one per resume of a fiber
+    std::vector<uintptr_t> seg_reads;  // granules the running fiber read in this segment
     std::vector<unsigned> order;  // scheduling order of the current round
 
     Worker();
@@ -143,5 +151,7 @@ std::string thread_name(const Fiber& f);
 void begin_block(Worker& w);     // poisons shared memory, forgets the last block's variables
 void begin_interval(Worker& w);  // a barrier was released: a new race-detection interval
 void warp_synced(Warp& wp, unsigned mask);  // a warp operation of `mask` completed
+void begin_segment(Worker& w);  // a fiber is resumed
+void end_segment(Worker& w);    // the running fiber is about to yield (races on): its hidden stores
 
 }  // namespace duel_emu

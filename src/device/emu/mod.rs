@@ -181,7 +181,7 @@ const ALIGN: usize = 256;
 /// Each allocation is `REDZONE` bytes of nothing, the buffer, and `REDZONE` more: a kernel
 /// access there stops the launch (kernels/emu/checks.cpp).
 const REDZONE: usize = ffi::REDZONE;
-const _: () = assert!(REDZONE % ALIGN == 0);
+const _: () = assert!(REDZONE.is_multiple_of(ALIGN));
 
 /// The host layout behind an allocation of `size` bytes (its redzones included).
 fn host_layout(size: usize) -> Option<Layout> {
