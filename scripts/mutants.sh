@@ -48,6 +48,13 @@ concat-bound | off-by-one bound | kernels/concat.cu | p < n; p += stride | p <= 
 upsample-bound | off-by-one bound | kernels/upsample.cu | for (int idx = blockIdx.x * blockDim.x + threadIdx.x; idx < n; idx += stride) {\n        const int ox = idx % ow; | for (int idx = blockIdx.x * blockDim.x + threadIdx.x; idx <= n; idx += stride) {\n        const int ox = idx % ow; | --test upsample
 adam-moment | wrong update term | kernels/optim.cu | const float mi = __fadd_rn(__fmul_rn(beta1, m[i]), __fmul_rn(one_minus_beta1, d)); | const float mi = __fadd_rn(__fmul_rn(beta1, m[i]), d); | --test optim
 dropout-scale | wrong scale | kernels/dropout.cu | out[i] = u >= p ? __fmul_rn(x[i], scale) : 0.0f; | out[i] = u >= p ? x[i] : 0.0f; | --test dropout
+reduce-shared-write | write past dynamic shared | kernels/reduce.cu | warp_part[warp] = acc; | warp_part[warp + 1] = acc; | --test reduce
+reduce-shared-read | read past dynamic shared | kernels/reduce.cu | float v = lane < nwarps ? warp_part[lane] : duel_reduce_identity(op); | float v = warp_part[lane]; | --test reduce
+loss-shared-read | read past dynamic shared | kernels/loss.cu | float v = lane < warps ? warp_part[lane] : 0.0f; | float v = warp_part[lane]; | --test loss
+norm-unwritten-shared | read of static shared no thread wrote | kernels/norm.cu | float t = lane < nwarps ? part[lane] : 0.0f; | float t = part[lane]; | --test norm
+norm-shared-rmw | non-atomic += on one shared slot | kernels/norm.cu | if (lane == 0) {\n        part[warp] = v;\n    }\n    __syncthreads();\n    if (warp == 0) {\n        float t = lane < nwarps ? part[lane] : 0.0f;\n        t = duel_norm_warp_sum(t);\n        if (lane == 0) {\n            part[32] = t;\n        }\n    } | if (threadIdx.x == 0) part[32] = 0.0f;\n    __syncthreads();\n    if (lane == 0) part[32] += v; | --test norm
+conv-shared-rmw | non-atomic += on one shared slot | kernels/conv.cu | partial[threadIdx.x] = acc;\n    __syncthreads();\n    for (int half = 128; half > 0; half >>= 1) {\n        if ((int)threadIdx.x < half) partial[threadIdx.x] += partial[threadIdx.x + half];\n        __syncthreads();\n    } | if (threadIdx.x == 0) partial[0] = 0.0f;\n    __syncthreads();\n    partial[0] += acc;\n    __syncthreads(); | --test conv
+grid-rounding | launch: grid rounded down | src/device/simt/runtime.rs | let blocks = n.div_ceil(threads as usize).max(1); | let blocks = (n / threads as usize).max(1); | --test view_grad --test fill --test cast --test reduce --test dropout --test rng
 LIST
 )
 
