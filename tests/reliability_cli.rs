@@ -266,10 +266,16 @@ fn parallel_starts_with_one_name_leave_one_run() {
 fn parallel_starts_without_a_name_get_their_own_directories() {
     let tmp = TempDir::new("rel-parallel");
     let runs = tmp.arg("runs");
+    // Tiny digits runs: loading the data takes each process about as long, so their
+    // starts meet (toy runs start too staggered to collide).
     let children: Vec<Child> = (0..4)
         .map(|_| {
             Command::new(env!("CARGO_BIN_EXE_duel"))
-                .args(toy_args(&runs, &["--steps", "3"]))
+                .args([
+                    "train", "--device", "cpu", "--arch", "dcgan28", "--width", "2",
+                ])
+                .args(["--nz", "2", "--batch-size", "4", "--quiet", "--steps", "3"])
+                .args(["--runs-dir", &runs])
                 .stdout(Stdio::piped())
                 .stderr(Stdio::piped())
                 .spawn()
@@ -287,10 +293,10 @@ fn parallel_starts_without_a_name_get_their_own_directories() {
     assert_eq!(
         names,
         [
-            "nsgan-mlp-ring8",
-            "nsgan-mlp-ring8-2",
-            "nsgan-mlp-ring8-3",
-            "nsgan-mlp-ring8-4"
+            "nsgan-dcgan28-digits",
+            "nsgan-dcgan28-digits-2",
+            "nsgan-dcgan28-digits-3",
+            "nsgan-dcgan28-digits-4"
         ]
     );
     for n in names {
