@@ -254,10 +254,11 @@ fn gan_resume_lsgan_sgd_momentum_is_bitwise() {
 
 #[test]
 fn gan_resume_across_an_epoch_boundary_is_bitwise() {
-    // 5000 digits in batches of 1000: 5 batches an epoch, so 8 steps split 4 + 4 cross
-    // into the second epoch after the resume (a reshuffle from the restored data state).
+    // The 4,000 training digits (data::split) in batches of 800: 5 batches an epoch, so 8
+    // steps split 4 + 4 cross into the second epoch after the resume (a reshuffle from the
+    // restored data state).
     let mut c = tiny_dcgan(Variant::NsGan, false);
-    c.batch_size = 1000;
+    c.batch_size = 800;
     c.width = 2;
     check_resume("epoch", c.clone(), 8);
     let mut t = Trainer::new(c, &Device::Cpu).unwrap();

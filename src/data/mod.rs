@@ -3,6 +3,7 @@
 //! distributions of the mode-collapse experiments ([`toy`]).
 
 pub mod idx;
+pub mod split;
 pub mod toy;
 
 use std::path::{Path, PathBuf};
@@ -13,6 +14,7 @@ use crate::ops::rng::Philox;
 use crate::tensor::Tensor;
 
 pub use idx::{read_idx, read_images, read_labels, Idx};
+pub use split::Split;
 
 /// The built-in image file (gzipped IDX), resolved at compile time.
 pub const BUILTIN_IMAGES: &str = concat!(
@@ -127,6 +129,33 @@ impl Digits {
             c[l as usize] += 1;
         }
         c
+    }
+
+    /// The examples at `indices`, in that order, as a set of their own.
+    pub fn subset(&self, indices: &[usize]) -> Result<Digits> {
+        let (images, labels) = self.batch(indices, &Device::Cpu)?;
+        let hw = self.height * self.width;
+        let pixels = indices
+            .iter()
+            .flat_map(|&i| self.pixels[i * hw..(i + 1) * hw].iter().copied())
+            .collect();
+        Ok(Digits {
+            images,
+            labels,
+            pixels,
+            height: self.height,
+            width: self.width,
+        })
+    }
+
+    /// The [`Split`] of this set (by its labels).
+    pub fn split(&self) -> Split {
+        Split::of_labels(&self.labels)
+    }
+
+    /// The `train` part of [`Digits::split`]: what GANs and the evaluation classifier see.
+    pub fn train_split(&self) -> Result<Digits> {
+        self.subset(&self.split().train)
     }
 
     /// The images at `indices` as f32 `[B, 1, H, W]` in [-1, 1] on `device`, and their labels.

@@ -539,7 +539,9 @@ fn open_source(config: &TrainConfig) -> Result<(Source, Vec<usize>, Option<usize
             Digits::from_paths(images, labels)?
         }
         _ => Digits::builtin()?,
-    };
+    }
+    // Validation and held-out digits stay unseen by every GAN (data::split).
+    .train_split()?;
     let (h, w) = digits.image_size();
     if (h, w) != (28, 28) {
         return Err(Error::invalid(format!(
