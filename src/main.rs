@@ -36,6 +36,12 @@ enum Command {
     Train(Box<cli::train::TrainArgs>),
     /// Draw samples from a trained generator into a PNG
     Sample(cli::train::SampleArgs),
+    /// Score a trained generator: classifier FD, IS-like, class histogram, Parzen (digits);
+    /// the mode-collapse protocol (toy data)
+    Eval(Box<cli::eval::EvalArgs>),
+    /// Train a toy GAN and compute its theory: D vs the optimal D*, JSD and chi^2 at
+    /// checkpoints, the generator's gradient vs D(G(z)); PNGs into --out
+    Theory(cli::theory::TheoryArgs),
     /// List the CPU, GPUs, how the kernels were built, and whether the emulator works
     Devices,
     /// Run every op family on --device and compare it with the cpu reference
@@ -99,6 +105,8 @@ fn run(cli: &Cli) -> Result<(), Failure> {
     match &cli.command {
         Command::Train(args) => cli::train::train(device, args),
         Command::Sample(args) => cli::train::sample(device, args),
+        Command::Eval(args) => cli::eval::eval(device, args),
+        Command::Theory(args) => cli::theory::theory(args),
         Command::Devices => devices(),
         Command::Check => check(device),
         Command::Gradcheck { op } => gradcheck(op.as_deref()),

@@ -102,6 +102,7 @@ fn emu_matches_cpu(test: &str, config: &TrainConfig) -> (TempDir, Trainer) {
         sample_every: 1000,
         checkpoint_every: 1000,
         quiet: true,
+        ..Default::default()
     };
     let summary = run::run(&mut on_emu, &dir, &opts).unwrap();
     assert_eq!(summary.step, config.steps);

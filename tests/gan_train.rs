@@ -30,6 +30,7 @@ fn opts(every: u64) -> RunOptions {
         sample_every: every,
         checkpoint_every: every,
         quiet: true,
+        ..Default::default()
     }
 }
 
@@ -247,6 +248,7 @@ fn nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint() {
         sample_every: 100,
         checkpoint_every: 2,
         quiet: true,
+        ..Default::default()
     };
     let err = run::run(&mut trainer, &dir, &opts).unwrap_err().to_string();
     assert!(err.starts_with("step 5:"), "names the step: {err}");

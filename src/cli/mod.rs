@@ -1,4 +1,6 @@
 //! Subcommands of the `duel` binary that need more than a few lines.
 
 pub mod bench;
+pub mod eval;
+pub mod theory;
 pub mod train;

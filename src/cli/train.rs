@@ -92,6 +92,10 @@ pub struct TrainArgs {
     /// Write a checkpoint every N steps (stored with the run) [default: 500]
     #[arg(long, value_name = "N")]
     checkpoint_every: Option<u64>,
+    /// Score G every N steps (digits: FD, IS-like, … of 2,000 samples, see `duel eval --help`;
+    /// toy data: the mode-collapse protocol) into metrics.jsonl and eval.png; 0 = never
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    eval_every: u64,
     /// No progress line
     #[arg(long)]
     quiet: bool,
@@ -372,6 +376,7 @@ pub fn train(spec: DeviceSpec, args: &TrainArgs) -> Result<(), Failure> {
         sample_every: trainer.config.sample_every,
         checkpoint_every: trainer.config.checkpoint_every,
         quiet: args.quiet,
+        eval_every: args.eval_every,
     };
     // Ctrl-C, SIGTERM (timeout, docker stop, systemd, Slurm) and SIGHUP (a dropped ssh
     // session): finish the step, checkpoint, stop; a second signal exits at once.

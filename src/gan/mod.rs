@@ -16,6 +16,7 @@
 pub mod arch;
 pub mod budget;
 pub mod config;
+pub mod evaluate;
 pub mod objective;
 pub mod run;
 pub mod trainer;

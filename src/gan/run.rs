@@ -38,6 +38,7 @@ use std::collections::HashMap;
 
 use super::arch::{build, Net, NetSpec};
 use super::config::TrainConfig;
+use super::evaluate::{Evaluator, EVAL_PLOT};
 use super::trainer::{StepMetrics, Trainer};
 use crate::data::toy::Mixture;
 use crate::device::Device;
@@ -72,6 +73,8 @@ pub struct RunOptions {
     pub sample_every: u64,
     pub checkpoint_every: u64,
     pub quiet: bool,
+    /// Score G every N steps into metrics.jsonl and eval.png (0: never; gan::evaluate).
+    pub eval_every: u64,
 }
 
 impl Default for RunOptions {
@@ -80,6 +83,7 @@ impl Default for RunOptions {
             sample_every: 250,
             checkpoint_every: 500,
             quiet: false,
+            eval_every: 0,
         }
     }
 }
@@ -275,6 +279,7 @@ pub fn run(trainer: &mut Trainer, dir: &Path, opts: &RunOptions) -> Result<RunSu
     let start = Instant::now();
     let mut last = None;
     let mut last_checkpoint = dir.join(CHECKPOINT).is_file().then_some(trainer.step);
+    let mut evaluator = Evaluator::new(opts.eval_every, trainer.mixture(), &kept)?;
     while trainer.step < total {
         let t0 = Instant::now();
         let m = trainer.train_step()?;
@@ -283,6 +288,10 @@ pub fn run(trainer: &mut Trainer, dir: &Path, opts: &RunOptions) -> Result<RunSu
         let mut fields = m.fields().to_vec();
         fields.push(("img_per_s", img_per_s));
         fields.push(("elapsed_s", start.elapsed().as_secs_f64()));
+        if let Some(ev) = evaluator.as_mut().filter(|e| e.due(m.step, m.step == total)) {
+            let nz = trainer.config.nz;
+            fields.extend(ev.evaluate(&mut trainer.g, nz, m.step, &dir.join(EVAL_PLOT))?);
+        }
         log.log(&fields)?;
         if let Some((name, v)) = [("D loss", m.d_loss), ("G loss", m.g_loss)]
             .into_iter()
