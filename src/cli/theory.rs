@@ -153,7 +153,8 @@ pub fn theory(args: &TheoryArgs) -> Result<(), Failure> {
         let s = t.train_step()?;
         grads.push((s.d_fake, s.g_grad_norm));
         if t.step % args.every == 0 || t.step == args.steps {
-            let (e, k) = estimate(&mut t, &m, args.n, t.step)?;
+            let step = t.step;
+            let (e, k) = estimate(&mut t, &m, args.n, step)?;
             print_estimate(&e);
             estimates.push(e);
             kde = Some(k);
