@@ -32,7 +32,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Train a GAN (default: non-saturating DCGAN on the built-in digits) into runs/<name>/
+    /// Train a GAN (default: non-saturating DCGAN on the built-in digits; `train pix2pix`,
+    /// `train cyclegan` for image-to-image) into runs/<name>/
     Train(Box<cli::train::TrainArgs>),
     /// Draw samples from a trained generator into a PNG
     Sample(cli::train::SampleArgs),
@@ -42,6 +43,8 @@ enum Command {
     /// Train a toy GAN and compute its theory: D vs the optimal D*, JSD and chi^2 at
     /// checkpoints, the generator's gradient vs D(G(z)); PNGs into --out
     Theory(cli::theory::TheoryArgs),
+    /// Apply a trained pix2pix or CycleGAN generator to images (a grid input | output)
+    Translate(cli::translate::TranslateArgs),
     /// List the CPU, GPUs, how the kernels were built, and whether the emulator works
     Devices,
     /// Run every op family on --device and compare it with the cpu reference
@@ -107,6 +110,7 @@ fn run(cli: &Cli) -> Result<(), Failure> {
         Command::Sample(args) => cli::train::sample(device, args),
         Command::Eval(args) => cli::eval::eval(device, args),
         Command::Theory(args) => cli::theory::theory(args),
+        Command::Translate(args) => cli::translate::translate(device, args),
         Command::Devices => devices(),
         Command::Check => check(device),
         Command::Gradcheck { op } => gradcheck(op.as_deref()),

@@ -3,4 +3,6 @@
 pub mod bench;
 pub mod eval;
 pub mod theory;
+pub mod img2img;
 pub mod train;
+pub mod translate;

@@ -17,7 +17,11 @@ use crate::Failure;
 /// The flags of `duel train`. Those that describe the run are options so a resume can
 /// tell whether one was given (a resumed run keeps its configuration).
 #[derive(Args, Debug)]
+#[command(args_conflicts_with_subcommands = true)]
 pub struct TrainArgs {
+    /// Image-to-image models, with flags of their own (duel train pix2pix --help)
+    #[command(subcommand)]
+    image_to_image: Option<super::img2img::Img2ImgCommand>,
     /// GAN variant: gan (minimax), nsgan (non-saturating), lsgan (least squares), wgan
     #[arg(long)]
     variant: Option<String>,
@@ -217,6 +221,8 @@ impl TrainArgs {
     }
 }
 
+use duel::gan::img2img::run::is_img2img_run as img2img_run;
+
 fn set<T>(slot: &mut T, v: Option<T>) {
     if let Some(v) = v {
         *slot = v;
@@ -265,6 +271,19 @@ fn claim_run_dir(args: &TrainArgs, c: &TrainConfig) -> duel::Result<(PathBuf, ru
 }
 
 pub fn train(spec: DeviceSpec, args: &TrainArgs) -> Result<(), Failure> {
+    if let Some(cmd) = &args.image_to_image {
+        return super::img2img::train(spec, cmd);
+    }
+    if let Some(dir) = args.resume.as_ref().filter(|d| img2img_run(d)) {
+        if !args.config_flags().is_empty() {
+            return Err(Failure(
+                format!("{} is an image-to-image run; only --steps, --sample-every, --checkpoint-every and --quiet may be given with --resume", dir.display()),
+                2,
+            ));
+        }
+        let (s, c) = (args.sample_every, args.checkpoint_every);
+        return super::img2img::resume(spec, dir, args.steps, s, c, args.quiet);
+    }
     let bad = |e: duel::Error| Failure(e.to_string(), 2);
     for (flag, v) in [
         ("--sample-every", args.sample_every),

@@ -3,8 +3,10 @@
 //! distributions of the mode-collapse experiments ([`toy`]).
 
 pub mod idx;
+pub mod image_folder;
 pub mod split;
 pub mod toy;
+pub mod translation;
 
 use std::path::{Path, PathBuf};
 

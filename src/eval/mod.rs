@@ -14,5 +14,6 @@ pub mod digits;
 pub mod linalg;
 pub mod parzen;
 pub mod theory;
+pub mod similarity;
 
 pub use coverage::{mode_coverage, ModeCoverage};

@@ -17,6 +17,7 @@ pub mod arch;
 pub mod budget;
 pub mod config;
 pub mod evaluate;
+pub mod img2img;
 pub mod objective;
 pub mod run;
 pub mod trainer;

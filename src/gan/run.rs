@@ -61,6 +61,11 @@ pub fn request_stop() -> bool {
     STOP.swap(true, Ordering::SeqCst)
 }
 
+/// True once [`request_stop`] was called (other trainers' loops check it too).
+pub fn stop_requested() -> bool {
+    STOP.load(Ordering::SeqCst)
+}
+
 pub const CHECKPOINT: &str = "checkpoint.safetensors";
 pub const GENERATOR: &str = "generator.safetensors";
 pub const METRICS: &str = "metrics.jsonl";
@@ -575,7 +580,7 @@ fn save_loss_plot(path: &Path, d: &[(f64, f64)], g: &[(f64, f64)]) -> Result<()>
 }
 
 /// Each point's y replaced by the mean of it and the `w − 1` points before it.
-fn trailing_mean(points: &[(f64, f64)], w: usize) -> Vec<(f64, f64)> {
+pub(crate) fn trailing_mean(points: &[(f64, f64)], w: usize) -> Vec<(f64, f64)> {
     let mut sum = 0.0;
     points
         .iter()

@@ -27,7 +27,7 @@ mod simple;
 pub use init::ParamRng;
 pub use layers::{Conv2d, ConvTranspose2d, Linear};
 pub use norm::{BatchNorm1d, BatchNorm2d, InstanceNorm2d};
-pub use simple::{Dropout, LeakyReLU, ReLU, Reshape, Sigmoid, Tanh};
+pub use simple::{Dropout, LeakyReLU, ReLU, ReflectionPad2d, Reshape, Sigmoid, Tanh};
 
 use std::collections::{BTreeMap, HashMap};
 

@@ -126,3 +126,17 @@ impl Module for Reshape {
         format!("Reshape({:?})", self.shape)
     }
 }
+
+/// Mirror padding of `[N, C, H, W]` by the same amount on every side, without repeating
+/// the edge (PyTorch's `nn.ReflectionPad2d(p)`, CycleGAN's ResNet generator).
+pub struct ReflectionPad2d(pub usize);
+
+impl Module for ReflectionPad2d {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let p = self.0;
+        x.pad2d((p, p, p, p), crate::ops::pad::PadMode::Reflect)
+    }
+    fn describe(&self) -> String {
+        format!("ReflectionPad2d(({0}, {0}, {0}, {0}))", self.0)
+    }
+}
