@@ -128,8 +128,8 @@ fn short_run(model: Model, columns: usize) {
             assert!(r[*k].is_finite(), "{k} = {} in {r:?}", r[*k]);
         }
     }
-    // Grid: 8 held-out rows per direction of 34-pixel cells (32 + padding 2), plus 2.
-    let rows_shown = if model == Model::Pix2pix { 8 } else { 16 };
+    // Grid: 10 held-out rows per direction of 34-pixel cells (32 + padding 2), plus 2.
+    let rows_shown = if model == Model::Pix2pix { 10 } else { 20 };
     assert_eq!(
         png_size(&dir.path("samples/final.png")),
         (columns as u32 * 34 + 2, rows_shown * 34 + 2)

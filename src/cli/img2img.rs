@@ -31,7 +31,7 @@ pub struct Img2ImgArgs {
     /// Generator: unet or resnet [unet; resnet]
     #[arg(long)]
     generator: Option<String>,
-    /// Generator base channels [16]
+    /// Generator base channels [16; 8]
     #[arg(long)]
     ngf: Option<usize>,
     /// Discriminator base channels [16]
@@ -73,7 +73,7 @@ pub struct Img2ImgArgs {
     /// Minibatch size [16; 4]
     #[arg(long)]
     batch_size: Option<usize>,
-    /// Steps in all [2000]
+    /// Steps in all [2000; 3000]
     #[arg(long)]
     steps: Option<u64>,
     /// The last N steps decay the learning rate linearly to 0 [half of --steps]

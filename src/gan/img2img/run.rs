@@ -32,8 +32,8 @@ use crate::io::progress::Progress;
 use crate::tensor::Tensor;
 
 pub const EVAL: &str = "eval.json";
-/// Held-out examples in a sample grid (per direction for CycleGAN).
-pub const GRID_EXAMPLES: usize = 8;
+/// Held-out examples in a sample grid (per direction for CycleGAN): one of each digit.
+pub const GRID_EXAMPLES: usize = 10;
 
 /// What a finished run left behind.
 #[derive(Clone, Debug)]
