@@ -51,7 +51,10 @@ fn img2img_cli_bad_image_folders_give_one_clear_error() {
     write_png(&mixed.join("a.png"), 64, 32, png::ColorType::Grayscale);
     write_png(&mixed.join("b.png"), 64, 30, png::ColorType::Grayscale);
     let e = refused("pix2pix", &mixed, &t);
-    assert!(e.contains("b.png") && e.contains("64×30") && e.contains("64×32"), "{e}");
+    assert!(
+        e.contains("b.png") && e.contains("64×30") && e.contains("64×32"),
+        "{e}"
+    );
     // Odd width for side-by-side pairs.
     let odd = t.path("odd");
     std::fs::create_dir_all(&odd).unwrap();
@@ -69,7 +72,10 @@ fn img2img_cli_bad_image_folders_give_one_clear_error() {
     std::fs::create_dir_all(&junk).unwrap();
     std::fs::write(junk.join("broken.png"), b"not a png at all").unwrap();
     let e = refused("pix2pix", &junk, &t);
-    assert!(e.contains("broken.png") && e.contains("not a readable PNG"), "{e}");
+    assert!(
+        e.contains("broken.png") && e.contains("not a readable PNG"),
+        "{e}"
+    );
     // Domains of different sizes.
     let sizes = t.path("sizes");
     for (d, s) in [("A", 16), ("B", 20)] {
@@ -91,32 +97,84 @@ fn img2img_cli_user_folder_trains_resumes_and_translates() {
     let data = t.path("pairs");
     std::fs::create_dir_all(&data).unwrap();
     for i in 0..20 {
-        write_png(&data.join(format!("{i:02}.png")), 64, 32, png::ColorType::Rgb);
+        write_png(
+            &data.join(format!("{i:02}.png")),
+            64,
+            32,
+            png::ColorType::Rgb,
+        );
     }
     let run = t.arg("runs/p");
     let tiny = [
-        "--ngf", "2", "--ndf", "2", "--batch-size", "2", "--quiet", "--sample-every", "1",
+        "--ngf",
+        "2",
+        "--ndf",
+        "2",
+        "--batch-size",
+        "2",
+        "--quiet",
+        "--sample-every",
+        "1",
     ];
-    let mut args = vec!["--device", "cpu", "train", "pix2pix", "--data", data.to_str().unwrap()];
+    let mut args = vec![
+        "--device",
+        "cpu",
+        "train",
+        "pix2pix",
+        "--data",
+        data.to_str().unwrap(),
+    ];
     args.extend(["--steps", "2", "--name", "p", "--runs-dir"]);
     let runs = t.arg("runs");
     args.push(&runs);
     args.extend(tiny);
     let out = duel(&args);
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(stdout.contains("A → B"), "{stdout}");
     // Plain `duel train --resume` continues an image-to-image run.
-    let out = duel(&["--device", "cpu", "train", "--resume", &run, "--steps", "3", "--quiet"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = duel(&[
+        "--device", "cpu", "train", "--resume", &run, "--steps", "3", "--quiet",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let rows = std::fs::read_to_string(t.path("runs/p/metrics.jsonl")).unwrap();
     assert_eq!(rows.lines().count(), 3);
     // Translate the held-out pairs (RGB: input | output | target).
     let grid = t.arg("grid.png");
-    let out = duel(&["--device", "cpu", "translate", "--checkpoint", &run, "--out", &grid, "--n", "2"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = duel(&[
+        "--device",
+        "cpu",
+        "translate",
+        "--checkpoint",
+        &run,
+        "--out",
+        &grid,
+        "--n",
+        "2",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(png_size(&t.path("grid.png")), (3 * 34 + 2, 2 * 34 + 2));
-    let err = duel(&["--device", "cpu", "translate", "--checkpoint", &run, "--direction", "b2a"]);
+    let err = duel(&[
+        "--device",
+        "cpu",
+        "translate",
+        "--checkpoint",
+        &run,
+        "--direction",
+        "b2a",
+    ]);
     assert_eq!(err.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&err.stderr).contains("translates A → B only"));
 }

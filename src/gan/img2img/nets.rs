@@ -255,7 +255,11 @@ pub struct Network {
 }
 
 fn check_side(what: &str, side: (usize, usize), divisor: usize) -> Result<()> {
-    if side.0 % divisor != 0 || side.1 % divisor != 0 || side.0 == 0 || side.1 == 0 {
+    if !side.0.is_multiple_of(divisor)
+        || !side.1.is_multiple_of(divisor)
+        || side.0 == 0
+        || side.1 == 0
+    {
         return Err(Error::invalid(format!(
             "{what} takes images whose height and width are multiples of {divisor}, got {}×{}; \
              resize the images or change the network (--num-downs for the U-Net)",

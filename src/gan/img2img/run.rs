@@ -255,11 +255,11 @@ pub fn run(
             .collect();
         progress.update(step, &shown);
         let done = step == total;
-        if step % sample_every.max(1) == 0 || done {
+        if step.is_multiple_of(sample_every.max(1)) || done {
             save_samples(t, &samples.join(format!("step-{step:06}.png")))?;
             save_loss_plot(&dir.join(LOSS_PLOT), &curves)?;
         }
-        if step % checkpoint_every.max(1) == 0 || done {
+        if step.is_multiple_of(checkpoint_every.max(1)) || done {
             save_checkpoint(t, dir)?;
             last_checkpoint = Some(step);
         }

@@ -3,13 +3,17 @@
 //! exact save/resume.
 //!
 //! **pix2pix**, per step: `fake = G(x)`; D step on `cat(x, fake.detach())` (target 0) and
-//! `cat(x, y)` (target 1), D loss halved; G step with D frozen: GAN(D(cat(x, fake)), 1) +
-//! λ·L1(fake, y). **CycleGAN**, per step: `fake_B = G_A(a)`, `rec_A = G_B(fake_B)`,
-//! `fake_A = G_B(b)`, `rec_B = G_A(fake_A)`; G step with both D frozen: GAN(D_A(fake_B), 1)
-//! + GAN(D_B(fake_A), 1) + λ·(L1(rec_A, a) + L1(rec_B, b)) + λ·λ_id·(L1(G_A(b), b) +
+//! `cat(x, y)` (target 1), D loss halved; G step with D frozen: GAN(D(cat(x, fake)), 1)
+//! plus λ·L1(fake, y).
+//!
+//! **CycleGAN**, per step: `fake_B = G_A(a)`, `rec_A = G_B(fake_B)`, `fake_A = G_B(b)`,
+//! `rec_B = G_A(fake_A)`; G step with both D frozen on the sum of GAN(D_A(fake_B), 1),
+//! GAN(D_B(fake_A), 1), λ·(L1(rec_A, a) + L1(rec_B, b)) and λ·λ_id·(L1(G_A(b), b) +
 //! L1(G_B(a), a)); then D_A on b (1) and pool_B(fake_B) (0), D_B on a (1) and
 //! pool_A(fake_A) (0), each halved. One Adam over both generators, one over both
-//! discriminators. Before each step both learning rates are set to lr · [`Img2ImgConfig::lr_factor`].
+//! discriminators.
+//!
+//! Before each step both learning rates are set to lr · [`Img2ImgConfig::lr_factor`].
 //!
 //! **State.** Networks (parameters and batch-norm buffers), both optimizers, both pools
 //! (images and stream position), the data samplers, every dropout stream's position and the
