@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use common::{bits, TempDir};
-use duel::gan::config::{DataSpec, OptimizerKind, TrainConfig};
+use duel::gan::config::{DataSpec, ImageRows, OptimizerKind, TrainConfig};
 use duel::gan::objective::Variant;
 use duel::gan::Arch;
 use duel::io::checkpoint::load_safetensors;
@@ -51,6 +51,8 @@ fn legacy_config_files_load_with_their_values() {
     assert_eq!((c.arch, c.data.clone()), (Arch::Dcgan28, DataSpec::Digits));
     assert_eq!((c.d_steps, c.optimizer), (5, OptimizerKind::RmsProp));
     assert_eq!((c.beta1, c.beta2), (0.0, 0.99));
+    // Made before the data split: it keeps training on every digit, so it resumes bitwise.
+    assert_eq!(c.image_rows, ImageRows::All);
 
     let c = legacy_config("idx");
     assert_eq!(c.variant, Variant::Gan);

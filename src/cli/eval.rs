@@ -72,7 +72,10 @@ pub fn eval(spec: DeviceSpec, args: &EvalArgs) -> Result<(), Failure> {
     }
     let path = args.run.as_deref().expect("clap requires RUN");
     if args.n < 2 || args.n > 100_000 {
-        return Err(Failure(format!("--n {}: use 2 to 100000 samples", args.n), 2));
+        return Err(Failure(
+            format!("--n {}: use 2 to 100000 samples", args.n),
+            2,
+        ));
     }
     let device = spec.open()?;
     let t0 = Instant::now();
@@ -106,7 +109,10 @@ pub fn eval(spec: DeviceSpec, args: &EvalArgs) -> Result<(), Failure> {
     let real = eval.real()?;
     let secs = t0.elapsed().as_secs_f64();
     if args.json {
-        println!("{}", json(&samples, &real, eval.classifier.heldout_accuracy));
+        println!(
+            "{}",
+            json(&samples, &real, eval.classifier.heldout_accuracy)
+        );
     } else {
         print_digits(path, &what, &eval, &samples, &real, secs);
     }
@@ -146,10 +152,23 @@ fn print_digits(path: &Path, what: &str, eval: &DigitsEval, s: &Scores, r: &Scor
         "classifier: held-out accuracy {:.1}% (features: its 64-d penultimate layer)",
         100.0 * eval.classifier.heldout_accuracy
     );
-    println!("{:<24} {:>28} {:>28}", "", "samples", format!("held-out real ({})", r.n));
+    println!(
+        "{:<24} {:>28} {:>28}",
+        "",
+        "samples",
+        format!("held-out real ({})", r.n)
+    );
     let row = |name: &str, a: String, b: String| println!("{name:<24} {a:>28} {b:>28}");
-    row("FD (features)", format!("{:.3}", s.fd), format!("{:.3}", r.fd));
-    row("IS-like", format!("{:.3}", s.is_like), format!("{:.3}", r.is_like));
+    row(
+        "FD (features)",
+        format!("{:.3}", s.fd),
+        format!("{:.3}", r.fd),
+    );
+    row(
+        "IS-like",
+        format!("{:.3}", s.is_like),
+        format!("{:.3}", r.is_like),
+    );
     row(
         "class KL to uniform",
         format!("{:.4}", s.kl_to_uniform),

@@ -2,7 +2,7 @@
 
 pub mod bench;
 pub mod eval;
-pub mod theory;
 pub mod img2img;
+pub mod theory;
 pub mod train;
 pub mod translate;

@@ -136,7 +136,8 @@ pub fn theory(args: &TheoryArgs) -> Result<(), Failure> {
     config.seed = args.seed;
     let mut t = Trainer::new(config, &Device::Cpu)?;
     let m = t.mixture().expect("toy data").clone();
-    std::fs::create_dir_all(&args.out).map_err(|e| Failure(format!("{}: {e}", args.out.display()), 1))?;
+    std::fs::create_dir_all(&args.out)
+        .map_err(|e| Failure(format!("{}: {e}", args.out.display()), 1))?;
     println!(
         "{} on {} ({} steps); JSD in nats (0 … ln 2 = 0.693), Pearson chi^2(p_data+p_g || 2p_g) (0 … 2)",
         variant.name(),
@@ -180,14 +181,20 @@ fn print_estimate(e: &Estimate) {
 
 fn plot_densities(out: &Path, t: &mut Trainer, m: &Mixture, kde: &Kde) -> Result<(), Failure> {
     let probes = probe_points(m);
-    let pd: Vec<(f64, f64)> = probes.iter().map(|(a, x)| (*a, mixture_density(m, x))).collect();
+    let pd: Vec<(f64, f64)> = probes
+        .iter()
+        .map(|(a, x)| (*a, mixture_density(m, x)))
+        .collect();
     let pg: Vec<(f64, f64)> = probes.iter().map(|(a, x)| (*a, kde.density(x))).collect();
     let dstar: Vec<(f64, f64)> = pd
         .iter()
         .zip(&pg)
         .map(|(&(a, p), &(_, q))| (a, optimal_discriminator(p, q)))
         .collect();
-    let flat: Vec<f32> = probes.iter().flat_map(|(_, x)| x.iter().map(|&v| v as f32)).collect();
+    let flat: Vec<f32> = probes
+        .iter()
+        .flat_map(|(_, x)| x.iter().map(|&v| v as f32))
+        .collect();
     let x = Tensor::from_vec(flat, [probes.len(), m.dim()], &Device::Cpu)?;
     t.d.set_training(false);
     let logits = no_grad(|| t.d.forward(&x, None));
@@ -199,7 +206,11 @@ fn plot_densities(out: &Path, t: &mut Trainer, m: &Mixture, kde: &Kde) -> Result
         .zip(&probes)
         .map(|(v, (a, _))| (*a, v))
         .collect();
-    let axis = if m.dim() == 1 { "X" } else { "ANGLE ON THE RING (RAD)" };
+    let axis = if m.dim() == 1 {
+        "X"
+    } else {
+        "ANGLE ON THE RING (RAD)"
+    };
     save_line_plot(
         out.join("densities.png"),
         &format!("DENSITIES AT STEP {} (X: {axis})", t.step),

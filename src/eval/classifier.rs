@@ -71,9 +71,7 @@ impl Outputs {
     pub fn predictions(&self) -> Vec<usize> {
         self.probs
             .chunks_exact(CLASSES)
-            .map(|p| {
-                (0..CLASSES).fold(0, |best, k| if p[k] > p[best] { k } else { best })
-            })
+            .map(|p| (0..CLASSES).fold(0, |best, k| if p[k] > p[best] { k } else { best }))
             .collect()
     }
 }
@@ -173,7 +171,9 @@ impl Classifier {
                 ),
             ));
         }
-        let all = images.to_dtype(crate::tensor::DType::F32)?.to_vec::<f32>()?;
+        let all = images
+            .to_dtype(crate::tensor::DType::F32)?
+            .to_vec::<f32>()?;
         let (mut features, mut probs) = (Vec::new(), Vec::new());
         for chunk in all.chunks(500 * 784) {
             let x = Tensor::from_vec(chunk.to_vec(), [chunk.len() / 784, 1, 28, 28], &Device::Cpu)?;

@@ -57,7 +57,10 @@ impl Scores {
             f.push(("eval_parzen_se", p.stderr));
         }
         if let Some(acc) = &self.per_class_accuracy {
-            f.push(("eval_label_accuracy", acc.iter().sum::<f64>() / acc.len() as f64));
+            f.push((
+                "eval_label_accuracy",
+                acc.iter().sum::<f64>() / acc.len() as f64,
+            ));
         }
         f
     }
@@ -116,7 +119,12 @@ impl DigitsEval {
 
     /// Score generated `images` (`[n, 1, 28, 28]` in [−1, 1]); `labels` are the labels a
     /// conditional generator was asked for; `with_parzen` adds the (slower) Parzen figure.
-    pub fn score(&self, images: &Tensor, labels: Option<&[u8]>, with_parzen: bool) -> Result<Scores> {
+    pub fn score(
+        &self,
+        images: &Tensor,
+        labels: Option<&[u8]>,
+        with_parzen: bool,
+    ) -> Result<Scores> {
         let out = self.classifier.outputs(images)?;
         let parzen = if with_parzen {
             Some(parzen(
@@ -143,7 +151,12 @@ impl DigitsEval {
         self.scores(&out, Some(&self.heldout.labels), Some(p))
     }
 
-    fn scores(&self, out: &Outputs, labels: Option<&[u8]>, parzen: Option<Parzen>) -> Result<Scores> {
+    fn scores(
+        &self,
+        out: &Outputs,
+        labels: Option<&[u8]>,
+        parzen: Option<Parzen>,
+    ) -> Result<Scores> {
         let n = out.len();
         if n < 2 {
             return Err(Error::invalid("duel eval needs at least 2 samples"));
@@ -152,7 +165,10 @@ impl DigitsEval {
         let fd = frechet_distance(&mean, &cov, &self.ref_mean, &self.ref_cov);
         let mut marginal = vec![0.0; CLASSES];
         for p in out.probs.chunks_exact(CLASSES) {
-            marginal.iter_mut().zip(p).for_each(|(m, q)| *m += q / n as f64);
+            marginal
+                .iter_mut()
+                .zip(p)
+                .for_each(|(m, q)| *m += q / n as f64);
         }
         let kl = |p: &[f64], q: &[f64]| -> f64 {
             p.iter()

@@ -13,7 +13,7 @@ pub mod coverage;
 pub mod digits;
 pub mod linalg;
 pub mod parzen;
-pub mod theory;
 pub mod similarity;
+pub mod theory;
 
 pub use coverage::{mode_coverage, ModeCoverage};

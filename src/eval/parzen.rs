@@ -38,7 +38,11 @@ fn squared_distances(x: &[f64], c: &[f64], d: usize) -> Result<Vec<f64>> {
     let xt = Tensor::from_vec(x.to_vec(), [m, d], &Device::Cpu)?;
     let ct = Tensor::from_vec(c.to_vec(), [n, d], &Device::Cpu)?;
     let dot = xt.matmul(&ct.t()?)?.to_vec::<f64>()?;
-    let norms = |v: &[f64]| -> Vec<f64> { v.chunks_exact(d).map(|r| r.iter().map(|a| a * a).sum()).collect() };
+    let norms = |v: &[f64]| -> Vec<f64> {
+        v.chunks_exact(d)
+            .map(|r| r.iter().map(|a| a * a).sum())
+            .collect()
+    };
     let (nx, nc) = (norms(x), norms(c));
     Ok((0..m * n)
         .map(|k| (nx[k / n] + nc[k % n] - 2.0 * dot[k]).max(0.0))
@@ -80,7 +84,10 @@ pub fn parzen(centres: &[f64], validation: &[f64], test: &[f64], d: usize) -> Re
     let best = sigma_grid()
         .into_iter()
         .map(|s| (s, mean_stderr(&log_likelihoods(&dv, n, d, s)).0))
-        .fold((f64::NAN, f64::NEG_INFINITY), |b, x| if x.1 > b.1 { x } else { b });
+        .fold(
+            (f64::NAN, f64::NEG_INFINITY),
+            |b, x| if x.1 > b.1 { x } else { b },
+        );
     let dt = squared_distances(test, centres, d)?;
     let (mean, stderr) = mean_stderr(&log_likelihoods(&dt, n, d, best.0));
     Ok(Parzen {

@@ -63,13 +63,20 @@ impl Kde {
     /// log-density of the odd rows under a KDE of the even rows; the result uses all rows.
     pub fn fit(points: Vec<f64>, d: usize) -> Kde {
         let rows: Vec<&[f64]> = points.chunks_exact(d).collect();
-        let even: Vec<f64> = rows.iter().step_by(2).flat_map(|r| r.iter().copied()).collect();
+        let even: Vec<f64> = rows
+            .iter()
+            .step_by(2)
+            .flat_map(|r| r.iter().copied())
+            .collect();
         let odd: Vec<&[f64]> = rows.iter().skip(1).step_by(2).copied().collect();
         let mut best = (f64::NEG_INFINITY, 0.1);
         for i in 0..40 {
             let h = 1e-3 * 10f64.powf(3.0 * i as f64 / 39.0);
             let k = Kde::new(even.clone(), d, h);
-            let ll = odd.iter().map(|x| k.density(x).max(1e-300).ln()).sum::<f64>();
+            let ll = odd
+                .iter()
+                .map(|x| k.density(x).max(1e-300).ln())
+                .sum::<f64>();
             if ll > best.0 {
                 best = (ll, h);
             }
@@ -95,7 +102,13 @@ impl Kde {
 /// Monte Carlo JSD(P ‖ Q) (nats) from samples of each and the two densities (see the module
 /// docs). `p_at_p` are (p(x), q(x)) at samples x of P, `at_q` the same at samples of Q.
 pub fn jsd(at_p: &[(f64, f64)], at_q: &[(f64, f64)]) -> f64 {
-    let term = |a: f64, b: f64| if a > 0.0 { (2.0 * a / (a + b)).ln() } else { 0.0 };
+    let term = |a: f64, b: f64| {
+        if a > 0.0 {
+            (2.0 * a / (a + b)).ln()
+        } else {
+            0.0
+        }
+    };
     let ep = at_p.iter().map(|&(p, q)| term(p, q)).sum::<f64>() / at_p.len() as f64;
     let eq = at_q.iter().map(|&(p, q)| term(q, p)).sum::<f64>() / at_q.len() as f64;
     0.5 * (ep + eq)

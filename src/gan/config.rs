@@ -135,6 +135,24 @@ impl OptimizerKind {
     }
 }
 
+/// Which images of an image set a GAN trains on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ImageRows {
+    /// The `train` part of [`crate::data::split`]: validation and held-out images stay
+    /// unseen, so `duel eval` and the image-to-image scores measure generalisation.
+    Train,
+    /// Every image: how runs were made before the split existed. Their config.json has no
+    /// `image_rows` field and reads as `all`, so they resume bitwise.
+    All,
+}
+
+impl ImageRows {
+    fn before_the_split() -> ImageRows {
+        ImageRows::All
+    }
+}
+
 /// A training run's full description. Its JSON form (`config.json`) is one flat object:
 /// the fields below by name, with the variant's (`variant`, `ls_coding`, `clip`) and the
 /// data's (`data`, `images`, `labels`) among them.
@@ -166,6 +184,9 @@ pub struct TrainConfig {
     /// A checkpoint every this many steps (absent in files before it was stored: 500).
     #[serde(default = "default_checkpoint_every")]
     pub checkpoint_every: u64,
+    /// Which images of the data set are trained on (toy data ignores it).
+    #[serde(default = "ImageRows::before_the_split")]
+    pub image_rows: ImageRows,
 }
 
 fn default_sample_every() -> u64 {
@@ -225,6 +246,7 @@ impl TrainConfig {
             seed: 1,
             sample_every: default_sample_every(),
             checkpoint_every: default_checkpoint_every(),
+            image_rows: ImageRows::Train,
         }
     }
 

@@ -32,8 +32,12 @@ pub fn draw(g: &mut Net, nz: usize, n: usize, seed: u64) -> Result<(Tensor, Opti
     let mut shape = Vec::new();
     for start in (0..n).step_by(BATCH) {
         let count = BATCH.min(n - start);
-        let zb = Tensor::from_vec(z[start * nz..(start + count) * nz].to_vec(), [count, nz], &Device::Cpu)?
-            .to_device(&device)?;
+        let zb = Tensor::from_vec(
+            z[start * nz..(start + count) * nz].to_vec(),
+            [count, nz],
+            &Device::Cpu,
+        )?
+        .to_device(&device)?;
         let lb = labels.as_ref().map(|l| &l[start..start + count]);
         let x = no_grad(|| g.forward(&zb, lb))?.to_device(&Device::Cpu)?;
         shape = x.dims()[1..].to_vec();
@@ -101,7 +105,10 @@ impl Evaluator {
         let (target, keys): (Target, &[(&str, &str)]) = match mixture {
             Some(m) => (
                 Target::Toy(m.clone()),
-                &[("MODES CAPTURED", "eval_modes"), ("REVERSE KL", "eval_reverse_kl")],
+                &[
+                    ("MODES CAPTURED", "eval_modes"),
+                    ("REVERSE KL", "eval_reverse_kl"),
+                ],
             ),
             None => {
                 let c = crate::eval::classifier::Classifier::load(

@@ -23,6 +23,6 @@ pub mod run;
 pub mod trainer;
 
 pub use arch::Arch;
-pub use config::{DataSpec, OptimizerKind, TrainConfig};
+pub use config::{DataSpec, ImageRows, OptimizerKind, TrainConfig};
 pub use objective::{Objective, Variant};
 pub use trainer::{StepMetrics, Trainer};

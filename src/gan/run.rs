@@ -293,7 +293,10 @@ pub fn run(trainer: &mut Trainer, dir: &Path, opts: &RunOptions) -> Result<RunSu
         let mut fields = m.fields().to_vec();
         fields.push(("img_per_s", img_per_s));
         fields.push(("elapsed_s", start.elapsed().as_secs_f64()));
-        if let Some(ev) = evaluator.as_mut().filter(|e| e.due(m.step, m.step == total)) {
+        if let Some(ev) = evaluator
+            .as_mut()
+            .filter(|e| e.due(m.step, m.step == total))
+        {
             let nz = trainer.config.nz;
             fields.extend(ev.evaluate(&mut trainer.g, nz, m.step, &dir.join(EVAL_PLOT))?);
         }

@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::arch::{self, Net, NetSpec};
-use super::config::{DataSpec, OptimizerKind, TrainConfig};
+use super::config::{DataSpec, ImageRows, OptimizerKind, TrainConfig};
 use super::objective::Objective;
 use crate::autograd::{freeze, no_grad};
 use crate::data::toy::Mixture;
@@ -539,9 +539,12 @@ fn open_source(config: &TrainConfig) -> Result<(Source, Vec<usize>, Option<usize
             Digits::from_paths(images, labels)?
         }
         _ => Digits::builtin()?,
-    }
-    // Validation and held-out digits stay unseen by every GAN (data::split).
-    .train_split()?;
+    };
+    // Validation and held-out digits stay unseen by new runs (data::split).
+    let digits = match config.image_rows {
+        ImageRows::Train => digits.train_split()?,
+        ImageRows::All => digits,
+    };
     let (h, w) = digits.image_size();
     if (h, w) != (28, 28) {
         return Err(Error::invalid(format!(
