@@ -3,9 +3,10 @@
 every F32 tensor rounded to F16 (half the size; the metadata that duel needs to rebuild the
 network is kept). numpy only.
 
-    duel train --name s100 --steps 100           # and the default 3,000-step run
+    duel train --name s100 --steps 100
+    duel train --name s1000 --steps 1000        # the default run's first 1,000 steps
     python3 scripts/make-eval-fixtures.py runs/s100/generator.safetensors tests/data/eval/g-step100.safetensors
-    python3 scripts/make-eval-fixtures.py runs/default/generator.safetensors tests/data/eval/g-step3000.safetensors
+    python3 scripts/make-eval-fixtures.py runs/s1000/generator.safetensors tests/data/eval/g-step1000.safetensors
 """
 import json
 import struct

@@ -281,7 +281,11 @@ pub fn train(spec: DeviceSpec, args: &TrainArgs) -> Result<(), Failure> {
                 2,
             ));
         }
-        let (s, c) = (args.sample_every, args.checkpoint_every);
+        // Image-to-image runs do not store their schedule (yet): the flags or the defaults.
+        let (s, c) = (
+            args.sample_every.unwrap_or(250),
+            args.checkpoint_every.unwrap_or(500),
+        );
         return super::img2img::resume(spec, dir, args.steps, s, c, args.quiet);
     }
     let bad = |e: duel::Error| Failure(e.to_string(), 2);

@@ -190,8 +190,8 @@ impl DigitsEval {
         }
         let uniform = vec![1.0 / CLASSES as f64; CLASSES];
         let per_class_accuracy = labels.map(|labels| {
-            let mut right = vec![0usize; CLASSES];
-            let mut asked = vec![0usize; CLASSES];
+            let mut right = [0usize; CLASSES];
+            let mut asked = [0usize; CLASSES];
             for (&l, &p) in labels.iter().zip(&pred) {
                 asked[l as usize % CLASSES] += 1;
                 right[l as usize % CLASSES] += usize::from(p == l as usize);

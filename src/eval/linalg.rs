@@ -154,8 +154,11 @@ pub fn mean_cov(rows: &[f64], d: usize) -> (Vec<f64>, Matrix) {
         }
         for i in 0..d {
             let ci = centred[i];
-            for j in i..d {
-                cov.data[i * d + j] += ci * centred[j];
+            for (acc, cj) in cov.data[i * d + i..(i + 1) * d]
+                .iter_mut()
+                .zip(&centred[i..])
+            {
+                *acc += ci * cj;
             }
         }
     }

@@ -82,13 +82,15 @@ enum Target {
     Toy(Mixture),
 }
 
+/// One plotted figure: (label, metrics key, points so far).
+type Curve = (&'static str, &'static str, Vec<(f64, f64)>);
+
 /// The figures of a run every N steps (`duel train --eval-every N`): fields for
 /// metrics.jsonl and `eval.png`.
 pub struct Evaluator {
     every: u64,
     target: Target,
-    /// Per plotted figure: (label, metrics key, points so far).
-    curves: Vec<(&'static str, &'static str, Vec<(f64, f64)>)>,
+    curves: Vec<Curve>,
 }
 
 impl Evaluator {
@@ -134,7 +136,7 @@ impl Evaluator {
 
     /// Whether step `step` is evaluated (every N steps and the last).
     pub fn due(&self, step: u64, last: bool) -> bool {
-        step % self.every == 0 || last
+        step.is_multiple_of(self.every) || last
     }
 
     /// Score G (`nz` noise inputs) at `step`: the metrics.jsonl fields; redraws `plot`.
