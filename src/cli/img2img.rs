@@ -11,6 +11,7 @@ use duel::gan::img2img::{
 };
 use duel::gan::run::{request_stop, start, CONFIG};
 
+use super::set;
 use crate::Failure;
 
 #[derive(Subcommand, Debug)]
@@ -114,12 +115,6 @@ pub struct Img2ImgArgs {
     /// No progress line
     #[arg(long)]
     quiet: bool,
-}
-
-fn set<T>(slot: &mut T, v: Option<T>) {
-    if let Some(v) = v {
-        *slot = v;
-    }
 }
 
 impl Img2ImgArgs {

@@ -6,3 +6,10 @@ pub mod img2img;
 pub mod theory;
 pub mod train;
 pub mod translate;
+
+/// A flag given on the command line overrides the value it was defaulted or loaded with.
+fn set<T>(slot: &mut T, v: Option<T>) {
+    if let Some(v) = v {
+        *slot = v;
+    }
+}

@@ -12,6 +12,7 @@ use duel::io::image::save_grid;
 use duel::ops::loss::LsCoding;
 use duel::tensor::Tensor;
 
+use super::set;
 use crate::Failure;
 
 /// The flags of `duel train`. Those that describe the run are options so a resume can
@@ -222,12 +223,6 @@ impl TrainArgs {
 }
 
 use duel::gan::img2img::run::is_img2img_run as img2img_run;
-
-fn set<T>(slot: &mut T, v: Option<T>) {
-    if let Some(v) = v {
-        *slot = v;
-    }
-}
 
 fn bad_flag(m: &str) -> duel::Error {
     duel::Error::invalid(m.to_string())
