@@ -68,7 +68,7 @@ wanted=" $* "
 
 mkdir -p "$scratch/src"
 echo "copying the working tree to $scratch/src"
-(cd "$root" && git ls-files -co --exclude-standard -z | rsync -a --from0 --files-from=- ./ "$scratch/src/") || exit 1
+(cd "$root" && git ls-files -co --exclude-standard -z | tar --null -T - -cf - | tar -C "$scratch/src" -xf -) || exit 1
 export CARGO_TARGET_DIR="$scratch/target"
 cd "$scratch/src"
 
