@@ -105,21 +105,29 @@ pub fn measure_fma_peak(threads: usize, reps: usize, iters: u64) -> FmaPeak {
     let mut best = 0.0f64;
     for _ in 0..reps.max(1) {
         let barrier = std::sync::Barrier::new(threads + 1);
+        // Each worker reads the clock itself: a coordinating thread that is descheduled
+        // after the barrier would start its clock late (on 2 cores running 2 workers it
+        // is), and the interval from the first start to the last end is what was spent.
         let seconds = std::thread::scope(|s| {
             let workers: Vec<_> = (0..threads)
                 .map(|_| {
                     s.spawn(|| {
                         barrier.wait();
-                        std::hint::black_box(fma_loop(std::hint::black_box(iters)))
+                        let start = Instant::now();
+                        std::hint::black_box(fma_loop(std::hint::black_box(iters)));
+                        (start, Instant::now())
                     })
                 })
                 .collect();
             barrier.wait();
-            let start = Instant::now();
-            for w in workers {
-                let _ = w.join();
+            let spans: Vec<(Instant, Instant)> =
+                workers.into_iter().filter_map(|w| w.join().ok()).collect();
+            let first = spans.iter().map(|&(a, _)| a).min();
+            let last = spans.iter().map(|&(_, b)| b).max();
+            match (first, last) {
+                (Some(a), Some(b)) => b.duration_since(a).as_secs_f64(),
+                _ => f64::INFINITY,
             }
-            start.elapsed().as_secs_f64()
         });
         let flops = flops_per_iter * iters as f64 * threads as f64;
         best = best.max(flops / seconds / 1e9);
