@@ -71,6 +71,19 @@ fn refused(out: &Output, needles: &[&str]) -> String {
     line.to_string()
 }
 
+/// The `step` of every line of the run's metrics.jsonl, in file order.
+fn metric_steps(dir: &Path) -> Vec<u64> {
+    std::fs::read_to_string(dir.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["step"]
+                .as_u64()
+                .unwrap()
+        })
+        .collect()
+}
+
 /// A toy run that would train for a very long time, writing no checkpoint on its own.
 fn spawn_long(args: &[&str]) -> Child {
     Command::new(env!("CARGO_BIN_EXE_duel"))
@@ -208,15 +221,7 @@ fn a_run_directory_is_locked_for_the_life_of_a_run() {
     refused(&duel(&second), &["in use"]);
     signal(&child, "TERM");
     ok(&child.wait_with_output().unwrap());
-    let log = std::fs::read_to_string(dir.join("metrics.jsonl")).unwrap();
-    let steps: Vec<u64> = log
-        .lines()
-        .map(|l| {
-            serde_json::from_str::<serde_json::Value>(l).unwrap()["step"]
-                .as_u64()
-                .unwrap()
-        })
-        .collect();
+    let steps = metric_steps(&dir);
     assert_eq!(
         steps,
         (1..=steps.len() as u64).collect::<Vec<_>>(),
@@ -656,15 +661,7 @@ fn a_resume_keeps_the_metrics_history_byte_for_byte_and_recovers_a_corrupt_line(
         stderr.contains("warning") && stderr.contains("line 5"),
         "{stderr}"
     );
-    let after = std::fs::read_to_string(dir.join("metrics.jsonl")).unwrap();
-    let steps: Vec<u64> = after
-        .lines()
-        .map(|l| {
-            serde_json::from_str::<serde_json::Value>(l).unwrap()["step"]
-                .as_u64()
-                .unwrap()
-        })
-        .collect();
+    let steps = metric_steps(&dir);
     assert_eq!(steps, [1, 2, 3, 4, 13, 14]);
 }
 
