@@ -9,6 +9,10 @@ use std::path::PathBuf;
 
 #[path = "build/emu_source.rs"]
 mod emu_source;
+#[path = "build/kernel_sigs.rs"]
+mod kernel_sigs;
+
+use kernel_sigs::{parse_entry_points, strip_comments, KernelSig};
 
 fn main() {
     let out = PathBuf::from(env::var("OUT_DIR").unwrap());
@@ -229,8 +233,6 @@ fn inline_includes(
                 );
             }
             None if trimmed == "#pragma once" => {}
-            // NVRTC has no C library headers unless a CUDA include dir is given.
-            None if trimmed == "#include <stdint.h>" => out += NVRTC_STDINT,
             None => {
                 out += line;
                 out.push('\n');
@@ -240,17 +242,6 @@ fn inline_includes(
     out
 }
 
-/// Replaces `#include <stdint.h>` in the embedded (NVRTC) source.
-const NVRTC_STDINT: &str = "#if !defined(__CUDACC_RTC__) || __has_include(<stdint.h>)
-#include <stdint.h>
-#else
-typedef signed char int8_t; typedef unsigned char uint8_t;
-typedef short int16_t; typedef unsigned short uint16_t;
-typedef int int32_t; typedef unsigned int uint32_t;
-typedef long long int64_t; typedef unsigned long long uint64_t;
-#endif
-";
-
 // ---------------------------------------------------------------------------------------
 // Kernel manifest and emulator library. Every kernels/*.cu (product kernels) and
 // kernels/emu/*.cu (emulator self-test kernels) is parsed for
@@ -258,14 +249,6 @@ typedef long long int64_t; typedef unsigned long long uint64_t;
 // them, and each file becomes one C++ translation unit for the host compiler: a wrapper
 // that includes kernels/emu/shim.h, then the .cu, then one thunk per kernel that unpacks
 // a `void**` argument array.
-
-/// One `extern "C" __global__` entry point: its name and (C type, name) per parameter.
-struct KernelSig {
-    name: String,
-    params: Vec<(String, String)>,
-    /// The first `__launch_bounds__` argument (max threads per block), as written.
-    launch_bounds: Option<String>,
-}
 
 /// One .cu file and its entry points.
 struct KernelFile {
@@ -319,197 +302,6 @@ fn parse_kernels() -> Vec<KernelFile> {
 fn build_error(msg: &str) -> ! {
     eprintln!("error: {msg}");
     std::process::exit(1)
-}
-
-/// Removes // and /* */ comments (outside string and char literals), keeping newlines.
-fn strip_comments(src: &str) -> String {
-    let b = src.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        match b[i] {
-            b'/' if b.get(i + 1) == Some(&b'/') => {
-                while i < b.len() && b[i] != b'\n' {
-                    i += 1;
-                }
-            }
-            b'/' if b.get(i + 1) == Some(&b'*') => {
-                i += 2;
-                while i < b.len() && !(b[i] == b'*' && b.get(i + 1) == Some(&b'/')) {
-                    if b[i] == b'\n' {
-                        out.push(b'\n');
-                    }
-                    i += 1;
-                }
-                i += 2;
-                out.push(b' ');
-            }
-            q @ (b'"' | b'\'') => {
-                out.push(q);
-                i += 1;
-                while i < b.len() && b[i] != q {
-                    if b[i] == b'\\' && i + 1 < b.len() {
-                        out.push(b[i]);
-                        i += 1;
-                    }
-                    out.push(b[i]);
-                    i += 1;
-                }
-                if i < b.len() {
-                    out.push(q);
-                }
-                i += 1;
-            }
-            c => {
-                out.push(c);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-fn is_ident_byte(c: u8) -> bool {
-    c.is_ascii_alphanumeric() || c == b'_'
-}
-
-/// Index just past the parenthesis that closes the one at `open`.
-fn matching_paren(b: &[u8], open: usize) -> Option<usize> {
-    let mut depth = 0usize;
-    for (i, &c) in b.iter().enumerate().skip(open) {
-        match c {
-            b'(' => depth += 1,
-            b')' => {
-                depth -= 1;
-                if depth == 0 {
-                    return Some(i + 1);
-                }
-            }
-            _ => {}
-        }
-    }
-    None
-}
-
-/// Every `__global__` function; each must have the contract's form.
-fn parse_entry_points(src: &str) -> Result<Vec<KernelSig>, String> {
-    let b = src.as_bytes();
-    let mut kernels = Vec::new();
-    let mut pos = 0;
-    while let Some(found) = src[pos..].find("__global__") {
-        let at = pos + found;
-        pos = at + "__global__".len();
-        let standalone =
-            (at == 0 || !is_ident_byte(b[at - 1])) && b.get(pos).is_none_or(|&c| !is_ident_byte(c));
-        if !standalone {
-            continue;
-        }
-        let line = src[..at].matches('\n').count() + 1;
-        let before = src[..at].trim_end();
-        if !before.ends_with("extern \"C\"") {
-            return Err(format!(
-                "line {line}: a __global__ function must be declared `extern \"C\" __global__ \
-                 void NAME(...)` so it can be launched by name"
-            ));
-        }
-        // Tokens up to the parameter list: `void`, optional __launch_bounds__(..), NAME.
-        let mut i = pos;
-        let mut words = Vec::new();
-        let mut launch_bounds = None;
-        let params_at = loop {
-            while i < b.len() && b[i].is_ascii_whitespace() {
-                i += 1;
-            }
-            if i >= b.len() {
-                return Err(format!("line {line}: unterminated kernel declaration"));
-            }
-            if b[i] == b'(' {
-                break i;
-            }
-            let start = i;
-            while i < b.len() && is_ident_byte(b[i]) {
-                i += 1;
-            }
-            if start == i {
-                return Err(format!(
-                    "line {line}: unexpected '{}' in a kernel declaration",
-                    b[i] as char
-                ));
-            }
-            let word = &src[start..i];
-            if word == "__launch_bounds__" {
-                while i < b.len() && b[i].is_ascii_whitespace() {
-                    i += 1;
-                }
-                let open = i;
-                i = matching_paren(b, i)
-                    .ok_or_else(|| format!("line {line}: unbalanced __launch_bounds__"))?;
-                let inside = &src[open + 1..i - 1];
-                launch_bounds = Some(inside.split(',').next().unwrap_or("").trim().to_string());
-            } else {
-                words.push(word);
-            }
-        };
-        let name = match words.as_slice() {
-            ["void", name] => name.to_string(),
-            _ => {
-                return Err(format!(
-                    "line {line}: expected `extern \"C\" __global__ void NAME(...)`, found `{}`",
-                    words.join(" ")
-                ))
-            }
-        };
-        let close = matching_paren(b, params_at)
-            .ok_or_else(|| format!("line {line}: unbalanced parameter list of {name}"))?;
-        let params = split_params(&src[params_at + 1..close - 1])
-            .map_err(|e| format!("line {line}: kernel {name}: {e}"))?;
-        kernels.push(KernelSig {
-            name,
-            params,
-            launch_bounds,
-        });
-        pos = close;
-    }
-    Ok(kernels)
-}
-
-/// Splits at top-level commas; each parameter is (type, name) = (text minus the last
-/// identifier, the last identifier).
-fn split_params(list: &str) -> Result<Vec<(String, String)>, String> {
-    let list = list.trim();
-    if list.is_empty() || list == "void" {
-        return Ok(Vec::new());
-    }
-    let mut parts = Vec::new();
-    let (mut depth, mut start) = (0i32, 0);
-    for (i, c) in list.char_indices() {
-        match c {
-            '(' | '<' | '[' => depth += 1,
-            ')' | '>' | ']' => depth -= 1,
-            ',' if depth == 0 => {
-                parts.push(&list[start..i]);
-                start = i + 1;
-            }
-            _ => {}
-        }
-    }
-    parts.push(&list[start..]);
-    parts
-        .into_iter()
-        .map(|p| {
-            let p = p.split_whitespace().collect::<Vec<_>>().join(" ");
-            let name_start = p
-                .rfind(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
-                .map_or(0, |i| i + 1);
-            let (ty, name) = (p[..name_start].trim(), &p[name_start..]);
-            if ty.is_empty() || name.is_empty() || name.as_bytes()[0].is_ascii_digit() {
-                return Err(format!(
-                    "parameter `{p}` needs a type and a name (default values and arrays are not supported)"
-                ));
-            }
-            Ok((ty.to_string(), name.to_string()))
-        })
-        .collect()
 }
 
 /// `$OUT_DIR/kernel_manifest.rs`: `KernelInfo` and `KERNELS`, in file then source order.

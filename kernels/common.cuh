@@ -8,7 +8,16 @@
 #ifndef DUEL_EMU
 #include <cuda_fp16.h>
 #include <cuda_bf16.h>
+// NVRTC (the embedded-source path, build.rs without nvcc) has no C library headers unless
+// it is given a CUDA include dir: then the fixed-width types are declared here.
+#if !defined(__CUDACC_RTC__) || __has_include(<stdint.h>)
 #include <stdint.h>
+#else
+typedef signed char int8_t; typedef unsigned char uint8_t;
+typedef short int16_t; typedef unsigned short uint16_t;
+typedef int int32_t; typedef unsigned int uint32_t;
+typedef long long int64_t; typedef unsigned long long uint64_t;
+#endif
 // Dynamic shared memory, sized by the launch. One macro so the emulator can give each
 // block its own buffer.
 #define DYNAMIC_SHARED(T, name) \
