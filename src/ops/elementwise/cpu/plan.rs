@@ -1,0 +1,277 @@
+//! The iteration plan of the cpu elementwise kernels (see the module doc of `super`):
+//! broadcast layouts with size-1 dims dropped and contiguous dims merged, walked in
+//! parallel chunks of rows.
+
+use crate::device::cpu::PARALLEL_THRESHOLD;
+use crate::tensor::{Element, Layout, Shape};
+use rayon::prelude::*;
+
+/// The output shape with size-1 dims removed and mergeable dims merged, and for each of
+/// the `N` inputs its offset and strides over those dims. Rank is at least 1.
+struct Plan<const N: usize> {
+    dims: Vec<usize>,
+    strides: Vec<[usize; N]>,
+    offsets: [usize; N],
+}
+
+impl<const N: usize> Plan<N> {
+    /// `layouts` must all have the output's shape (already broadcast).
+    fn new(layouts: [&Layout; N]) -> Self {
+        let shape = layouts[0].shape.dims();
+        let mut dims: Vec<usize> = Vec::with_capacity(shape.len());
+        let mut strides: Vec<[usize; N]> = Vec::with_capacity(shape.len());
+        for (axis, &d) in shape.iter().enumerate() {
+            if d == 1 {
+                continue;
+            }
+            let s: [usize; N] = std::array::from_fn(|k| layouts[k].strides[axis]);
+            if let (Some(last_d), Some(last_s)) = (dims.last_mut(), strides.last_mut()) {
+                // Merge into the previous (outer) dim when it steps over exactly this one.
+                if (0..N).all(|k| last_s[k] == s[k] * d) {
+                    *last_d *= d;
+                    *last_s = s;
+                    continue;
+                }
+            }
+            dims.push(d);
+            strides.push(s);
+        }
+        if dims.is_empty() {
+            dims.push(1);
+            strides.push([0; N]);
+        }
+        Plan {
+            dims,
+            strides,
+            offsets: std::array::from_fn(|k| layouts[k].offset),
+        }
+    }
+
+    fn numel(&self) -> usize {
+        self.dims.iter().product()
+    }
+
+    /// Call `row(pos, len, bases, inner_strides)` for each run of output positions
+    /// `pos..pos+len` inside `start..end` that lies in one innermost row; `bases` are the
+    /// storage indices of the run's first element in each input.
+    fn for_rows(
+        &self,
+        start: usize,
+        end: usize,
+        mut row: impl FnMut(usize, usize, [usize; N], [usize; N]),
+    ) {
+        let rank = self.dims.len();
+        let inner = self.dims[rank - 1];
+        let inner_strides = self.strides[rank - 1];
+        let mut idx = vec![0usize; rank];
+        let mut rem = start;
+        for axis in (0..rank).rev() {
+            idx[axis] = rem % self.dims[axis];
+            rem /= self.dims[axis];
+        }
+        let mut bases = self.offsets;
+        for (axis, &i) in idx.iter().enumerate() {
+            for (b, &s) in bases.iter_mut().zip(&self.strides[axis]) {
+                *b += i * s;
+            }
+        }
+        let mut pos = start;
+        while pos < end {
+            let col = idx[rank - 1];
+            let len = (inner - col).min(end - pos);
+            row(pos, len, bases, inner_strides);
+            pos += len;
+            if pos >= end {
+                break;
+            }
+            // Next row: rewind the inner index, then carry into the outer dims.
+            for (b, &s) in bases.iter_mut().zip(&inner_strides) {
+                *b -= col * s;
+            }
+            idx[rank - 1] = 0;
+            for axis in (0..rank - 1).rev() {
+                idx[axis] += 1;
+                for (b, &s) in bases.iter_mut().zip(&self.strides[axis]) {
+                    *b += s;
+                }
+                if idx[axis] < self.dims[axis] {
+                    break;
+                }
+                for (b, &s) in bases.iter_mut().zip(&self.strides[axis]) {
+                    *b -= idx[axis] * s;
+                }
+                idx[axis] = 0;
+            }
+        }
+    }
+}
+
+/// Run `chunk(start, out_chunk)` over the output, in parallel for large outputs.
+fn run_chunks<T: Element>(out: &mut [T], chunk: impl Fn(usize, &mut [T]) + Sync) {
+    let n = out.len();
+    if n < PARALLEL_THRESHOLD {
+        chunk(0, out);
+        return;
+    }
+    let size = n
+        .div_ceil(rayon::current_num_threads() * 4)
+        .max(PARALLEL_THRESHOLD / 4);
+    out.par_chunks_mut(size)
+        .enumerate()
+        .for_each(|(i, o)| chunk(i * size, o));
+}
+
+/// `out[i] = f(x at logical position i)` for the layout `xl`.
+pub(super) fn map1<T: Element, F: Fn(T) -> T + Sync>(x: &[T], xl: &Layout, f: F) -> Vec<T> {
+    let n = xl.numel();
+    let mut out: Vec<T> = bytemuck::zeroed_vec(n);
+    if n == 0 {
+        return out;
+    }
+    let plan = Plan::new([xl]);
+    debug_assert_eq!(plan.numel(), n);
+    run_chunks(&mut out, |start, o| {
+        plan.for_rows(start, start + o.len(), |pos, len, [bx], [sx]| {
+            let dst = &mut o[pos - start..pos - start + len];
+            match sx {
+                1 => {
+                    for (d, &v) in dst.iter_mut().zip(&x[bx..bx + len]) {
+                        *d = f(v);
+                    }
+                }
+                0 => dst.fill(f(x[bx])),
+                _ => {
+                    for (j, d) in dst.iter_mut().enumerate() {
+                        *d = f(x[bx + j * sx]);
+                    }
+                }
+            }
+        });
+    });
+    out
+}
+
+/// `out[i] = f(a[i], b[i])` with `al`, `bl` already broadcast to `shape`.
+pub(super) fn map2<T: Element, F: Fn(T, T) -> T + Sync>(
+    a: &[T],
+    al: &Layout,
+    b: &[T],
+    bl: &Layout,
+    shape: &Shape,
+    f: F,
+) -> Vec<T> {
+    let n = shape.numel();
+    let mut out: Vec<T> = bytemuck::zeroed_vec(n);
+    if n == 0 {
+        return out;
+    }
+    let plan = Plan::new([al, bl]);
+    debug_assert_eq!(plan.numel(), n);
+    run_chunks(&mut out, |start, o| {
+        plan.for_rows(start, start + o.len(), |pos, len, [ba, bb], [sa, sb]| {
+            let dst = &mut o[pos - start..pos - start + len];
+            match (sa, sb) {
+                (1, 1) => {
+                    let (x, y) = (&a[ba..ba + len], &b[bb..bb + len]);
+                    for ((d, &u), &v) in dst.iter_mut().zip(x).zip(y) {
+                        *d = f(u, v);
+                    }
+                }
+                (1, 0) => {
+                    let v = b[bb];
+                    for (d, &u) in dst.iter_mut().zip(&a[ba..ba + len]) {
+                        *d = f(u, v);
+                    }
+                }
+                (0, 1) => {
+                    let u = a[ba];
+                    for (d, &v) in dst.iter_mut().zip(&b[bb..bb + len]) {
+                        *d = f(u, v);
+                    }
+                }
+                _ => {
+                    for (j, d) in dst.iter_mut().enumerate() {
+                        *d = f(a[ba + j * sa], b[bb + j * sb]);
+                    }
+                }
+            }
+        });
+    });
+    out
+}
+
+/// `out[i] = f(a[i], b[i], c[i])` with `al`, `bl`, `cl` all of the output's shape
+/// (already broadcast).
+pub(super) fn map3<T: Element, F: Fn(T, T, T) -> T + Sync>(
+    a: &[T],
+    al: &Layout,
+    b: &[T],
+    bl: &Layout,
+    c: &[T],
+    cl: &Layout,
+    f: &F,
+) -> Vec<T> {
+    let n = cl.numel();
+    let mut out: Vec<T> = bytemuck::zeroed_vec(n);
+    if n == 0 {
+        return out;
+    }
+    let plan = Plan::new([al, bl, cl]);
+    debug_assert_eq!(plan.numel(), n);
+    run_chunks(&mut out, |start, o| {
+        plan.for_rows(
+            start,
+            start + o.len(),
+            |pos, len, [ba, bb, bc], [sa, sb, sc]| {
+                let dst = &mut o[pos - start..pos - start + len];
+                if (sa, sb, sc) == (1, 1, 1) {
+                    let (x, y, z) = (&a[ba..ba + len], &b[bb..bb + len], &c[bc..bc + len]);
+                    for (((d, &u), &v), &w) in dst.iter_mut().zip(x).zip(y).zip(z) {
+                        *d = f(u, v, w);
+                    }
+                } else {
+                    for (j, d) in dst.iter_mut().enumerate() {
+                        *d = f(a[ba + j * sa], b[bb + j * sb], c[bc + j * sc]);
+                    }
+                }
+            },
+        );
+    });
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plan_merges_contiguous_and_broadcast_dims() {
+        let l = Layout::contiguous([2, 3, 4]);
+        let p = Plan::new([&l]);
+        assert_eq!(p.dims, vec![24]);
+        let t = Layout::contiguous([3, 4]).transpose(0, 1);
+        let p = Plan::new([&t]);
+        assert_eq!(p.dims, vec![4, 3]);
+        let s = Layout::contiguous([1])
+            .broadcast_to("t", &Shape::new([5, 6]))
+            .unwrap();
+        let c = Layout::contiguous([5, 6]);
+        let p = Plan::new([&c, &s]);
+        assert_eq!(p.dims, vec![30]);
+        assert_eq!(p.strides, vec![[1, 0]]);
+    }
+
+    #[test]
+    fn rows_cover_a_chunk_that_starts_mid_row() {
+        let l = Layout::contiguous([4, 5]).narrow("t", 1, 1, 3).unwrap();
+        let p = Plan::new([&l]);
+        let mut seen = Vec::new();
+        p.for_rows(2, 8, |_, len, [b], [s]| {
+            for j in 0..len {
+                seen.push(b + j * s);
+            }
+        });
+        // Logical positions 2..8 of rows [1,2,3],[6,7,8],[11,12,13],[16,17,18].
+        assert_eq!(seen, vec![3, 6, 7, 8, 11, 12]);
+    }
+}
