@@ -1,7 +1,9 @@
-//! Throughput of the first op family per backend: elementwise (GB/s of bytes moved),
-//! reductions and Philox RNG. `cargo bench --bench kernels`; criterion prints the rate.
-//! The emu rows measure the emulator, not a GPU: they show what a test run costs.
-//! cuda rows appear only on a machine with a GPU.
+//! Kernel throughput per backend: elementwise and reductions (GB/s of bytes moved),
+//! Philox RNG and casts, the matmul variants (sgemm at 1024 and the cpu/simt kernels the
+//! dispatcher picks from) and conv2d / conv_transpose2d forward and backward at dcgan
+//! shapes (FLOP/s: criterion's "elem/s"). `cargo bench --bench kernels`; criterion
+//! prints the rate. The emu rows measure the emulator, not a GPU: they show what a test
+//! run costs. cuda rows appear only on a machine with a GPU.
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use duel::{DType, Device, Tensor};

@@ -6,7 +6,8 @@
 //             `UnaryCode` in src/ops/elementwise/mod.rs), with scalar parameters p0, p1:
 //             COPY, NEG, EXP, LOG, SQRT, ABS, RELU, LEAKY_RELU(p0 = slope), SIGMOID,
 //             TANH, CLAMP(p0 = min, p1 = max), POWF(p0 = exponent), AFFINE(x*p0 + p1).
-//   binary_*  y[i] = g(a[i], b[i]) for g selected by `op` (`BinaryCode` in Rust):
+//   binary_*  y[i] = g(a[i], b[i]) for g selected by `op` (the discriminants of `BinaryOp`
+//             in src/ops/elementwise/mod.rs, `BinaryOp::code`):
 //             ADD, SUB, MUL, DIV, POW, MAXIMUM, MINIMUM. Broadcasting is done by the
 //             launch layer: it hands the strided kernel each input's layout already
 //             broadcast to the output shape (stride 0 on expanded dims).
@@ -67,7 +68,7 @@
 #define EW_POWF 11
 #define EW_AFFINE 12
 
-// Binary op codes (BinaryCode in Rust).
+// Binary op codes (the discriminants of `BinaryOp` in Rust).
 #define EW_ADD 0
 #define EW_SUB 1
 #define EW_MUL 2

@@ -2,7 +2,8 @@
 //! gradients come from a hand-written reverse-mode autodiff, and whose kernels are proven
 //! on machines without a GPU by running the same CUDA source in an emulator.
 //!
-//! Start with [`Tensor`] and [`Device`]; see DESIGN notes in the README.
+//! Start with [`Tensor`] and [`Device`]; the README's "Layout" and "Backends" sections say
+//! how the crate fits together.
 
 pub mod autograd;
 pub mod bench;
