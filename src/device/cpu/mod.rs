@@ -88,31 +88,3 @@ pub fn try_filled<T: Clone>(
 
 /// Work below this many elements runs on the calling thread: spawning costs more.
 pub const PARALLEL_THRESHOLD: usize = 1 << 15;
-
-/// Map the contiguous f32 or f64 elements of the cpu tensor `t` through `f32f` or `f64f`
-/// into a new tensor of shape `out_dims` (the one dispatch of the cpu reference kernels
-/// that read one real tensor and write another); other dtypes are refused, naming `op`.
-pub fn map_real(
-    op: &'static str,
-    t: &crate::tensor::Tensor,
-    out_dims: &[usize],
-    f32f: impl FnOnce(&[f32]) -> Vec<f32>,
-    f64f: impl FnOnce(&[f64]) -> Vec<f64>,
-) -> crate::error::Result<crate::tensor::Tensor> {
-    let off = t.layout().offset;
-    let n = t.numel();
-    let out = {
-        let b = t.cpu_buffer(op)?;
-        match &*b {
-            CpuBuffer::F32(v) => CpuBuffer::F32(f32f(&v[off..off + n])),
-            CpuBuffer::F64(v) => CpuBuffer::F64(f64f(&v[off..off + n])),
-            _ => {
-                return Err(crate::error::Error::dtype(
-                    op,
-                    format!("{op} on cpu takes f32 or f64, got {}", t.dtype()),
-                ))
-            }
-        }
-    };
-    crate::tensor::Tensor::from_cpu_buffer(out, out_dims.to_vec())
-}

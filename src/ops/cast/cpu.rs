@@ -3,19 +3,10 @@
 
 use crate::device::cpu::{CpuBuffer, PARALLEL_THRESHOLD};
 use crate::error::Result;
+use crate::ops::cpu_shared::gather;
 use crate::tensor::{DType, Layout, Tensor};
 use half::{bf16, f16};
 use rayon::prelude::*;
-use std::borrow::Cow;
-
-/// The elements of `layout` over `data` in row-major order (borrowed when contiguous).
-pub fn gather<'a, T: Copy>(data: &'a [T], layout: &Layout) -> Cow<'a, [T]> {
-    if layout.is_contiguous() {
-        Cow::Borrowed(&data[layout.offset..layout.offset + layout.numel()])
-    } else {
-        Cow::Owned(layout.indices().map(|i| data[i]).collect())
-    }
-}
 
 fn map<S: Copy + Sync, D: Copy + Send + Default>(src: &[S], f: impl Fn(S) -> D + Sync) -> Vec<D> {
     if src.len() < PARALLEL_THRESHOLD {

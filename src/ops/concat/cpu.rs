@@ -4,7 +4,7 @@
 use super::ConcatPlan;
 use crate::device::cpu::CpuBuffer;
 use crate::error::Result;
-use crate::ops::cast::cpu::gather;
+use crate::ops::cpu_shared::gather;
 use crate::tensor::{Layout, Tensor};
 
 fn copy_rows<T: Copy>(

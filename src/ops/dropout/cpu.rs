@@ -2,8 +2,9 @@
 //! mask is `uniform_at(seed, offset + i) >= p` in f32, as in kernels/dropout.cu; kept
 //! elements are multiplied by the scale rounded to the element type.
 
-use crate::device::cpu::{map_real, PARALLEL_THRESHOLD};
+use crate::device::cpu::PARALLEL_THRESHOLD;
 use crate::error::Result;
+use crate::ops::cpu_shared::map_real;
 use crate::ops::rng::{philox_block, uniform_from_word};
 use crate::tensor::{Element, Tensor};
 use rayon::prelude::*;

@@ -3,8 +3,9 @@
 //! order (candidates along y, then along x), accumulating in f64.
 
 use super::{candidates, source, PadSpec};
-use crate::device::cpu::{map_real, PARALLEL_THRESHOLD};
+use crate::device::cpu::PARALLEL_THRESHOLD;
 use crate::error::Result;
+use crate::ops::cpu_shared::map_real;
 use crate::tensor::{Element, Tensor};
 use rayon::prelude::*;
 

@@ -321,7 +321,7 @@ fn max_backward_typed<T: Element + PartialOrd>(
     dx_layout: &Layout,
 ) -> Vec<T> {
     let k = plan.k;
-    let xs = crate::ops::cast::cpu::gather(x, &plan.permuted);
+    let xs = crate::ops::cpu_shared::gather(x, &plan.permuted);
     let mut permuted: Vec<T> = bytemuck::zeroed_vec(plan.rows * k);
     let row = |r: usize, out: &mut [T]| {
         let (m, src) = (y[r], &xs[r * k..(r + 1) * k]);

@@ -1,8 +1,9 @@
 //! Reference nearest upsampling on the cpu (f32, f64), parallel over planes above
 //! `PARALLEL_THRESHOLD`.
 
-use crate::device::cpu::{map_real, PARALLEL_THRESHOLD};
+use crate::device::cpu::PARALLEL_THRESHOLD;
 use crate::error::Result;
+use crate::ops::cpu_shared::map_real;
 use crate::tensor::{Element, Tensor};
 use rayon::prelude::*;
 

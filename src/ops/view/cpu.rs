@@ -5,7 +5,7 @@
 
 use crate::device::cpu::CpuBuffer;
 use crate::error::{Error, Result};
-use crate::ops::cast::cpu::gather;
+use crate::ops::cpu_shared::gather;
 use crate::tensor::{Layout, Tensor};
 
 fn copy_typed<T: Copy>(src: &[T], sl: &Layout, dst: &mut [T], dl: &Layout) {
