@@ -8,11 +8,12 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use duel::gan::arch::dcgan_generator_28;
 use duel::io::checkpoint::{
     load_module, load_safetensors, load_safetensors_with_metadata, load_training_state,
     read_header, save_module, save_safetensors, save_training_state, SafeDType,
 };
-use duel::nn::{dcgan_generator_28, state_dict, BatchNorm1d, Linear, Module, ParamRng, Sequential};
+use duel::nn::{state_dict, BatchNorm1d, Linear, Module, ParamRng, Sequential};
 use duel::{DType, Device, Tensor};
 
 fn tmpdir(tag: &str) -> PathBuf {

@@ -1,6 +1,6 @@
 //! PyTorch loadability of a duel DCGAN generator checkpoint, checked without PyTorch:
 //! the names, shapes and dtypes of the safetensors file duel writes for
-//! `nn::dcgan_generator_28` must equal those of PyTorch's `state_dict()` of the twin
+//! `gan::arch::dcgan_generator_28` must equal those of PyTorch's `state_dict()` of the twin
 //! module, recorded in tests/data/pytorch/dcgan_generator_state_dict.json by
 //! scripts/pytorch_reference/dcgan_checkpoint.py. That script also loaded a duel-written
 //! file with `safetensors.torch.load_file` + `load_state_dict(strict=True)` and compared
@@ -13,8 +13,9 @@
 
 use std::collections::BTreeMap;
 
+use duel::gan::arch::dcgan_generator_28;
 use duel::io::checkpoint::{read_header, save_module, save_safetensors};
-use duel::nn::{dcgan_generator_28, Module};
+use duel::nn::Module;
 use duel::{Device, Tensor};
 
 fn reference() -> serde_json::Value {

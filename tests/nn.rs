@@ -4,10 +4,11 @@
 
 use std::collections::HashMap;
 
+use duel::gan::arch::dcgan_generator_28;
 use duel::nn::init::{self, ParamRng};
 use duel::nn::{
-    dcgan_generator_28, load_state_dict, state_dict, BatchNorm1d, BatchNorm2d, Conv2d, Dropout,
-    InstanceNorm2d, LeakyReLU, Linear, Module, ReLU, Reshape, Sequential, Sigmoid, Tanh,
+    load_state_dict, state_dict, BatchNorm1d, BatchNorm2d, Conv2d, Dropout, InstanceNorm2d,
+    LeakyReLU, Linear, Module, ReLU, Reshape, Sequential, Sigmoid, Tanh,
 };
 use duel::ops::conv::Conv2dParams;
 use duel::{Device, Tensor};

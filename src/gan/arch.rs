@@ -313,9 +313,23 @@ fn up() -> ConvTranspose2dParams {
     }
 }
 
+/// The DCGAN generator for 28×28 single-channel images (MNIST), as PyTorch's
+/// `nn.Sequential(Linear(nz, 128*7*7, bias=False), BatchNorm1d(6272), ReLU(),
+/// Unflatten(1, (128, 7, 7)), ConvTranspose2d(128, 64, 4, 2, 1, bias=False), BatchNorm2d(64), ReLU(),
+/// ConvTranspose2d(64, 1, 4, 2, 1), Tanh())` (children 0..=8), DCGAN-initialised from
+/// `seed`. Input `[N, nz]`, output `[N, 1, 28, 28]` in (−1, 1): the generator of
+/// [`dcgan28_generator`] at width 64.
+/// scripts/pytorch_reference/dcgan_checkpoint.py builds the PyTorch twin.
+pub fn dcgan_generator_28(nz: usize, seed: u64, device: &Device) -> Result<Sequential> {
+    let mut rng = ParamRng::new(seed);
+    let g = dcgan28_generator(nz, 64, 1, &mut rng, device)?;
+    init::dcgan_init(&g, &mut rng)?;
+    Ok(g)
+}
+
 /// G for 28×28: `Linear(nz_in, 2w·7·7, bias=False)`, BN, ReLU, unflatten,
 /// `ConvT(2w, w, 4, 2, 1, bias=False)`, BN, ReLU, `ConvT(w, c, 4, 2, 1)`, tanh (children 0..=8; with w = 64, c = 1 this is
-/// [`crate::nn::dcgan_generator_28`]).
+/// [`dcgan_generator_28`]).
 pub fn dcgan28_generator(
     nz_in: usize,
     w: usize,

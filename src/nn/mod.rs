@@ -31,7 +31,6 @@ pub use simple::{Dropout, LeakyReLU, ReLU, ReflectionPad2d, Reshape, Sigmoid, Ta
 
 use std::collections::{BTreeMap, HashMap};
 
-use crate::device::Device;
 use crate::error::{Error, Result};
 use crate::tensor::Tensor;
 
@@ -216,18 +215,4 @@ pub fn zero_grad(module: &dyn Module) {
     for (_, p) in module.parameters() {
         p.zero_grad();
     }
-}
-
-/// The DCGAN generator for 28×28 single-channel images (MNIST), as PyTorch's
-/// `nn.Sequential(Linear(nz, 128*7*7, bias=False), BatchNorm1d(6272), ReLU(),
-/// Unflatten(1, (128, 7, 7)), ConvTranspose2d(128, 64, 4, 2, 1, bias=False), BatchNorm2d(64), ReLU(),
-/// ConvTranspose2d(64, 1, 4, 2, 1), Tanh())` (children 0..=8), DCGAN-initialised from
-/// `seed`. Input `[N, nz]`, output `[N, 1, 28, 28]` in (−1, 1): the generator of
-/// [`crate::gan::arch::dcgan28_generator`] at width 64.
-/// scripts/pytorch_reference/dcgan_checkpoint.py builds the PyTorch twin.
-pub fn dcgan_generator_28(nz: usize, seed: u64, device: &Device) -> Result<Sequential> {
-    let mut rng = ParamRng::new(seed);
-    let g = crate::gan::arch::dcgan28_generator(nz, 64, 1, &mut rng, device)?;
-    init::dcgan_init(&g, &mut rng)?;
-    Ok(g)
 }
