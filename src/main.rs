@@ -8,9 +8,10 @@
 mod cli;
 
 use clap::{Parser, Subcommand};
+use cli::check as selfcheck;
 use duel::device::cuda;
-use duel::device::{selfcheck, DeviceSpec};
-use duel::kernels::{KERNELS, KERNEL_SOURCES, PTX_ARCH, PTX_FROM_NVCC};
+use duel::device::DeviceSpec;
+use duel::kernels::{KERNELS, KERNEL_SOURCES, NVCC, PTX_ARCH, PTX_FROM_NVCC};
 use duel::Device;
 use std::io::Write;
 use std::process::ExitCode;
@@ -46,7 +47,16 @@ enum Command {
     /// Apply a trained pix2pix or CycleGAN generator to images (a grid input | output)
     Translate(cli::translate::TranslateArgs),
     /// List the CPU, GPUs, how the kernels were built, and whether the emulator works
-    Devices,
+    Devices {
+        /// Instead: list the product kernels, one `NAME kernels/FILE.cu` per line (what
+        /// scripts/emu-coverage.sh checks the emulator launched)
+        #[arg(long, conflicts_with = "nvcc")]
+        kernels: bool,
+        /// Instead: print the path of the nvcc that compiled the PTX (fails when the build
+        /// found none)
+        #[arg(long)]
+        nvcc: bool,
+    },
     /// Run every op family on --device and compare it with the cpu reference
     Check,
     /// Compare every op's backward rule with central finite differences (f64, cpu)
@@ -111,7 +121,17 @@ fn run(cli: &Cli) -> Result<(), Failure> {
         Command::Eval(args) => cli::eval::eval(device, args),
         Command::Theory(args) => cli::theory::theory(args),
         Command::Translate(args) => cli::translate::translate(device, args),
-        Command::Devices => devices(),
+        Command::Devices { kernels: true, .. } => print(&kernel_list()),
+        Command::Devices { nvcc: true, .. } => match NVCC {
+            Some(path) => print(&format!("{path}\n")),
+            None => Err(Failure(
+                "this duel was built without nvcc (its kernels are embedded as source); \
+                 rebuild with DUEL_NVCC set (scripts/install-cuda-compiler.sh prints a path)"
+                    .to_string(),
+                1,
+            )),
+        },
+        Command::Devices { .. } => devices(),
         Command::Check => check(device),
         Command::Gradcheck { op } => gradcheck(op.as_deref()),
         Command::Trace { dot } => trace(device, dot),
@@ -121,12 +141,12 @@ fn run(cli: &Cli) -> Result<(), Failure> {
 
 fn gradcheck(only: Option<&str>) -> Result<(), Failure> {
     use duel::autograd::gradcheck;
-    let cases: Vec<_> = gradcheck::all_cases()?
+    let cases: Vec<_> = duel::ops::gradcheck_cases()?
         .into_iter()
         .filter(|c| only.is_none_or(|op| c.op == op))
         .collect();
     if cases.is_empty() {
-        let mut known: Vec<&str> = gradcheck::all_cases()?.iter().map(|c| c.op).collect();
+        let mut known: Vec<&str> = duel::ops::gradcheck_cases()?.iter().map(|c| c.op).collect();
         known.dedup();
         return Err(Failure(
             format!(
@@ -186,7 +206,7 @@ fn trace(spec: DeviceSpec, dot_path: &std::path::Path) -> Result<(), Failure> {
     use duel::autograd::{self, trace};
     let device = spec.open()?;
     autograd::reset_peak_memory();
-    let example = trace::example_mlp(&device)?;
+    let example = cli::trace::example_mlp(&device)?;
     println!("two-layer MLP on {device}: x[8, 2] -> matmul w1[2, 16] + b1 -> relu -> matmul w2[16, 1] + b2 -> mean squared error");
     println!("loss = {:.6}\n", example.loss.item()?);
     let entries = autograd::tape(&example.loss);
@@ -307,6 +327,13 @@ fn devices() -> Result<(), Failure> {
         Err(e) => out += &format!("emulator  unavailable: {e}\n"),
     }
     print(&out)
+}
+
+/// `duel devices --kernels`: every product kernel and its file, in manifest order.
+fn kernel_list() -> String {
+    duel::kernels::product_kernels()
+        .map(|k| format!("{} kernels/{}.cu\n", k.name, k.file))
+        .collect()
 }
 
 /// Write to stdout; a closed pipe (`duel devices | head -1`) is not an error.

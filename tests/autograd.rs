@@ -157,10 +157,30 @@ fn autograd_backward_needs_a_one_element_loss() {
     assert!(msg.contains("seed"), "{msg}");
 }
 
+/// `x[8, 2] → matmul w1[2, 16] + b1 → relu → matmul w2[16, 1] + b2 → mean((· − y)²)`
+/// from fixed seeds (the shape of `duel trace`'s demo, which tests/cli.rs runs): the loss
+/// and the (name, leaf) parameters.
+fn two_layer_mlp_loss() -> (Tensor, Vec<(&'static str, Tensor)>) {
+    let d = Device::Cpu;
+    let param = |name: &str, shape: &[usize], seed: u64| {
+        Tensor::randn(shape, seed, 0, &d)
+            .unwrap()
+            .with_requires_grad_named(name)
+    };
+    let (w1, b1) = (param("w1", &[2, 16], 11), param("b1", &[16], 12));
+    let (w2, b2) = (param("w2", &[16, 1], 13), param("b2", &[1], 14));
+    let x = Tensor::randn([8, 2], 15, 0, &d).unwrap();
+    let y = Tensor::rand([8, 1], 16, 0, &d).unwrap();
+    let hidden = x.matmul(&w1).unwrap().add(&b1).unwrap().relu().unwrap();
+    let out = hidden.matmul(&w2).unwrap().add(&b2).unwrap();
+    let loss = out.sub(&y).unwrap().powf(2.0).unwrap().mean_all().unwrap();
+    (loss, vec![("w1", w1), ("b1", b1), ("w2", w2), ("b2", b2)])
+}
+
 #[test]
 fn autograd_trace_of_a_two_layer_mlp() {
-    let example = trace::example_mlp(&Device::Cpu).unwrap();
-    let entries = autograd::tape(&example.loss);
+    let (loss, params) = two_layer_mlp_loss();
+    let entries = autograd::tape(&loss);
     let ops: Vec<&str> = entries.iter().map(|e| e.op).collect();
     assert_eq!(
         ops,
@@ -219,8 +239,8 @@ fn autograd_trace_of_a_two_layer_mlp() {
         );
     }
 
-    example.loss.backward().unwrap();
-    for (name, p) in &example.params {
+    loss.backward().unwrap();
+    for (name, p) in &params {
         let g = p.grad().unwrap_or_else(|| panic!("{name} got no gradient"));
         assert_eq!(g.shape(), p.shape(), "{name}");
         assert!(

@@ -62,7 +62,7 @@ const RECORDED_OPS: &[&str] = &[
 fn gradcheck_every_case_passes() {
     let mut failed = Vec::new();
     let mut rows = 0;
-    for case in gradcheck::all_cases().unwrap() {
+    for case in duel::ops::gradcheck_cases().unwrap() {
         for row in gradcheck::check(&case).unwrap() {
             rows += 1;
             if !row.passed {
@@ -84,7 +84,7 @@ fn gradcheck_every_case_passes() {
 
 #[test]
 fn gradcheck_covers_every_recorded_op() {
-    let checked: BTreeSet<&str> = gradcheck::all_cases()
+    let checked: BTreeSet<&str> = duel::ops::gradcheck_cases()
         .unwrap()
         .iter()
         .map(|c| c.op)

@@ -191,20 +191,3 @@ pub fn check(case: &GradCase) -> Result<Vec<GradcheckRow>> {
     }
     Ok(rows)
 }
-
-/// Every op's gradient-check cases, gathered from the op families.
-pub fn all_cases() -> Result<Vec<GradCase>> {
-    let mut cases = Vec::new();
-    cases.extend(crate::ops::elementwise::gradcheck_cases()?);
-    cases.extend(crate::ops::matmul::gradcheck_cases()?);
-    cases.extend(crate::ops::view::gradcheck_cases()?);
-    cases.extend(crate::ops::reduce::gradcheck_cases()?);
-    cases.extend(crate::ops::conv::gradcheck_cases()?);
-    cases.extend(crate::ops::norm::gradcheck_cases()?);
-    cases.extend(crate::ops::dropout::gradcheck_cases()?);
-    cases.extend(crate::ops::concat::gradcheck_cases()?);
-    cases.extend(crate::ops::upsample::gradcheck_cases()?);
-    cases.extend(crate::ops::pad::gradcheck_cases()?);
-    cases.extend(crate::ops::loss::gradcheck_cases()?);
-    Ok(cases)
-}

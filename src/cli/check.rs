@@ -3,9 +3,9 @@
 //! compute what the cpu computes. Inputs come from the Philox stream, so they are the
 //! same on both sides.
 
-use crate::device::Device;
-use crate::error::Result;
-use crate::tensor::{DType, Tensor};
+use duel::device::Device;
+use duel::error::Result;
+use duel::tensor::{DType, Tensor};
 
 /// One comparison: the op, the worst difference found and the bound it must stay within.
 #[derive(Clone, Debug)]
@@ -70,12 +70,12 @@ const CASES: &[Case] = &[
             .narrow(2, 0, 3)?
             .narrow(3, 0, 3)?
             .reshape([1, 3, 3, 3])?;
-        let p = crate::ops::conv::Conv2dParams {
+        let p = duel::ops::conv::Conv2dParams {
             stride: (2, 2),
             padding: (1, 1),
             dilation: (1, 1),
         };
-        crate::ops::conv::conv2d(
+        duel::ops::conv::conv2d(
             &i.images,
             &w.broadcast_to([4, 3, 3, 3])?.contiguous()?,
             None,
@@ -90,13 +90,13 @@ const CASES: &[Case] = &[
             .reshape([2, 3, 4, 4])?
             .narrow(0, 0, 1)?;
         let w = w.broadcast_to([3, 3, 4, 4])?.contiguous()?;
-        let p = crate::ops::conv::ConvTranspose2dParams {
+        let p = duel::ops::conv::ConvTranspose2dParams {
             stride: (2, 2),
             padding: (1, 1),
             output_padding: (1, 1),
             dilation: (1, 1),
         };
-        crate::ops::conv::conv_transpose2d(&i.images, &w, None, &p)
+        duel::ops::conv::conv_transpose2d(&i.images, &w, None, &p)
     }),
     ("batch_norm (train)", 1e-5, |i| {
         i.images.batch_norm_train(None, None, 1e-5)
@@ -113,7 +113,7 @@ const CASES: &[Case] = &[
     }),
     ("pad2d reflect", 0.0, |i| {
         i.images
-            .pad2d((2, 1, 1, 2), crate::ops::pad::PadMode::Reflect)
+            .pad2d((2, 1, 1, 2), duel::ops::pad::PadMode::Reflect)
     }),
 ];
 
@@ -137,8 +137,8 @@ pub fn run(device: &Device) -> Result<Vec<CheckRow>> {
         tolerance: 0.0,
     });
     for (op, tolerance, f) in CASES {
-        let want = crate::autograd::no_grad(|| f(&want_in))?.to_f64_vec()?;
-        let got = crate::autograd::no_grad(|| f(&got_in))?.to_f64_vec()?;
+        let want = duel::autograd::no_grad(|| f(&want_in))?.to_f64_vec()?;
+        let got = duel::autograd::no_grad(|| f(&got_in))?.to_f64_vec()?;
         rows.push(CheckRow {
             op,
             max_rel_diff: max_rel_diff(&got, &want),
@@ -154,15 +154,15 @@ pub fn run(device: &Device) -> Result<Vec<CheckRow>> {
     Ok(rows)
 }
 
-/// All parameter gradients of `autograd::trace::example_mlp`, concatenated.
+/// All parameter gradients of `cli::trace::example_mlp`, concatenated.
 fn mlp_gradients(device: &Device) -> Result<Vec<f64>> {
-    let example = crate::autograd::trace::example_mlp(device)?;
+    let example = crate::cli::trace::example_mlp(device)?;
     example.loss.backward()?;
     let mut out = Vec::new();
     for (name, p) in &example.params {
         let g = p
             .grad()
-            .ok_or_else(|| crate::error::Error::invalid(format!("{name} got no gradient")))?;
+            .ok_or_else(|| duel::error::Error::invalid(format!("{name} got no gradient")))?;
         out.extend(g.to_f64_vec()?);
     }
     Ok(out)

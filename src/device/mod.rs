@@ -4,7 +4,6 @@
 pub mod cpu;
 pub mod cuda;
 pub mod emu;
-pub mod selfcheck;
 pub mod simt;
 
 use crate::error::{Error, Result};

@@ -5,6 +5,7 @@
 pub mod cast;
 pub mod concat;
 pub mod conv;
+pub(crate) mod cpu_shared;
 pub mod dropout;
 pub mod elementwise;
 pub mod fill;
@@ -64,4 +65,22 @@ pub(crate) fn check_storage_dtype(op: &'static str, dtype: DType, device: &Devic
         ));
     }
     Ok(())
+}
+
+/// Every op's gradient-check cases, gathered from the op families (the registry
+/// `duel gradcheck` and tests/gradcheck.rs run; a new family adds its line here).
+pub fn gradcheck_cases() -> Result<Vec<crate::autograd::gradcheck::GradCase>> {
+    let mut cases = Vec::new();
+    cases.extend(elementwise::gradcheck_cases()?);
+    cases.extend(matmul::gradcheck_cases()?);
+    cases.extend(view::gradcheck_cases()?);
+    cases.extend(reduce::gradcheck_cases()?);
+    cases.extend(conv::gradcheck_cases()?);
+    cases.extend(norm::gradcheck_cases()?);
+    cases.extend(dropout::gradcheck_cases()?);
+    cases.extend(concat::gradcheck_cases()?);
+    cases.extend(upsample::gradcheck_cases()?);
+    cases.extend(pad::gradcheck_cases()?);
+    cases.extend(loss::gradcheck_cases()?);
+    Ok(cases)
 }

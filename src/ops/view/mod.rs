@@ -396,7 +396,7 @@ pub fn gradcheck_cases() -> Result<Vec<GradCase>> {
             vec![x_f64(&[2, 1, 3], 19)?],
             |x| x[0].squeeze(-2),
         ),
-        // cast's rule is checked here (all_cases has one line per view/reduce family).
+        // cast's rule is checked here (`ops::gradcheck_cases` has one line per view/reduce family).
         // f64 -> f64 is the copy path. The round trip f64 -> f32 -> f64 is the identity
         // plus a rounding error of at most half an f32 ulp (1.2e-7 for |x| < 4): with
         // h = 0.1 the central difference is 1 ± 1.2e-6 per unit weight, so abs 2e-5 +
