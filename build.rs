@@ -30,7 +30,7 @@ fn main() {
 // Without nvcc: one cargo warning, and only the sources (with local #includes inlined) are
 // embedded, for NVRTC at first use on a GPU. An nvcc error fails the build with its output.
 
-/// Generates `$OUT_DIR/kernel_ptx.rs` (`PTX_FROM_NVCC`, `PTX_ARCH`, `KERNEL_SOURCES`).
+/// Generates `$OUT_DIR/kernel_ptx.rs` (`PTX_FROM_NVCC`, `PTX_ARCH`, `NVCC`, `KERNEL_SOURCES`).
 fn compile_ptx(out: &std::path::Path) {
     let kernels = std::path::Path::new(&env::var("CARGO_MANIFEST_DIR").unwrap()).join("kernels");
     for var in ["DUEL_NVCC", "CUDA_PATH", "CUDA_COMPUTE_CAP", "PATH"] {
@@ -101,9 +101,15 @@ fn compile_ptx(out: &std::path::Path) {
          pub const PTX_FROM_NVCC: bool = {};\n\
          /// The virtual architecture the PTX targets (from CUDA_COMPUTE_CAP).\n\
          pub const PTX_ARCH: &str = {arch:?};\n\
+         /// The nvcc that compiled the PTX (`duel devices --nvcc`; scripts/check-kernels.sh).\n\
+         pub const NVCC: Option<&str> = {nvcc_path};\n\
          /// Every top-level kernels/*.cu, sorted by name.\n\
          pub const KERNEL_SOURCES: &[KernelSource] = &[\n",
-        nvcc.is_some()
+        nvcc.is_some(),
+        nvcc_path = match &nvcc {
+            Some(p) => format!("Some({:?})", p.display().to_string()),
+            None => "None".to_string(),
+        }
     );
     for (file, ptx) in files.iter().zip(&results) {
         let stem = file.file_stem().unwrap().to_string_lossy().into_owned();

@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # emu-coverage.sh TRACE_FILE
-# Compare the product kernels (every `extern "C" __global__` entry point in a top-level
-# kernels/*.cu; kernels/emu/ and test kernels elsewhere do not count) with the kernels the
-# emulator launched, as recorded in its trace (DUEL_EMU_TRACE=file; one line per launch:
-# `kernel=NAME grid=x,y,z block=x,y,z shared=N`). Prints `emu kernel coverage: N/M`, the
-# kernels never launched, and exits non-zero below 100%.
+# Compare the product kernels (as the built binary lists them: `duel devices --kernels`,
+# the manifest build.rs made from kernels/*.cu; kernels/emu/ self-tests do not count) with
+# the kernels the emulator launched, as recorded in its trace (DUEL_EMU_TRACE=file; one
+# line per launch: `kernel=NAME grid=x,y,z block=x,y,z shared=N`). Prints
+# `emu kernel coverage: N/M`, the kernels never launched, and exits non-zero below 100%.
+# The binary is $DUEL_BIN, or `cargo run --release` (built first if needed).
 set -euo pipefail
 
 if [ $# -ne 1 ]; then
@@ -14,20 +15,18 @@ fi
 trace=$1
 [ -f "$trace" ] || { echo "error: trace file '$trace' not found (run the tests with DUEL_EMU_TRACE=$trace)" >&2; exit 1; }
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+if [ -n "${DUEL_BIN:-}" ]; then
+    listing=$("$DUEL_BIN" devices --kernels)
+else
+    listing=$(cd "$root" && cargo run --release --quiet -- devices --kernels)
+fi || { echo "error: could not list the kernels with \`duel devices --kernels\` (does duel build?)" >&2; exit 1; }
 
-python3 - "$root/kernels" "$trace" <<'EOF'
-import pathlib, re, sys
+python3 - "$trace" "$listing" <<'EOF'
+import re, sys
 
-kernels_dir, trace = pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2])
-entry = re.compile(
-    r'(?:extern\s+"C"\s+__global__|__global__\s+extern\s+"C")\s+void\s+'
-    r'(?:__launch_bounds__\s*\([^)]*\)\s*)?([A-Za-z_]\w*)\s*\(')
-comments = re.compile(r'//[^\n]*|/\*.*?\*/', re.S)
-product = {}
-for cu in sorted(kernels_dir.glob("*.cu")):
-    for name in entry.findall(comments.sub(" ", cu.read_text())):
-        product[name] = cu.name
-launched = set(re.findall(r'(?:^|\s)kernel=(\S+)', trace.read_text(), re.M))
+trace, listing = sys.argv[1], sys.argv[2]
+product = dict(line.split() for line in listing.splitlines() if line.strip())
+launched = set(re.findall(r'(?:^|\s)kernel=(\S+)', open(trace).read(), re.M))
 covered = sorted(set(product) & launched)
 missing = sorted(set(product) - launched)
 print(f"emu kernel coverage: {len(covered)}/{len(product)}")
@@ -37,7 +36,7 @@ unknown = sorted(launched - set(product))
 if unknown:
     print(f"  (also launched, not product kernels: {' '.join(unknown)})")
 if not product:
-    print("error: no product kernels found in kernels/*.cu", file=sys.stderr)
+    print("error: duel devices --kernels listed no product kernels", file=sys.stderr)
     sys.exit(1)
 sys.exit(1 if missing else 0)
 EOF
