@@ -88,7 +88,7 @@ fn checkpoint_round_trip_is_bitwise() {
 fn mlp(seed: u64) -> Sequential {
     let mut rng = ParamRng::new(seed);
     Sequential::new(vec![
-        Box::new(Linear::new(3, 4, true, &mut rng, &Device::Cpu).unwrap()),
+        Box::new(Linear::options(3, 4).build(&mut rng, &Device::Cpu).unwrap()),
         Box::new(BatchNorm1d::new(4, &Device::Cpu).unwrap()),
     ])
 }
@@ -123,7 +123,7 @@ fn checkpoint_module_round_trip_and_shape_mismatch() {
     save_module(&small, &m, None).unwrap();
     let mut rng = ParamRng::new(2);
     let other = Sequential::new(vec![
-        Box::new(Linear::new(3, 5, true, &mut rng, &Device::Cpu).unwrap()),
+        Box::new(Linear::options(3, 5).build(&mut rng, &Device::Cpu).unwrap()),
         Box::new(BatchNorm1d::new(4, &Device::Cpu).unwrap()),
     ]);
     let e = load_module(&small, &other).unwrap_err().to_string();

@@ -10,7 +10,6 @@ use duel::nn::{
     load_state_dict, state_dict, BatchNorm1d, BatchNorm2d, Conv2d, Dropout, InstanceNorm2d,
     LeakyReLU, Linear, Module, ReLU, Reshape, Sequential, Sigmoid, Tanh,
 };
-use duel::ops::conv::Conv2dParams;
 use duel::{Device, Tensor};
 
 fn cpu(data: &[f32], shape: &[usize]) -> Tensor {
@@ -50,10 +49,10 @@ fn small_mlp() -> Sequential {
     let mut rng = ParamRng::new(7);
     let d = Device::Cpu;
     Sequential::new(vec![
-        Box::new(Linear::new(4, 8, true, &mut rng, &d).unwrap()),
+        Box::new(Linear::options(4, 8).build(&mut rng, &d).unwrap()),
         Box::new(BatchNorm1d::new(8, &d).unwrap()),
         Box::new(LeakyReLU(0.2)),
-        Box::new(Linear::new(8, 1, true, &mut rng, &d).unwrap()),
+        Box::new(Linear::options(8, 1).build(&mut rng, &d).unwrap()),
         Box::new(Sigmoid),
     ])
 }
@@ -156,21 +155,18 @@ fn nn_gradients_reach_every_parameter() {
     let mut rng = ParamRng::new(2);
     let conv = Sequential::new(vec![
         Box::new(
-            Conv2d::new(
-                2,
-                3,
-                (3, 3),
-                Conv2dParams::default(),
-                true,
-                &mut rng,
-                &Device::Cpu,
-            )
-            .unwrap(),
+            Conv2d::options(2, 3, 3)
+                .build(&mut rng, &Device::Cpu)
+                .unwrap(),
         ),
         Box::new(InstanceNorm2d::new(3, true, &Device::Cpu).unwrap()),
         Box::new(Tanh),
         Box::new(Reshape::new(vec![27])),
-        Box::new(Linear::new(27, 1, true, &mut rng, &Device::Cpu).unwrap()),
+        Box::new(
+            Linear::options(27, 1)
+                .build(&mut rng, &Device::Cpu)
+                .unwrap(),
+        ),
     ]);
     let x = Tensor::randn([2, 2, 5, 5], 4, 0, &Device::Cpu).unwrap();
     conv.forward(&x)
@@ -203,10 +199,10 @@ fn nn_load_state_dict_round_trip_and_errors() {
     let a = small_mlp();
     let mut rng = ParamRng::new(99);
     let b = Sequential::new(vec![
-        Box::new(Linear::new(4, 8, true, &mut rng, &Device::Cpu).unwrap()),
+        Box::new(Linear::options(4, 8).build(&mut rng, &Device::Cpu).unwrap()),
         Box::new(BatchNorm1d::new(8, &Device::Cpu).unwrap()),
         Box::new(LeakyReLU(0.2)),
-        Box::new(Linear::new(8, 1, true, &mut rng, &Device::Cpu).unwrap()),
+        Box::new(Linear::options(8, 1).build(&mut rng, &Device::Cpu).unwrap()),
         Box::new(Sigmoid),
     ]);
     // a training step on a changes its running stats and counter

@@ -85,19 +85,27 @@ fn network(seed: u64) -> Result<Sequential> {
         ..Default::default()
     };
     Ok(Sequential::new(vec![
-        Box::new(Conv2d::new(1, 8, (5, 5), down, true, &mut rng, &dev)?),
+        Box::new(
+            Conv2d::options(1, 8, 5)
+                .params(down)
+                .build(&mut rng, &dev)?,
+        ),
         Box::new(ReLU),
-        Box::new(Conv2d::new(8, 16, (5, 5), down, true, &mut rng, &dev)?),
+        Box::new(
+            Conv2d::options(8, 16, 5)
+                .params(down)
+                .build(&mut rng, &dev)?,
+        ),
         Box::new(ReLU),
         Box::new(Reshape::new(vec![16 * 7 * 7])),
-        Box::new(Linear::new(16 * 7 * 7, FEATURES, true, &mut rng, &dev)?),
+        Box::new(Linear::options(16 * 7 * 7, FEATURES).build(&mut rng, &dev)?),
         Box::new(ReLU),
-        Box::new(Linear::new(FEATURES, CLASSES, true, &mut rng, &dev)?),
+        Box::new(Linear::options(FEATURES, CLASSES).build(&mut rng, &dev)?),
     ]))
 }
 
 /// Mean cross-entropy of `logits [B, K]` against `labels`, recorded on the tape:
-/// −mean_b(log softmax(logits)_b[label_b]), with the row maximum (a constant) subtracted
+/// −mean_b(log softmax(logits)_b\[label_b\]), with the row maximum (a constant) subtracted
 /// before exp so no logit overflows.
 pub fn cross_entropy(logits: &Tensor, labels: &[u8]) -> Result<Tensor> {
     let (b, k) = (logits.dims()[0], logits.dims()[1]);

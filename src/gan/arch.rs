@@ -283,18 +283,18 @@ fn mlp_pair(
     dev: &Device,
 ) -> Result<(Sequential, Sequential)> {
     let g = Sequential::new(vec![
-        Box::new(Linear::new(nz_in, h, true, rng, dev)?),
+        Box::new(Linear::options(nz_in, h).build(rng, dev)?),
         Box::new(ReLU),
-        Box::new(Linear::new(h, h, true, rng, dev)?),
+        Box::new(Linear::options(h, h).build(rng, dev)?),
         Box::new(ReLU),
-        Box::new(Linear::new(h, dim, true, rng, dev)?),
+        Box::new(Linear::options(h, dim).build(rng, dev)?),
     ]);
     let d = Sequential::new(vec![
-        Box::new(Linear::new(dim + k, h, true, rng, dev)?),
+        Box::new(Linear::options(dim + k, h).build(rng, dev)?),
         Box::new(LeakyReLU(0.2)),
-        Box::new(Linear::new(h, h, true, rng, dev)?),
+        Box::new(Linear::options(h, h).build(rng, dev)?),
         Box::new(LeakyReLU(0.2)),
-        Box::new(Linear::new(h, 1, true, rng, dev)?),
+        Box::new(Linear::options(h, 1).build(rng, dev)?),
     ]);
     Ok((g, d))
 }
@@ -338,22 +338,27 @@ pub fn dcgan28_generator(
     dev: &Device,
 ) -> Result<Sequential> {
     Ok(Sequential::new(vec![
-        Box::new(Linear::new(nz_in, 2 * w * 7 * 7, false, rng, dev)?),
+        Box::new(
+            Linear::options(nz_in, 2 * w * 7 * 7)
+                .bias(false)
+                .build(rng, dev)?,
+        ),
         Box::new(BatchNorm1d::new(2 * w * 7 * 7, dev)?),
         Box::new(ReLU),
         Box::new(Reshape::new(vec![2 * w, 7, 7])),
-        Box::new(ConvTranspose2d::new(
-            2 * w,
-            w,
-            (4, 4),
-            up(),
-            false,
-            rng,
-            dev,
-        )?),
+        Box::new(
+            ConvTranspose2d::options(2 * w, w, 4)
+                .params(up())
+                .bias(false)
+                .build(rng, dev)?,
+        ),
         Box::new(BatchNorm2d::new(w, dev)?),
         Box::new(ReLU),
-        Box::new(ConvTranspose2d::new(w, c, (4, 4), up(), true, rng, dev)?),
+        Box::new(
+            ConvTranspose2d::options(w, c, 4)
+                .params(up())
+                .build(rng, dev)?,
+        ),
         Box::new(Tanh),
     ]))
 }
@@ -367,13 +372,18 @@ pub fn dcgan28_discriminator(
     dev: &Device,
 ) -> Result<Sequential> {
     Ok(Sequential::new(vec![
-        Box::new(Conv2d::new(c_in, w, (4, 4), DOWN, true, rng, dev)?),
+        Box::new(Conv2d::options(c_in, w, 4).params(DOWN).build(rng, dev)?),
         Box::new(LeakyReLU(0.2)),
-        Box::new(Conv2d::new(w, 2 * w, (4, 4), DOWN, false, rng, dev)?),
+        Box::new(
+            Conv2d::options(w, 2 * w, 4)
+                .params(DOWN)
+                .bias(false)
+                .build(rng, dev)?,
+        ),
         Box::new(BatchNorm2d::new(2 * w, dev)?),
         Box::new(LeakyReLU(0.2)),
         Box::new(Reshape::new(vec![2 * w * 7 * 7])),
-        Box::new(Linear::new(2 * w * 7 * 7, 1, true, rng, dev)?),
+        Box::new(Linear::options(2 * w * 7 * 7, 1).build(rng, dev)?),
     ]))
 }
 
@@ -390,40 +400,31 @@ pub fn dcgan64_generator(
     let first = ConvTranspose2dParams::default();
     let mut layers: Vec<Box<dyn Module>> = vec![
         Box::new(Reshape::new(vec![nz_in, 1, 1])),
-        Box::new(ConvTranspose2d::new(
-            nz_in,
-            8 * w,
-            (4, 4),
-            first,
-            false,
-            rng,
-            dev,
-        )?),
+        Box::new(
+            ConvTranspose2d::options(nz_in, 8 * w, 4)
+                .params(first)
+                .bias(false)
+                .build(rng, dev)?,
+        ),
         Box::new(BatchNorm2d::new(8 * w, dev)?),
         Box::new(ReLU),
     ];
     for m in [8, 4, 2] {
-        layers.push(Box::new(ConvTranspose2d::new(
-            m * w,
-            m * w / 2,
-            (4, 4),
-            up(),
-            false,
-            rng,
-            dev,
-        )?));
+        layers.push(Box::new(
+            ConvTranspose2d::options(m * w, m * w / 2, 4)
+                .params(up())
+                .bias(false)
+                .build(rng, dev)?,
+        ));
         layers.push(Box::new(BatchNorm2d::new(m * w / 2, dev)?));
         layers.push(Box::new(ReLU));
     }
-    layers.push(Box::new(ConvTranspose2d::new(
-        w,
-        c,
-        (4, 4),
-        up(),
-        false,
-        rng,
-        dev,
-    )?));
+    layers.push(Box::new(
+        ConvTranspose2d::options(w, c, 4)
+            .params(up())
+            .bias(false)
+            .build(rng, dev)?,
+    ));
     layers.push(Box::new(Tanh));
     Ok(Sequential::new(layers))
 }
@@ -437,31 +438,27 @@ pub fn dcgan64_discriminator(
     dev: &Device,
 ) -> Result<Sequential> {
     let mut layers: Vec<Box<dyn Module>> = vec![
-        Box::new(Conv2d::new(c_in, w, (4, 4), DOWN, false, rng, dev)?),
+        Box::new(
+            Conv2d::options(c_in, w, 4)
+                .params(DOWN)
+                .bias(false)
+                .build(rng, dev)?,
+        ),
         Box::new(LeakyReLU(0.2)),
     ];
     for m in [1, 2, 4] {
-        layers.push(Box::new(Conv2d::new(
-            m * w,
-            2 * m * w,
-            (4, 4),
-            DOWN,
-            false,
-            rng,
-            dev,
-        )?));
+        layers.push(Box::new(
+            Conv2d::options(m * w, 2 * m * w, 4)
+                .params(DOWN)
+                .bias(false)
+                .build(rng, dev)?,
+        ));
         layers.push(Box::new(BatchNorm2d::new(2 * m * w, dev)?));
         layers.push(Box::new(LeakyReLU(0.2)));
     }
-    layers.push(Box::new(Conv2d::new(
-        8 * w,
-        1,
-        (4, 4),
-        Conv2dParams::default(),
-        false,
-        rng,
-        dev,
-    )?));
+    layers.push(Box::new(
+        Conv2d::options(8 * w, 1, 4).bias(false).build(rng, dev)?,
+    ));
     layers.push(Box::new(Reshape::new(vec![1])));
     Ok(Sequential::new(layers))
 }

@@ -30,23 +30,41 @@ pub struct Linear {
     prefix: String,
 }
 
-impl Linear {
-    /// PyTorch's default initialisation from `rng`.
-    pub fn new(
-        in_features: usize,
-        out_features: usize,
-        bias: bool,
-        rng: &mut ParamRng,
-        device: &Device,
-    ) -> Result<Linear> {
-        let shape = [out_features, in_features];
-        let w = kaiming_uniform(rng, &shape, 5f64.sqrt(), device)?;
-        let b = if bias {
-            Some(default_bias(rng, out_features, in_features, device)?)
+/// How to build a [`Linear`]: sizes, and whether it has a bias (PyTorch's default: yes).
+/// `Linear::options(784, 256).bias(false).build(&mut rng, &device)`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LinearOptions {
+    pub in_features: usize,
+    pub out_features: usize,
+    pub bias: bool,
+}
+
+impl LinearOptions {
+    pub fn bias(mut self, bias: bool) -> Self {
+        self.bias = bias;
+        self
+    }
+    /// The layer with PyTorch's default initialisation drawn from `rng` (weight, then bias).
+    pub fn build(self, rng: &mut ParamRng, device: &Device) -> Result<Linear> {
+        let (i, o) = (self.in_features, self.out_features);
+        let w = kaiming_uniform(rng, &[o, i], 5f64.sqrt(), device)?;
+        let b = if self.bias {
+            Some(default_bias(rng, o, i, device)?)
         } else {
             None
         };
         Ok(Linear::from_tensors(w, b))
+    }
+}
+
+impl Linear {
+    /// Options for a layer from `in_features` to `out_features`, with a bias.
+    pub fn options(in_features: usize, out_features: usize) -> LinearOptions {
+        LinearOptions {
+            in_features,
+            out_features,
+            bias: true,
+        }
     }
     /// A layer holding the given values (`weight [out, in]`, `bias [out]`).
     pub fn from_tensors(weight: Tensor, bias: Option<Tensor>) -> Linear {
@@ -117,24 +135,78 @@ pub struct Conv2d {
     prefix: String,
 }
 
-impl Conv2d {
-    pub fn new(
-        in_channels: usize,
-        out_channels: usize,
-        kernel: (usize, usize),
-        params: Conv2dParams,
-        bias: bool,
-        rng: &mut ParamRng,
-        device: &Device,
-    ) -> Result<Conv2d> {
-        let shape = [out_channels, in_channels, kernel.0, kernel.1];
+/// How to build a [`Conv2d`]: channels, kernel, Conv2dParams and bias (PyTorch's defaults:
+/// stride 1, no padding, dilation 1, a bias):
+/// `Conv2d::options(1, 64, 4).stride(2).padding(1).build(&mut rng, &device)`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Conv2dOptions {
+    pub in_channels: usize,
+    pub out_channels: usize,
+    /// `(kh, kw)`.
+    pub kernel: (usize, usize),
+    pub params: Conv2dParams,
+    pub bias: bool,
+}
+
+impl Conv2dOptions {
+    /// A `kh x kw` kernel instead of the square one.
+    pub fn kernel(mut self, kh: usize, kw: usize) -> Self {
+        self.kernel = (kh, kw);
+        self
+    }
+    /// The same stride along both axes.
+    pub fn stride(mut self, s: usize) -> Self {
+        self.params.stride = (s, s);
+        self
+    }
+    /// The same zero padding on both axes.
+    pub fn padding(mut self, p: usize) -> Self {
+        self.params.padding = (p, p);
+        self
+    }
+    /// The same dilation along both axes.
+    pub fn dilation(mut self, d: usize) -> Self {
+        self.params.dilation = (d, d);
+        self
+    }
+    /// Every geometry parameter at once (per axis).
+    pub fn params(mut self, params: Conv2dParams) -> Self {
+        self.params = params;
+        self
+    }
+    pub fn bias(mut self, bias: bool) -> Self {
+        self.bias = bias;
+        self
+    }
+    /// The layer with PyTorch's default initialisation drawn from `rng` (weight, then bias).
+    pub fn build(self, rng: &mut ParamRng, device: &Device) -> Result<Conv2d> {
+        let (kh, kw) = self.kernel;
+        let shape = [self.out_channels, self.in_channels, kh, kw];
         let w = kaiming_uniform(rng, &shape, 5f64.sqrt(), device)?;
-        let b = if bias {
-            Some(default_bias(rng, out_channels, fans(&shape)?.0, device)?)
+        let b = if self.bias {
+            Some(default_bias(
+                rng,
+                self.out_channels,
+                fans(&shape)?.0,
+                device,
+            )?)
         } else {
             None
         };
-        Ok(Conv2d::from_tensors(w, b, params))
+        Ok(Conv2d::from_tensors(w, b, self.params))
+    }
+}
+
+impl Conv2d {
+    /// Options for a layer from `in_channels` to `out_channels` with a square `kernel`.
+    pub fn options(in_channels: usize, out_channels: usize, kernel: usize) -> Conv2dOptions {
+        Conv2dOptions {
+            in_channels,
+            out_channels,
+            kernel: (kernel, kernel),
+            params: Conv2dParams::default(),
+            bias: true,
+        }
     }
     pub fn from_tensors(weight: Tensor, bias: Option<Tensor>, params: Conv2dParams) -> Conv2d {
         let (weight, bias) = make_params("", weight, bias);
@@ -184,24 +256,87 @@ pub struct ConvTranspose2d {
     prefix: String,
 }
 
-impl ConvTranspose2d {
-    pub fn new(
-        in_channels: usize,
-        out_channels: usize,
-        kernel: (usize, usize),
-        params: ConvTranspose2dParams,
-        bias: bool,
-        rng: &mut ParamRng,
-        device: &Device,
-    ) -> Result<ConvTranspose2d> {
-        let shape = [in_channels, out_channels, kernel.0, kernel.1];
+/// How to build a [`ConvTranspose2d`]: channels, kernel, ConvTranspose2dParams and bias (PyTorch's defaults:
+/// stride 1, no padding, dilation 1, a bias):
+/// `ConvTranspose2d::options(128, 64, 4).stride(2).padding(1).bias(false).build(&mut rng, &device)`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConvTranspose2dOptions {
+    pub in_channels: usize,
+    pub out_channels: usize,
+    /// `(kh, kw)`.
+    pub kernel: (usize, usize),
+    pub params: ConvTranspose2dParams,
+    pub bias: bool,
+}
+
+impl ConvTranspose2dOptions {
+    /// A `kh x kw` kernel instead of the square one.
+    pub fn kernel(mut self, kh: usize, kw: usize) -> Self {
+        self.kernel = (kh, kw);
+        self
+    }
+    /// The same stride along both axes.
+    pub fn stride(mut self, s: usize) -> Self {
+        self.params.stride = (s, s);
+        self
+    }
+    /// The same zero padding on both axes.
+    pub fn padding(mut self, p: usize) -> Self {
+        self.params.padding = (p, p);
+        self
+    }
+    /// The same extra rows/columns on the output's bottom/right (`< max(stride, dilation)`).
+    pub fn output_padding(mut self, p: usize) -> Self {
+        self.params.output_padding = (p, p);
+        self
+    }
+    /// The same dilation along both axes.
+    pub fn dilation(mut self, d: usize) -> Self {
+        self.params.dilation = (d, d);
+        self
+    }
+    /// Every geometry parameter at once (per axis).
+    pub fn params(mut self, params: ConvTranspose2dParams) -> Self {
+        self.params = params;
+        self
+    }
+    pub fn bias(mut self, bias: bool) -> Self {
+        self.bias = bias;
+        self
+    }
+    /// The layer with PyTorch's default initialisation drawn from `rng` (weight, then bias).
+    pub fn build(self, rng: &mut ParamRng, device: &Device) -> Result<ConvTranspose2d> {
+        let (kh, kw) = self.kernel;
+        let shape = [self.in_channels, self.out_channels, kh, kw];
         let w = kaiming_uniform(rng, &shape, 5f64.sqrt(), device)?;
-        let b = if bias {
-            Some(default_bias(rng, out_channels, fans(&shape)?.0, device)?)
+        let b = if self.bias {
+            Some(default_bias(
+                rng,
+                self.out_channels,
+                fans(&shape)?.0,
+                device,
+            )?)
         } else {
             None
         };
-        Ok(ConvTranspose2d::from_tensors(w, b, params))
+        Ok(ConvTranspose2d::from_tensors(w, b, self.params))
+    }
+}
+
+impl ConvTranspose2d {
+    /// Options for a layer from `in_channels` to `out_channels` with a square `kernel`.
+    pub fn options(
+        in_channels: usize,
+        out_channels: usize,
+        kernel: usize,
+    ) -> ConvTranspose2dOptions {
+        ConvTranspose2dOptions {
+            in_channels,
+            out_channels,
+            kernel: (kernel, kernel),
+            params: ConvTranspose2dParams::default(),
+            bias: true,
+        }
     }
     pub fn from_tensors(
         weight: Tensor,

@@ -25,7 +25,9 @@ mod norm;
 mod simple;
 
 pub use init::ParamRng;
-pub use layers::{Conv2d, ConvTranspose2d, Linear};
+pub use layers::{
+    Conv2d, Conv2dOptions, ConvTranspose2d, ConvTranspose2dOptions, Linear, LinearOptions,
+};
 pub use norm::{BatchNorm1d, BatchNorm2d, InstanceNorm2d};
 pub use simple::{Dropout, LeakyReLU, ReLU, ReflectionPad2d, Reshape, Sigmoid, Tanh};
 

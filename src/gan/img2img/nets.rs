@@ -297,20 +297,21 @@ pub fn unet(
         let outer = if i == 0 { spec.out_ch } else { ch(i - 1) };
         let input = if i == 0 { spec.in_ch } else { outer };
         let c = ch(i);
-        let down = Box::new(Conv2d::new(input, c, (4, 4), DOWN4, bias, rng, dev)?);
+        let down = Box::new(
+            Conv2d::options(input, c, 4)
+                .params(DOWN4)
+                .bias(bias)
+                .build(rng, dev)?,
+        );
         let up_in = if inner.is_some() { 2 * c } else { c };
         let layers: Vec<Box<dyn Module>> = match inner.take() {
             // The outermost level (also innermost when n == 1).
             sub if i == 0 => {
-                let up = Box::new(ConvTranspose2d::new(
-                    up_in,
-                    outer,
-                    (4, 4),
-                    up4(),
-                    true,
-                    rng,
-                    dev,
-                )?);
+                let up = Box::new(
+                    ConvTranspose2d::options(up_in, outer, 4)
+                        .params(up4())
+                        .build(rng, dev)?,
+                );
                 let mut v: Vec<Box<dyn Module>> = vec![down];
                 v.extend(sub);
                 v.extend([Box::new(ReLU) as Box<dyn Module>, up, Box::new(Tanh)]);
@@ -320,15 +321,12 @@ pub fn unet(
                 Box::new(LeakyReLU(0.2)),
                 down,
                 Box::new(ReLU),
-                Box::new(ConvTranspose2d::new(
-                    up_in,
-                    outer,
-                    (4, 4),
-                    up4(),
-                    bias,
-                    rng,
-                    dev,
-                )?),
+                Box::new(
+                    ConvTranspose2d::options(up_in, outer, 4)
+                        .params(up4())
+                        .bias(bias)
+                        .build(rng, dev)?,
+                ),
                 norm.layer(outer, dev)?,
             ],
             Some(sub) => {
@@ -338,15 +336,12 @@ pub fn unet(
                     norm.layer(c, dev)?,
                     sub,
                     Box::new(ReLU),
-                    Box::new(ConvTranspose2d::new(
-                        up_in,
-                        outer,
-                        (4, 4),
-                        up4(),
-                        bias,
-                        rng,
-                        dev,
-                    )?),
+                    Box::new(
+                        ConvTranspose2d::options(up_in, outer, 4)
+                            .params(up4())
+                            .bias(bias)
+                            .build(rng, dev)?,
+                    ),
                     norm.layer(outer, dev)?,
                 ];
                 if spec.dropout && outer == c && c == spec.ngf * spec.max_mult {
@@ -415,7 +410,9 @@ pub fn resnet(
             padding: (pad, pad),
             dilation: (1, 1),
         };
-        Ok(Box::new(Conv2d::new(i, o, (k, k), p, b, rng, dev)?))
+        Ok(Box::new(
+            Conv2d::options(i, o, k).params(p).bias(b).build(rng, dev)?,
+        ))
     };
     let mut layers: Vec<Box<dyn Module>> = vec![
         Box::new(ReflectionPad2d(3)),
@@ -457,15 +454,12 @@ pub fn resnet(
             output_padding: (1, 1),
             dilation: (1, 1),
         };
-        layers.push(Box::new(ConvTranspose2d::new(
-            g * m,
-            g * m / 2,
-            (3, 3),
-            p,
-            bias,
-            rng,
-            dev,
-        )?));
+        layers.push(Box::new(
+            ConvTranspose2d::options(g * m, g * m / 2, 3)
+                .params(p)
+                .bias(bias)
+                .build(rng, dev)?,
+        ));
         layers.push(norm.layer(g * m / 2, dev)?);
         layers.push(Box::new(ReLU));
     }
@@ -513,15 +507,11 @@ pub fn patchgan(spec: &PatchSpec, rng: &mut ParamRng, dev: &Device) -> Result<Bo
         dilation: (1, 1),
     };
     let mut layers: Vec<Box<dyn Module>> = vec![
-        Box::new(Conv2d::new(
-            spec.in_ch,
-            spec.ndf,
-            (4, 4),
-            p(2),
-            true,
-            rng,
-            dev,
-        )?),
+        Box::new(
+            Conv2d::options(spec.in_ch, spec.ndf, 4)
+                .params(p(2))
+                .build(rng, dev)?,
+        ),
         Box::new(LeakyReLU(0.2)),
     ];
     let mut mult = 1;
@@ -529,27 +519,20 @@ pub fn patchgan(spec: &PatchSpec, rng: &mut ParamRng, dev: &Device) -> Result<Bo
         let prev = mult;
         mult = (1usize << n).min(8);
         let stride = if n < spec.n_layers { 2 } else { 1 };
-        layers.push(Box::new(Conv2d::new(
-            spec.ndf * prev,
-            spec.ndf * mult,
-            (4, 4),
-            p(stride),
-            bias,
-            rng,
-            dev,
-        )?));
+        layers.push(Box::new(
+            Conv2d::options(spec.ndf * prev, spec.ndf * mult, 4)
+                .params(p(stride))
+                .bias(bias)
+                .build(rng, dev)?,
+        ));
         layers.push(spec.norm.layer(spec.ndf * mult, dev)?);
         layers.push(Box::new(LeakyReLU(0.2)));
     }
-    layers.push(Box::new(Conv2d::new(
-        spec.ndf * mult,
-        1,
-        (4, 4),
-        p(1),
-        true,
-        rng,
-        dev,
-    )?));
+    layers.push(Box::new(
+        Conv2d::options(spec.ndf * mult, 1, 4)
+            .params(p(1))
+            .build(rng, dev)?,
+    ));
     let module = named("model", Box::new(Sequential::new(layers)));
     init::dcgan_init(module.as_ref(), rng)?;
     Ok(module)
