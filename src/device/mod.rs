@@ -4,6 +4,7 @@
 pub mod cpu;
 pub mod cuda;
 pub mod emu;
+#[doc(hidden)]
 pub mod simt;
 
 use crate::error::{Error, Result};

@@ -2,7 +2,8 @@
 //! ([`crate::data::split`]) and through the evaluation [`Classifier`]:
 //!
 //! * **FD**: Fréchet distance between the classifier features of the samples and of the
-//!   `train` split (4,000 digits; what the GAN was shown), [`linalg::frechet_distance`].
+//!   `train` split (4,000 digits; what the GAN was shown),
+//!   [`crate::eval::linalg::frechet_distance`].
 //!   It is biased upwards for small n (the covariance estimate is noisier), so compare
 //!   runs at equal n.
 //! * **IS-like**: exp(E_x KL(p(y|x) ‖ p(y))), p(y) the mean of p(y|x) over the samples;

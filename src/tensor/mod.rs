@@ -41,6 +41,7 @@ pub struct Tensor {
 impl Tensor {
     // ---- construction ---------------------------------------------------------------
 
+    #[doc(hidden)]
     /// Wrap existing storage (used by ops to return results).
     pub fn from_storage(
         storage: Arc<Storage>,
@@ -99,6 +100,7 @@ impl Tensor {
         ))
     }
 
+    #[doc(hidden)]
     /// A contiguous tensor over fresh device memory holding `bytes` (already laid out).
     pub fn from_device_buffer(
         buffer: DeviceBuffer,
@@ -207,6 +209,7 @@ impl Tensor {
     pub fn layout(&self) -> &Layout {
         &self.inner.layout
     }
+    #[doc(hidden)]
     pub fn storage(&self) -> &Arc<Storage> {
         &self.inner.storage
     }
@@ -218,6 +221,7 @@ impl Tensor {
         Arc::ptr_eq(&self.inner.storage, &other.inner.storage)
     }
 
+    #[doc(hidden)]
     /// Read access to the cpu buffer (the whole storage, not just this view).
     pub fn cpu_buffer(&self, op: &'static str) -> Result<RwLockReadGuard<'_, CpuBuffer>> {
         match &*self.inner.storage {
@@ -228,6 +232,7 @@ impl Tensor {
             )),
         }
     }
+    #[doc(hidden)]
     /// Write access to the cpu buffer, for in-place updates (optimizers).
     pub fn cpu_buffer_mut(&self, op: &'static str) -> Result<RwLockWriteGuard<'_, CpuBuffer>> {
         match &*self.inner.storage {
@@ -238,6 +243,7 @@ impl Tensor {
             )),
         }
     }
+    #[doc(hidden)]
     /// Base address of the device storage (the layout's offset is applied by kernels).
     pub fn device_ptr(&self, op: &'static str) -> Result<DevicePtr> {
         match &*self.inner.storage {
@@ -249,6 +255,7 @@ impl Tensor {
         }
     }
 
+    #[doc(hidden)]
     /// The device address of this view's first element (storage base + offset, in bytes
     /// of the dtype): what a kernel parameter for the tensor takes.
     pub fn view_ptr(&self, op: &'static str) -> Result<DevicePtr> {

@@ -18,7 +18,7 @@ const MIN_BLOCK: usize = 256;
 /// sizes keep changing holds at most this much memory it is not using.
 const MAX_CACHED_BYTES: usize = 1 << 30;
 
-/// The bucket a request of `bytes` is served from: at least [`MIN_BLOCK`], else the next
+/// The bucket a request of `bytes` is served from: at least `MIN_BLOCK`, else the next
 /// of 2^k · {1, 1.25, 1.5, 1.75}, so a block wastes at most a fifth of itself.
 pub fn bucket_size(bytes: usize) -> usize {
     if bytes <= MIN_BLOCK {

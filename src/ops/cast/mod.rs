@@ -3,7 +3,9 @@
 //! stays NaN); f16 ↔ bf16 goes through f32 (exact first step, so one rounding); f64 ↔
 //! anything on the cpu only (f64 is for gradient checks).
 
+#[doc(hidden)]
 pub mod cpu;
+#[doc(hidden)]
 pub mod simt;
 
 use crate::autograd::{record, Backward};

@@ -9,7 +9,9 @@
 //! Backends: cpu (any dtype: a strided gather per input into row blocks), cuda/emu for f32
 //! (kernels/concat.cu, one launch per input).
 
+#[doc(hidden)]
 pub mod cpu;
+#[doc(hidden)]
 pub mod simt;
 
 use crate::autograd::gradcheck::{input, GradCase};
@@ -120,7 +122,7 @@ pub fn concat(tensors: &[&Tensor], axis: isize) -> Result<Tensor> {
 }
 
 impl Tensor {
-    /// [`concat`] (`torch.cat`).
+    /// [`concat`](fn@concat) (`torch.cat`).
     pub fn concat(tensors: &[&Tensor], axis: isize) -> Result<Tensor> {
         concat(tensors, axis)
     }
@@ -128,6 +130,7 @@ impl Tensor {
 
 /// Gradient-check cases: channel concat of three 4-D tensors (U-Net skip), the last axis,
 /// axis 0, a strided input.
+#[doc(hidden)]
 pub fn gradcheck_cases() -> Result<Vec<GradCase>> {
     let a = input([2, 1, 3, 2], 91, 0.0)?;
     let b = input([2, 3, 3, 2], 92, 0.0)?;

@@ -8,7 +8,7 @@
 //!   `Ho = (H − 1)·sh − 2·ph + dh·(kh − 1) + oph + 1`, with `oph < max(sh, dh)` (PyTorch's
 //!   rule; likewise for the width).
 //!
-//! Both are expressed through one column geometry ([`Geom`]): an "image" `[N, C, Hi, Wi]`
+//! Both are expressed through one column geometry (`Geom`): an "image" `[N, C, Hi, Wi]`
 //! and the grid `Go x Wo` of window positions over it. `im2col` gathers the image into
 //! `[C·kh·kw, Go·Wo]` columns, `col2im` is its adjoint (sums columns back into pixels).
 //! - conv2d: image = x, grid = output. `y = W·im2col(x) + b`; backward `dx = col2im(Wᵀ·dy)`,
@@ -34,6 +34,7 @@ mod gradcheck;
 mod plan;
 mod simt;
 
+#[doc(hidden)]
 pub use gradcheck::gradcheck_cases;
 pub use plan::{conv2d_output_size, conv_transpose2d_output_size};
 use plan::{plan_conv2d, plan_conv_transpose2d};

@@ -12,7 +12,9 @@
 //! output gradient, regenerating the mask from (seed, offset, p) — nothing is saved
 //! (kernel `dropout_f32` run on the gradient, or the cpu reference).
 
+#[doc(hidden)]
 pub mod cpu;
+#[doc(hidden)]
 pub mod simt;
 
 use crate::autograd::gradcheck::{input, GradCase};
@@ -90,6 +92,7 @@ impl Tensor {
 }
 
 /// Gradient-check cases: p = 0.3 and 0.5 on odd shapes, a nonzero offset, p = 1.
+#[doc(hidden)]
 pub fn gradcheck_cases() -> Result<Vec<GradCase>> {
     let x = input([3, 7], 81, 0.0)?;
     let x3 = input([2, 3, 5], 82, 0.0)?;

@@ -42,6 +42,7 @@ mod cpu;
 mod gradcheck;
 mod simt;
 
+#[doc(hidden)]
 pub use gradcheck::gradcheck_cases;
 
 use crate::autograd::{self, Backward};

@@ -9,7 +9,9 @@
 //!
 //! f64 is cpu-only (used for gradient checks).
 
+#[doc(hidden)]
 pub mod cpu;
+#[doc(hidden)]
 pub mod simt;
 
 use crate::device::Device;

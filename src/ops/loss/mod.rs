@@ -19,7 +19,9 @@
 //! Backends: cpu f32/f64 (f64 accumulation), cuda/emu f32 (kernels/loss.cu). The mean of
 //! no elements is an error.
 
+#[doc(hidden)]
 pub mod cpu;
+#[doc(hidden)]
 pub mod simt;
 
 use crate::autograd::gradcheck::{input, positive_input, GradCase};
@@ -295,6 +297,7 @@ pub fn nonsaturating_generator_loss(d_fake_logits: &Tensor) -> Result<Tensor> {
 
 /// Gradient-check cases (f64 cpu) for the four fused losses: tensor and scalar targets,
 /// broadcast targets (both ways), both gradients of l1/mse, logits of ±30.
+#[doc(hidden)]
 pub fn gradcheck_cases() -> Result<Vec<GradCase>> {
     let x = input([3, 5], 601, 0.0)?;
     let probs = positive_input([3, 5], 602, 0.0)?.affine(0.5, 0.0)?;

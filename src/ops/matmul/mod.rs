@@ -320,6 +320,7 @@ impl Tensor {
 
 /// Gradient-check cases for matmul (f64 cpu; see `autograd::gradcheck`): 2-D, batched,
 /// broadcast batch dims on either side, and transposed (view) operands.
+#[doc(hidden)]
 pub fn gradcheck_cases() -> Result<Vec<crate::autograd::gradcheck::GradCase>> {
     use crate::autograd::gradcheck::{input, GradCase};
     let mm = |x: &[Tensor]| x[0].matmul(&x[1]);

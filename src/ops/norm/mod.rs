@@ -25,7 +25,9 @@
 //! Backends: cpu for f32 and f64 (sums in f64, two-pass variance), cuda/emu for f32
 //! (kernels/norm.cu; two-pass variance in f32, block reductions).
 
+#[doc(hidden)]
 pub mod cpu;
+#[doc(hidden)]
 pub mod simt;
 
 use crate::autograd::gradcheck::{input, positive_input, GradCase};
@@ -387,6 +389,7 @@ impl Tensor {
 /// Gradient-check cases: batch norm in training mode (w.r.t. x, weight, bias; 2-D and 4-D
 /// inputs; affine and not; weight only), in eval mode (running statistics), and instance
 /// norm (affine and not). Inputs have clearly non-zero variance.
+#[doc(hidden)]
 pub fn gradcheck_cases() -> Result<Vec<GradCase>> {
     let x4 = input([3, 2, 2, 3], 71, 0.0)?;
     let x2 = input([5, 3], 72, 0.0)?;

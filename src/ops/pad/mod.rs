@@ -11,7 +11,9 @@
 //!
 //! Backends: cpu f32/f64, cuda/emu f32 (kernels/pad.cu).
 
+#[doc(hidden)]
 pub mod cpu;
+#[doc(hidden)]
 pub mod simt;
 
 use crate::autograd::gradcheck::{input, GradCase};
@@ -157,6 +159,7 @@ impl Tensor {
 
 /// Gradient-check cases: zero and reflect padding, asymmetric pads, pads equal to dim − 1
 /// (every input pixel mirrored), zero-width pads.
+#[doc(hidden)]
 pub fn gradcheck_cases() -> Result<Vec<GradCase>> {
     let x = input([2, 2, 3, 4], 111, 0.0)?;
     let mut cases = Vec::new();

@@ -17,7 +17,9 @@
 //! maximum, split evenly among ties (PyTorch's `amax`; a NaN maximum sends it to the NaN
 //! elements), computed by `reduce_max_backward_*_f32` (and its cpu reference).
 
+#[doc(hidden)]
 pub mod cpu;
+#[doc(hidden)]
 pub mod simt;
 
 use crate::autograd::gradcheck::{input, GradCase};
@@ -316,6 +318,7 @@ fn distinct_input(shape: impl Into<Shape>, seed: u64) -> Result<Tensor> {
 /// multiple axes, negative axes, keepdim on and off, full reductions, strided inputs.
 /// Max inputs have no ties (ties are a kink; their rule is tested with exact values in
 /// tests/reduce_grad.rs).
+#[doc(hidden)]
 pub fn gradcheck_cases() -> Result<Vec<GradCase>> {
     let x234 = input([2, 3, 4], 31, 0.0)?;
     let x35 = input([3, 5], 32, 0.0)?;

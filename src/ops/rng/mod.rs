@@ -15,7 +15,9 @@
 //! √ only, mirrored operation for operation in kernels/rng.cu, so `cpu` and `emu` agree
 //! bitwise and a GPU agrees bitwise as long as its fma/sqrt are IEEE (they are).
 
+#[doc(hidden)]
 pub mod cpu;
+#[doc(hidden)]
 pub mod simt;
 
 pub use cpu::{

@@ -8,7 +8,9 @@
 //!
 //! Backends: cpu f32/f64, cuda/emu f32 (kernels/upsample.cu).
 
+#[doc(hidden)]
 pub mod cpu;
+#[doc(hidden)]
 pub mod simt;
 
 use crate::autograd::gradcheck::{input, GradCase};
@@ -99,6 +101,7 @@ impl Tensor {
 }
 
 /// Gradient-check cases: 2× on an odd non-square input, 3×, 1× (identity).
+#[doc(hidden)]
 pub fn gradcheck_cases() -> Result<Vec<GradCase>> {
     let x = input([2, 3, 3, 2], 101, 0.0)?;
     let y = input([1, 2, 2, 3], 102, 0.0)?;

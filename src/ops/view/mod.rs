@@ -14,7 +14,9 @@
 //!
 //! Rules save shapes and axes only (0 bytes of tensors).
 
+#[doc(hidden)]
 pub mod cpu;
+#[doc(hidden)]
 pub mod simt;
 
 use crate::autograd::gradcheck::{input, GradCase, Tolerance};
@@ -295,6 +297,7 @@ impl Tensor {
 
 /// Gradient-check cases for every view (see `autograd::gradcheck`). Outputs are checked as
 /// they come (strided views), so the weighted sum reads them through their layouts.
+#[doc(hidden)]
 pub fn gradcheck_cases() -> Result<Vec<GradCase>> {
     let x23 = input([2, 3], 11, 0.0)?;
     let x234 = input([2, 3, 4], 12, 0.0)?;
