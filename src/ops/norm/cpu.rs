@@ -1,67 +1,152 @@
 //! Reference batch / instance norm on the cpu for f32 and f64: per-group sums in f64
-//! (two-pass variance), parallel over groups for the statistics and over contiguous rows
-//! of `inner` elements for the elementwise parts (above `PARALLEL_THRESHOLD`).
+//! (two-pass variance), parallel over ranges of groups for the statistics and over runs of
+//! whole rows for the elementwise parts (above `PARALLEL_THRESHOLD`).
 
 use super::{NormForward, NormGeom, Stats};
 use crate::device::cpu::{CpuBuffer, PARALLEL_THRESHOLD};
 use crate::error::{Error, Result};
 use crate::tensor::{Element, Tensor};
 use rayon::prelude::*;
+use std::ops::Range;
 
-/// `f(g)` for every group, in parallel when the work is large.
-fn per_group<R: Send>(geom: NormGeom, f: impl Fn(usize) -> R + Sync + Send) -> Vec<R> {
+/// Groups per task of [`fold_groups`]: about 8 tasks, whatever the shape.
+fn groups_per_task(geom: NormGeom) -> usize {
+    geom.groups.div_ceil(8).max(1)
+}
+
+/// Fold every group's elements in order (rows `o = 0..outer`, then `i = 0..inner`).
+/// Tasks own contiguous ranges of groups; for every `o` a task's rows `(o, g0..g0 + k)`
+/// are one contiguous block of `k·inner` elements, which `visit(accs, g0, block)` folds
+/// into the task's accumulators `accs` (`k` of them). So a task reads memory in order even
+/// when `inner` is 1 (`[N, C]` batch norm), and every group is folded by one task in a
+/// fixed order: the result does not depend on the threads.
+fn fold_groups<R: Send + Clone>(
+    geom: NormGeom,
+    init: R,
+    visit: impl Fn(&mut [R], usize, Range<usize>) + Sync,
+) -> Vec<R> {
+    let mut acc = vec![init; geom.groups];
+    let (inner, groups, chunk) = (geom.inner, geom.groups, groups_per_task(geom));
+    let task = |(t, accs): (usize, &mut [R])| {
+        let g0 = t * chunk;
+        for o in 0..geom.outer {
+            let start = (o * groups + g0) * inner;
+            visit(accs, g0, start..start + accs.len() * inner);
+        }
+    };
     if geom.numel() >= PARALLEL_THRESHOLD {
-        (0..geom.groups).into_par_iter().map(f).collect()
+        acc.par_chunks_mut(chunk).enumerate().for_each(task);
     } else {
-        (0..geom.groups).map(f).collect()
+        acc.chunks_mut(chunk).enumerate().for_each(task);
+    }
+    acc
+}
+
+/// Add `f(row)` of every row of `block` (`accs.len()` rows of `inner` elements) to its
+/// accumulator, with `inner == 1` as a plain element loop (that LLVM vectorises).
+#[inline(always)]
+fn fold_rows<T: Copy, R>(
+    accs: &mut [R],
+    block: &[T],
+    inner: usize,
+    one: impl Fn(&mut R, T, usize),
+    row: impl Fn(&mut R, &[T], usize),
+) {
+    if inner == 1 {
+        for (k, (a, &v)) in accs.iter_mut().zip(block).enumerate() {
+            one(a, v, k);
+        }
+    } else {
+        for (k, (a, r)) in accs.iter_mut().zip(block.chunks_exact(inner)).enumerate() {
+            row(a, r, k);
+        }
     }
 }
 
-/// Fill `out` (contiguous `[outer, G, inner]`) row by row: `f(g, row_index, row)`.
-fn per_row<T: Send>(geom: NormGeom, out: &mut [T], f: impl Fn(usize, usize, &mut [T]) + Sync) {
-    if geom.inner == 0 {
+/// Fill `out` (contiguous `[outer, G, inner]`) by `f(run, g0, same_group)` over runs of
+/// elements, in tasks of about `ELEMENTS_PER_TASK` elements: when `inner == 1` a run holds
+/// consecutive groups `g0, g0 + 1, …` (one element each), otherwise it is one row, all of
+/// group `g0`.
+fn for_runs<T: Send>(
+    geom: NormGeom,
+    out: &mut [T],
+    f: impl Fn(&mut [T], Range<usize>, usize, bool) + Sync,
+) {
+    const ELEMENTS_PER_TASK: usize = 1 << 14;
+    let (g, inner) = (geom.groups, geom.inner);
+    if inner == 0 || g == 0 {
         return;
     }
-    let g = geom.groups;
+    let rows_per_task = ELEMENTS_PER_TASK.div_ceil(inner);
+    let task = |(t, chunk): (usize, &mut [T])| {
+        let first = t * rows_per_task * inner;
+        if inner == 1 {
+            let mut done = 0;
+            while done < chunk.len() {
+                let g0 = (first + done) % g;
+                let len = (g - g0).min(chunk.len() - done);
+                let span = first + done..first + done + len;
+                f(&mut chunk[done..done + len], span, g0, false);
+                done += len;
+            }
+        } else {
+            for (k, row) in chunk.chunks_mut(inner).enumerate() {
+                let start = first + k * inner;
+                f(row, start..start + inner, (start / inner) % g, true);
+            }
+        }
+    };
     if geom.numel() >= PARALLEL_THRESHOLD {
-        out.par_chunks_mut(geom.inner)
+        out.par_chunks_mut(rows_per_task * inner)
             .enumerate()
-            .for_each(|(r, row)| f(r % g, r, row));
+            .for_each(task);
     } else {
-        out.chunks_mut(geom.inner)
+        out.chunks_mut(rows_per_task * inner)
             .enumerate()
-            .for_each(|(r, row)| f(r % g, r, row));
+            .for_each(task);
     }
 }
 
-/// The rows `(o·G + g)` of group `g`, `inner` elements each.
-fn group_rows<T>(x: &[T], geom: NormGeom, g: usize) -> impl Iterator<Item = &[T]> {
-    (0..geom.outer).map(move |o| {
-        let start = (o * geom.groups + g) * geom.inner;
-        &x[start..start + geom.inner]
-    })
-}
-
-/// Batch mean and biased variance of every group (two passes, f64).
+/// Batch mean and biased variance of every group (two passes, f64): each row's sum is
+/// formed first and the row sums are added in row order.
 fn batch_stats<T: Element>(x: &[T], geom: NormGeom) -> Vec<(f64, f64)> {
     let m = geom.m() as f64;
-    per_group(geom, |g| {
-        let sum: f64 = group_rows(x, geom, g)
-            .map(|r| r.iter().map(|v| v.to_f64()).sum::<f64>())
-            .sum();
-        let mean = sum / m;
-        let sq: f64 = group_rows(x, geom, g)
-            .map(|r| {
-                r.iter()
+    let inner = geom.inner;
+    let sums = fold_groups(geom, 0.0f64, |accs, _, block| {
+        fold_rows(
+            accs,
+            &x[block],
+            inner,
+            |a, v, _| *a += v.to_f64(),
+            |a, r, _| *a += r.iter().map(|v| v.to_f64()).sum::<f64>(),
+        )
+    });
+    let mean: Vec<f64> = sums.iter().map(|s| s / m).collect();
+    let sq = fold_groups(geom, 0.0f64, |accs, g0, block| {
+        let mean = &mean[g0..];
+        fold_rows(
+            accs,
+            &x[block],
+            inner,
+            |a, v, k| {
+                let d = v.to_f64() - mean[k];
+                *a += d * d
+            },
+            |a, r, k| {
+                *a += r
+                    .iter()
                     .map(|v| {
-                        let d = v.to_f64() - mean;
+                        let d = v.to_f64() - mean[k];
                         d * d
                     })
                     .sum::<f64>()
-            })
-            .sum();
-        (mean, sq / m)
-    })
+            },
+        )
+    });
+    mean.into_iter()
+        .zip(sq)
+        .map(|(mu, q)| (mu, q / m))
+        .collect()
 }
 
 fn slice<'a, T: Element>(buf: &'a CpuBuffer, t: &Tensor) -> &'a [T] {
@@ -129,18 +214,33 @@ fn forward_typed<T: Element>(
                 .unzip()
         }
     };
+    // y = ((x − mean)·invstd)·w + b per group, in f64.
+    let c = geom.channels;
+    let affine: Vec<(f64, f64, f64, f64)> = (0..geom.groups)
+        .map(|g| {
+            let wv = w.as_ref().map_or(1.0, |w| w[g % c].to_f64());
+            let bv = b.as_ref().map_or(0.0, |b| b[g % c].to_f64());
+            (mean[g], invstd[g], wv, bv)
+        })
+        .collect();
+    let y_of = |v: T, &(mu, is, wv, bv): &(f64, f64, f64, f64)| {
+        T::from_f64((v.to_f64() - mu) * is * wv + bv)
+    };
     let mut y: Vec<T> = bytemuck::zeroed_vec(geom.numel());
     {
         let xb = x.cpu_buffer(op)?;
         let xs = slice::<T>(&xb, x);
-        let c = geom.channels;
-        per_row(geom, &mut y, |g, r, row| {
-            let (mu, is) = (mean[g], invstd[g]);
-            let wv = w.as_ref().map_or(1.0, |w| w[g % c].to_f64());
-            let bv = b.as_ref().map_or(0.0, |b| b[g % c].to_f64());
-            let src = &xs[r * geom.inner..(r + 1) * geom.inner];
-            for (o, v) in row.iter_mut().zip(src) {
-                *o = T::from_f64((v.to_f64() - mu) * is * wv + bv);
+        for_runs(geom, &mut y, |out, span, g0, one_group| {
+            let src = &xs[span];
+            if one_group {
+                let p = &affine[g0];
+                out.iter_mut().zip(src).for_each(|(o, &v)| *o = y_of(v, p));
+            } else {
+                let ps = &affine[g0..g0 + out.len()];
+                out.iter_mut()
+                    .zip(src)
+                    .zip(ps)
+                    .for_each(|((o, &v), p)| *o = y_of(v, p));
             }
         });
     }
@@ -189,33 +289,63 @@ fn backward_typed<T: Element>(
     let xb = x.cpu_buffer(OP)?;
     let db = dy.cpu_buffer(OP)?;
     let (xs, ds) = (slice::<T>(&xb, x), slice::<T>(&db, dy));
-    let sums: Vec<(f64, f64)> = per_group(geom, |g| {
-        let (mu, is) = (mean[g].to_f64(), invstd[g].to_f64());
-        group_rows(xs, geom, g)
-            .zip(group_rows(ds, geom, g))
-            .fold((0.0, 0.0), |(a, b), (xr, dr)| {
-                xr.iter().zip(dr).fold((a, b), |(a, b), (xv, dv)| {
-                    let d = dv.to_f64();
-                    (a + d, b + d * (xv.to_f64() - mu) * is)
-                })
-            })
+    let inner = geom.inner;
+    let sums: Vec<(f64, f64)> = fold_groups(geom, (0.0, 0.0), |accs, g0, block| {
+        let (mean, invstd) = (&mean[g0..], &invstd[g0..]);
+        let one = |(a, b): &mut (f64, f64), xv: T, d: T, k: usize| {
+            let d = d.to_f64();
+            *a += d;
+            *b += d * (xv.to_f64() - mean[k].to_f64()) * invstd[k].to_f64();
+        };
+        let ds = &ds[block.clone()];
+        let xs = &xs[block];
+        if inner == 1 {
+            for (k, (acc, (&xv, &d))) in accs.iter_mut().zip(xs.iter().zip(ds)).enumerate() {
+                one(acc, xv, d, k);
+            }
+        } else {
+            for (k, (acc, (xr, dr))) in accs
+                .iter_mut()
+                .zip(xs.chunks_exact(inner).zip(ds.chunks_exact(inner)))
+                .enumerate()
+            {
+                xr.iter().zip(dr).for_each(|(&xv, &d)| one(acc, xv, d, k));
+            }
+        }
     });
+    // dx = k·(dy − Σdy/M − x̂·Σdy·x̂/M) with k = w·invstd (training), k·dy (eval).
     let m = geom.m() as f64;
     let c = geom.channels;
+    let coef: Vec<(f64, f64, f64, f64, f64)> = (0..geom.groups)
+        .map(|g| {
+            let is = invstd[g].to_f64();
+            let k = w.as_ref().map_or(1.0, |w| w[g % c].to_f64()) * is;
+            let (sdy, sdyx) = sums[g];
+            (mean[g].to_f64(), is, k, sdy / m, sdyx / m)
+        })
+        .collect();
+    let dx_of = |xv: T, d: T, &(mu, is, k, mdy, mdyx): &(f64, f64, f64, f64, f64)| {
+        let d = d.to_f64();
+        T::from_f64(if training {
+            let xhat = (xv.to_f64() - mu) * is;
+            k * (d - mdy - xhat * mdyx)
+        } else {
+            k * d
+        })
+    };
     let mut dx: Vec<T> = bytemuck::zeroed_vec(geom.numel());
-    per_row(geom, &mut dx, |g, r, row| {
-        let (mu, is) = (mean[g].to_f64(), invstd[g].to_f64());
-        let k = w.as_ref().map_or(1.0, |w| w[g % c].to_f64()) * is;
-        let (sdy, sdyx) = sums[g];
-        let range = r * geom.inner..(r + 1) * geom.inner;
-        for ((o, xv), dv) in row.iter_mut().zip(&xs[range.clone()]).zip(&ds[range]) {
-            let d = dv.to_f64();
-            *o = T::from_f64(if training {
-                let xhat = (xv.to_f64() - mu) * is;
-                k * (d - sdy / m - xhat * (sdyx / m))
-            } else {
-                k * d
-            });
+    for_runs(geom, &mut dx, |out, span, g0, one_group| {
+        let (xr, dr) = (&xs[span.clone()], &ds[span]);
+        if one_group {
+            let p = &coef[g0];
+            for (o, (&xv, &d)) in out.iter_mut().zip(xr.iter().zip(dr)) {
+                *o = dx_of(xv, d, p);
+            }
+        } else {
+            let ps = &coef[g0..g0 + out.len()];
+            for ((o, (&xv, &d)), p) in out.iter_mut().zip(xr.iter().zip(dr)).zip(ps) {
+                *o = dx_of(xv, d, p);
+            }
         }
     });
     let dev = x.device();
