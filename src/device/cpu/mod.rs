@@ -1,6 +1,8 @@
 //! The cpu backend's storage and shared helpers. Op kernels live beside their op in
 //! `src/ops/<family>/cpu.rs`.
 
+pub mod isa;
+
 use crate::tensor::dtype::DType;
 use half::{bf16, f16};
 

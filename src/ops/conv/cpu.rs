@@ -28,7 +28,9 @@
 //! 4x4/2/1): 17–19 ms against 0.65 ms for im2col + blocked GEMM, so the thin layers
 //! take the GEMM path too; blocking the batch is what makes their GEMM wide.
 
+use super::cols::{col2im, im2col, scratch_len};
 use super::{Columns, Geom, Plan};
+use crate::device::cpu::isa::isa;
 use crate::device::cpu::CpuBuffer;
 use crate::error::{Error, Result};
 use crate::tensor::{DType, Tensor};
@@ -57,6 +59,22 @@ pub(crate) trait Elem:
     /// The elements of a buffer of this type (None for another dtype).
     fn slice(b: &CpuBuffer) -> Option<&[Self]>;
     fn wrap(v: Vec<Self>) -> CpuBuffer;
+    /// `dst = src` for a short run (the lengths are equal).
+    fn copy_run(dst: &mut [Self], src: &[Self]) {
+        dst.copy_from_slice(src)
+    }
+    /// `dst[k] += src[k]` for a short run (the lengths are equal).
+    fn add_run(dst: &mut [Self], src: &[Self]) {
+        dst.iter_mut().zip(src).for_each(|(d, &s)| *d += s)
+    }
+    /// `dst[k] = src[k·stride]` by a vector loop where there is one; false: none ran.
+    fn gather_fast(_dst: &mut [Self], _src: &[Self], _stride: usize) -> bool {
+        false
+    }
+    /// `dst[k·stride] += src[k]` by a vector loop where there is one; false: none ran.
+    fn scatter_add_fast(_dst: &mut [Self], _src: &[Self], _stride: usize) -> bool {
+        false
+    }
 }
 
 thread_local! {
@@ -96,6 +114,34 @@ impl Elem for f32 {
     }
     fn wrap(v: Vec<Self>) -> CpuBuffer {
         CpuBuffer::F32(v)
+    }
+    #[cfg(target_arch = "x86_64")]
+    fn copy_run(dst: &mut [Self], src: &[Self]) {
+        assert_eq!(dst.len(), src.len(), "copy_run takes equal lengths");
+        if isa().avx512f {
+            // SAFETY: AVX-512F detected; the lengths are equal (checked above).
+            unsafe { super::cols::avx512::copy_run(dst, src) }
+        } else {
+            dst.copy_from_slice(src)
+        }
+    }
+    #[cfg(target_arch = "x86_64")]
+    fn gather_fast(dst: &mut [Self], src: &[Self], stride: usize) -> bool {
+        let fast = stride == 2 && isa().avx512f;
+        // SAFETY: AVX-512F detected; `cols::gather` cut `src` to 2·(len − 1) + 1 elements.
+        if fast {
+            unsafe { super::cols::avx512::gather2(dst, src) }
+        }
+        fast
+    }
+    #[cfg(target_arch = "x86_64")]
+    fn scatter_add_fast(dst: &mut [Self], src: &[Self], stride: usize) -> bool {
+        let fast = stride == 2 && isa().avx512f;
+        // SAFETY: AVX-512F detected; `cols::scatter_add` cut `dst` to 2·(len − 1) + 1.
+        if fast {
+            unsafe { super::cols::avx512::scatter_add2(dst, src) }
+        }
+        fast
     }
 }
 
@@ -167,104 +213,6 @@ unsafe fn mm<T: Elem>(
         false,
         par,
     )
-}
-
-/// The valid window positions along one axis for kernel tap `t`: the range of output
-/// positions `o` with `0 <= o·s − p + t·d < size`, and the input offset `t·d − p`.
-#[inline]
-fn valid_range(
-    size: usize,
-    out: usize,
-    s: usize,
-    p: usize,
-    d: usize,
-    t: usize,
-) -> (usize, usize, isize) {
-    let off = (t * d) as isize - p as isize;
-    // o·s + off >= 0  <=>  o >= ceil(-off / s)
-    let lo = if off >= 0 {
-        0
-    } else {
-        ((-off) as usize).div_ceil(s)
-    };
-    // o·s + off < size  <=>  o < ceil((size - off) / s)
-    let hi = if (size as isize) <= off {
-        0
-    } else {
-        ((size as isize - off) as usize).div_ceil(s)
-    };
-    (lo.min(out), hi.min(out).max(lo.min(out)), off)
-}
-
-/// `col [R, L] = im2col(img [C, h, w])`, rows `ld` elements apart.
-fn im2col<T: Elem>(img: &[T], g: &Geom, col: &mut [T], ld: usize) {
-    let l = g.cols();
-    for c in 0..g.c {
-        let plane = &img[c * g.h * g.w..(c + 1) * g.h * g.w];
-        for i in 0..g.kh {
-            let (oh_lo, oh_hi, hoff) = valid_range(g.h, g.ho, g.sh, g.ph, g.dh, i);
-            for j in 0..g.kw {
-                let (ow_lo, ow_hi, woff) = valid_range(g.w, g.wo, g.sw, g.pw, g.dw, j);
-                let row = &mut col[((c * g.kh + i) * g.kw + j) * ld..][..l];
-                row[..oh_lo * g.wo].fill(T::ZERO);
-                row[oh_hi * g.wo..].fill(T::ZERO);
-                for oh in oh_lo..oh_hi {
-                    let ih = (oh * g.sh) as isize + hoff;
-                    let src = &plane[ih as usize * g.w..][..g.w];
-                    let dst = &mut row[oh * g.wo..][..g.wo];
-                    dst[..ow_lo].fill(T::ZERO);
-                    dst[ow_hi..].fill(T::ZERO);
-                    if ow_hi > ow_lo {
-                        let start = (ow_lo * g.sw) as isize + woff;
-                        if g.sw == 1 {
-                            dst[ow_lo..ow_hi].copy_from_slice(
-                                &src[start as usize..start as usize + (ow_hi - ow_lo)],
-                            );
-                        } else {
-                            for (k, d) in dst[ow_lo..ow_hi].iter_mut().enumerate() {
-                                *d = src[start as usize + k * g.sw];
-                            }
-                        }
-                    }
-                }
-            }
-        }
-    }
-}
-
-/// `img [C, h, w] = col2im(col [R, L])` (rows `ld` elements apart): every column entry
-/// added to its pixel.
-fn col2im<T: Elem>(col: &[T], g: &Geom, img: &mut [T], ld: usize) {
-    let l = g.cols();
-    img.fill(T::ZERO);
-    for c in 0..g.c {
-        let plane = &mut img[c * g.h * g.w..(c + 1) * g.h * g.w];
-        for i in 0..g.kh {
-            let (oh_lo, oh_hi, hoff) = valid_range(g.h, g.ho, g.sh, g.ph, g.dh, i);
-            for j in 0..g.kw {
-                let (ow_lo, ow_hi, woff) = valid_range(g.w, g.wo, g.sw, g.pw, g.dw, j);
-                if ow_hi <= ow_lo {
-                    continue;
-                }
-                let row = &col[((c * g.kh + i) * g.kw + j) * ld..][..l];
-                for oh in oh_lo..oh_hi {
-                    let ih = (oh * g.sh) as isize + hoff;
-                    let dst = &mut plane[ih as usize * g.w..][..g.w];
-                    let src = &row[oh * g.wo + ow_lo..oh * g.wo + ow_hi];
-                    let start = ((ow_lo * g.sw) as isize + woff) as usize;
-                    if g.sw == 1 {
-                        for (d, &s) in dst[start..start + src.len()].iter_mut().zip(src) {
-                            *d += s;
-                        }
-                    } else {
-                        for (k, &s) in src.iter().enumerate() {
-                            dst[start + k * g.sw] += s;
-                        }
-                    }
-                }
-            }
-        }
-    }
 }
 
 /// Raw pointers are not `Send`; every chunk below writes disjoint output ranges.
@@ -352,14 +300,21 @@ fn im2col_products<T: Elem>(
         let mut dw = a.map(|_| vec![T::ZERO; o * r]);
         let b = block_images(l, count);
         let ld = b * l;
-        // Workspace: the columns [R, B·L], then the products / gathered a [O, B·L].
-        T::with_ws(r * ld + o * ld, |ws| {
-            let (col, tmp) = ws.split_at_mut(r * ld);
+        // Workspace: the columns [R, B·L], the products / gathered a [O, B·L], the phases.
+        T::with_ws(r * ld + o * ld + scratch_len(g), |ws| {
+            let (col, rest) = ws.split_at_mut(r * ld);
+            let (tmp, scratch) = rest.split_at_mut(o * ld);
             for n0 in (first..first + count).step_by(b) {
                 let nb = b.min(first + count - n0);
                 let cols = nb * l;
                 for k in 0..nb {
-                    im2col(&img[(n0 + k) * il..][..il], g, &mut col[k * l..], ld);
+                    im2col(
+                        &img[(n0 + k) * il..][..il],
+                        g,
+                        &mut col[k * l..],
+                        ld,
+                        scratch,
+                    );
                 }
                 if let (Some(w), Some(out)) = (w, out_ptr) {
                     // tmp [O, B·L] = W [O, R] · col [R, B·L]
@@ -435,8 +390,9 @@ fn col2im_into<T: Elem>(g: &Geom, o: usize, a: &[T], w: &[T], bias: Option<&[T]>
     for_tasks(g.n, l, g.n * o * r * l, |first, count, par| {
         let b = block_images(l, count);
         let ld = b * l;
-        T::with_ws(r * ld + o * ld, |ws| {
-            let (col, tmp) = ws.split_at_mut(r * ld);
+        T::with_ws(r * ld + o * ld + scratch_len(g), |ws| {
+            let (col, rest) = ws.split_at_mut(r * ld);
+            let (tmp, scratch) = rest.split_at_mut(o * ld);
             for n0 in (first..first + count).step_by(b) {
                 let nb = b.min(first + count - n0);
                 let cols = nb * l;
@@ -464,7 +420,7 @@ fn col2im_into<T: Elem>(g: &Geom, o: usize, a: &[T], w: &[T], bias: Option<&[T]>
                     let dst = unsafe {
                         std::slice::from_raw_parts_mut(img_ptr.get().add((n0 + k) * il), il)
                     };
-                    col2im(&col[k * l..], g, dst, cols);
+                    col2im(&col[k * l..], g, dst, cols, scratch);
                     if let Some(bv) = bias {
                         let hw = g.h * g.w;
                         for (plane, &b) in dst.chunks_exact_mut(hw).zip(bv) {

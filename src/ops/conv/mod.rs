@@ -29,6 +29,7 @@
 //! is written by hand for input, weight and bias (see above); it saves the contiguous
 //! input and weight the forward pass used.
 
+mod cols;
 mod cpu;
 mod gradcheck;
 mod plan;
