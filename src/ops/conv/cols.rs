@@ -85,7 +85,7 @@ pub(crate) fn scatter_add<T: Elem>(dst: &mut [T], src: &[T], stride: usize) {
 /// Making the phases is one long strided pass over the image instead of one short strided
 /// run per tap (16 per pixel row for a 4x4 kernel).
 fn phased(g: &Geom) -> bool {
-    g.sw > 1 && g.w % g.sw == 0
+    g.sw > 1 && g.w.is_multiple_of(g.sw)
 }
 
 /// Scratch elements [`im2col`] and [`col2im`] need: the phase planes of one image.
