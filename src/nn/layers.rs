@@ -127,6 +127,108 @@ impl Module for Linear {
     }
 }
 
+/// The options type of a convolution layer `$layer` (geometry `$params`, weight shape
+/// `$shape` from (in, out, kh, kw)): one definition of the setters and of PyTorch's
+/// default initialisation for Conv2d and ConvTranspose2d.
+macro_rules! conv_options {
+    ($opts:ident, $layer:ident, $params:ident, |$i:ident, $o:ident, $kh:ident, $kw:ident| $shape:expr, $example:literal) => {
+        #[doc = concat!("How to build a [`", stringify!($layer), "`]: channels, kernel, geometry and bias")]
+        /// (PyTorch's defaults: stride 1, no padding, dilation 1, a bias):
+        #[doc = concat!("`", $example, "`.")]
+        #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+        pub struct $opts {
+            pub in_channels: usize,
+            pub out_channels: usize,
+            /// `(kh, kw)`.
+            pub kernel: (usize, usize),
+            pub params: $params,
+            pub bias: bool,
+        }
+
+        impl $opts {
+            /// A `kh x kw` kernel instead of the square one.
+            pub fn kernel(mut self, kh: usize, kw: usize) -> Self {
+                self.kernel = (kh, kw);
+                self
+            }
+            /// The same stride along both axes.
+            pub fn stride(mut self, s: usize) -> Self {
+                self.params.stride = (s, s);
+                self
+            }
+            /// The same zero padding on both axes.
+            pub fn padding(mut self, p: usize) -> Self {
+                self.params.padding = (p, p);
+                self
+            }
+            /// The same dilation along both axes.
+            pub fn dilation(mut self, d: usize) -> Self {
+                self.params.dilation = (d, d);
+                self
+            }
+            /// Every geometry parameter at once (per axis).
+            pub fn params(mut self, params: $params) -> Self {
+                self.params = params;
+                self
+            }
+            pub fn bias(mut self, bias: bool) -> Self {
+                self.bias = bias;
+                self
+            }
+            /// The layer with PyTorch's default initialisation drawn from `rng` (weight,
+            /// then bias).
+            pub fn build(self, rng: &mut ParamRng, device: &Device) -> Result<$layer> {
+                let ($i, $o, ($kh, $kw)) = (self.in_channels, self.out_channels, self.kernel);
+                let shape = $shape;
+                let w = kaiming_uniform(rng, &shape, 5f64.sqrt(), device)?;
+                let b = if self.bias {
+                    Some(default_bias(rng, $o, fans(&shape)?.0, device)?)
+                } else {
+                    None
+                };
+                Ok($layer::from_tensors(w, b, self.params))
+            }
+        }
+
+        impl $layer {
+            /// Options for a layer from `in_channels` to `out_channels` with a square
+            /// `kernel`.
+            pub fn options(in_channels: usize, out_channels: usize, kernel: usize) -> $opts {
+                $opts {
+                    in_channels,
+                    out_channels,
+                    kernel: (kernel, kernel),
+                    params: $params::default(),
+                    bias: true,
+                }
+            }
+        }
+    };
+}
+
+conv_options!(
+    Conv2dOptions,
+    Conv2d,
+    Conv2dParams,
+    |i, o, kh, kw| [o, i, kh, kw],
+    "Conv2d::options(1, 64, 4).stride(2).padding(1).build(&mut rng, &device)"
+);
+conv_options!(
+    ConvTranspose2dOptions,
+    ConvTranspose2d,
+    ConvTranspose2dParams,
+    |i, o, kh, kw| [i, o, kh, kw],
+    "ConvTranspose2d::options(128, 64, 4).stride(2).padding(1).bias(false).build(&mut rng, &device)"
+);
+
+impl ConvTranspose2dOptions {
+    /// The same extra rows/columns on the output's bottom/right (`< max(stride, dilation)`).
+    pub fn output_padding(mut self, p: usize) -> Self {
+        self.params.output_padding = (p, p);
+        self
+    }
+}
+
 /// 2-D convolution, `weight [Cout, Cin, kh, kw]`, `bias [Cout]`.
 pub struct Conv2d {
     pub weight: Tensor,
@@ -135,79 +237,7 @@ pub struct Conv2d {
     prefix: String,
 }
 
-/// How to build a [`Conv2d`]: channels, kernel, Conv2dParams and bias (PyTorch's defaults:
-/// stride 1, no padding, dilation 1, a bias):
-/// `Conv2d::options(1, 64, 4).stride(2).padding(1).build(&mut rng, &device)`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Conv2dOptions {
-    pub in_channels: usize,
-    pub out_channels: usize,
-    /// `(kh, kw)`.
-    pub kernel: (usize, usize),
-    pub params: Conv2dParams,
-    pub bias: bool,
-}
-
-impl Conv2dOptions {
-    /// A `kh x kw` kernel instead of the square one.
-    pub fn kernel(mut self, kh: usize, kw: usize) -> Self {
-        self.kernel = (kh, kw);
-        self
-    }
-    /// The same stride along both axes.
-    pub fn stride(mut self, s: usize) -> Self {
-        self.params.stride = (s, s);
-        self
-    }
-    /// The same zero padding on both axes.
-    pub fn padding(mut self, p: usize) -> Self {
-        self.params.padding = (p, p);
-        self
-    }
-    /// The same dilation along both axes.
-    pub fn dilation(mut self, d: usize) -> Self {
-        self.params.dilation = (d, d);
-        self
-    }
-    /// Every geometry parameter at once (per axis).
-    pub fn params(mut self, params: Conv2dParams) -> Self {
-        self.params = params;
-        self
-    }
-    pub fn bias(mut self, bias: bool) -> Self {
-        self.bias = bias;
-        self
-    }
-    /// The layer with PyTorch's default initialisation drawn from `rng` (weight, then bias).
-    pub fn build(self, rng: &mut ParamRng, device: &Device) -> Result<Conv2d> {
-        let (kh, kw) = self.kernel;
-        let shape = [self.out_channels, self.in_channels, kh, kw];
-        let w = kaiming_uniform(rng, &shape, 5f64.sqrt(), device)?;
-        let b = if self.bias {
-            Some(default_bias(
-                rng,
-                self.out_channels,
-                fans(&shape)?.0,
-                device,
-            )?)
-        } else {
-            None
-        };
-        Ok(Conv2d::from_tensors(w, b, self.params))
-    }
-}
-
 impl Conv2d {
-    /// Options for a layer from `in_channels` to `out_channels` with a square `kernel`.
-    pub fn options(in_channels: usize, out_channels: usize, kernel: usize) -> Conv2dOptions {
-        Conv2dOptions {
-            in_channels,
-            out_channels,
-            kernel: (kernel, kernel),
-            params: Conv2dParams::default(),
-            bias: true,
-        }
-    }
     pub fn from_tensors(weight: Tensor, bias: Option<Tensor>, params: Conv2dParams) -> Conv2d {
         let (weight, bias) = make_params("", weight, bias);
         Conv2d {
@@ -256,88 +286,7 @@ pub struct ConvTranspose2d {
     prefix: String,
 }
 
-/// How to build a [`ConvTranspose2d`]: channels, kernel, ConvTranspose2dParams and bias (PyTorch's defaults:
-/// stride 1, no padding, dilation 1, a bias):
-/// `ConvTranspose2d::options(128, 64, 4).stride(2).padding(1).bias(false).build(&mut rng, &device)`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct ConvTranspose2dOptions {
-    pub in_channels: usize,
-    pub out_channels: usize,
-    /// `(kh, kw)`.
-    pub kernel: (usize, usize),
-    pub params: ConvTranspose2dParams,
-    pub bias: bool,
-}
-
-impl ConvTranspose2dOptions {
-    /// A `kh x kw` kernel instead of the square one.
-    pub fn kernel(mut self, kh: usize, kw: usize) -> Self {
-        self.kernel = (kh, kw);
-        self
-    }
-    /// The same stride along both axes.
-    pub fn stride(mut self, s: usize) -> Self {
-        self.params.stride = (s, s);
-        self
-    }
-    /// The same zero padding on both axes.
-    pub fn padding(mut self, p: usize) -> Self {
-        self.params.padding = (p, p);
-        self
-    }
-    /// The same extra rows/columns on the output's bottom/right (`< max(stride, dilation)`).
-    pub fn output_padding(mut self, p: usize) -> Self {
-        self.params.output_padding = (p, p);
-        self
-    }
-    /// The same dilation along both axes.
-    pub fn dilation(mut self, d: usize) -> Self {
-        self.params.dilation = (d, d);
-        self
-    }
-    /// Every geometry parameter at once (per axis).
-    pub fn params(mut self, params: ConvTranspose2dParams) -> Self {
-        self.params = params;
-        self
-    }
-    pub fn bias(mut self, bias: bool) -> Self {
-        self.bias = bias;
-        self
-    }
-    /// The layer with PyTorch's default initialisation drawn from `rng` (weight, then bias).
-    pub fn build(self, rng: &mut ParamRng, device: &Device) -> Result<ConvTranspose2d> {
-        let (kh, kw) = self.kernel;
-        let shape = [self.in_channels, self.out_channels, kh, kw];
-        let w = kaiming_uniform(rng, &shape, 5f64.sqrt(), device)?;
-        let b = if self.bias {
-            Some(default_bias(
-                rng,
-                self.out_channels,
-                fans(&shape)?.0,
-                device,
-            )?)
-        } else {
-            None
-        };
-        Ok(ConvTranspose2d::from_tensors(w, b, self.params))
-    }
-}
-
 impl ConvTranspose2d {
-    /// Options for a layer from `in_channels` to `out_channels` with a square `kernel`.
-    pub fn options(
-        in_channels: usize,
-        out_channels: usize,
-        kernel: usize,
-    ) -> ConvTranspose2dOptions {
-        ConvTranspose2dOptions {
-            in_channels,
-            out_channels,
-            kernel: (kernel, kernel),
-            params: ConvTranspose2dParams::default(),
-            bias: true,
-        }
-    }
     pub fn from_tensors(
         weight: Tensor,
         bias: Option<Tensor>,
