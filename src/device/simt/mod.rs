@@ -1,5 +1,8 @@
 //! The SIMT launch layer shared by the `cuda` and `emu` devices. Each op family's launch
-//! logic lives in `src/ops/<family>/simt.rs` and talks only to [`SimtDevice`].
+//! logic lives in `src/ops/<family>/simt.rs` and uses only what this module offers: a
+//! [`SimtDevice`] (the runtime behind the caching allocator: `alloc`, `launch` by name),
+//! the launch toolkit ([`LaunchConfig`], [`Arg`], [`KernelLayout`], the checked kernel
+//! sizes [`kernel_count`]/[`kernel_int`]), never a runtime directly.
 
 pub mod alloc;
 pub mod launch;
