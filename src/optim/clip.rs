@@ -81,6 +81,9 @@ pub fn grad_norm(params: &[Tensor]) -> Result<f64> {
     for p in params {
         let Some(g) = p.grad() else { continue };
         let sq = crate::autograd::no_grad(|| -> Result<f64> {
+            if let Some(sq) = cpu_sum_of_squares(&g)? {
+                return Ok(sq);
+            }
             match g.dtype() {
                 DType::F64 => Ok(g.to_vec::<f64>()?.iter().map(|v| v * v).sum()),
                 _ if g.device().is_cpu() => Ok(g.to_f64_vec()?.iter().map(|v| v * v).sum()),
@@ -90,6 +93,22 @@ pub fn grad_norm(params: &[Tensor]) -> Result<f64> {
         total += sq;
     }
     Ok(total.sqrt())
+}
+
+/// Σ v² in f64, in element order, read in place from a contiguous f32/f64 cpu tensor (the
+/// same sum as over `to_f64_vec`, without copying the gradient); None for anything else.
+fn cpu_sum_of_squares(g: &Tensor) -> Result<Option<f64>> {
+    use crate::device::cpu::CpuBuffer;
+    if !g.device().is_cpu() || !g.is_contiguous() {
+        return Ok(None);
+    }
+    let buf = g.cpu_buffer("grad_norm")?;
+    let range = g.layout().offset..g.layout().offset + g.numel();
+    Ok(match &*buf {
+        CpuBuffer::F32(v) => Some(v[range].iter().map(|&x| f64::from(x) * f64::from(x)).sum()),
+        CpuBuffer::F64(v) => Some(v[range].iter().map(|&x| x * x).sum()),
+        _ => None,
+    })
 }
 
 /// Scale all gradients of `params` by `max_norm / (norm + 1e-6)` when their total L2 norm
