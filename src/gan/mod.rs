@@ -20,6 +20,7 @@ pub mod evaluate;
 pub mod img2img;
 pub mod objective;
 pub mod run;
+mod source;
 pub mod trainer;
 
 pub use arch::Arch;

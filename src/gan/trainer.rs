@@ -20,16 +20,16 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::arch::{self, Net, NetSpec};
-use super::config::{DataSpec, ImageRows, OptimizerKind, TrainConfig};
+use super::config::{DataSpec, OptimizerKind, TrainConfig};
 use super::objective::Objective;
+use super::source::{open_source, resize, Source};
 use crate::autograd::{freeze, no_grad};
 use crate::data::toy::Mixture;
-use crate::data::{BatchState, Batches, Digits, FileFingerprint};
+use crate::data::{BatchState, Batches, FileFingerprint};
 use crate::device::Device;
 use crate::error::{Error, Result};
 use crate::io::checkpoint::{load_training_state, save_training_state};
 use crate::nn::{load_state_dict, Module};
-use crate::ops::pad::PadMode;
 use crate::ops::rng::Philox;
 use crate::optim::{
     clip_weights, grad_norm, Adam, AdamConfig, Optimizer, RmsProp, RmsPropConfig, Sgd, SgdConfig,
@@ -39,7 +39,7 @@ use crate::tensor::Tensor;
 /// Seeds of the independent streams derived from the run's seed.
 const NOISE_STREAM: u64 = 0x6e6f_6973_6500_0001;
 const FIXED_STREAM: u64 = 0x6669_7865_6400_0002;
-const DATA_STREAM: u64 = 0x6461_7461_0000_0003;
+pub(super) const DATA_STREAM: u64 = 0x6461_7461_0000_0003;
 /// Noise rows of the fixed sample grid (an 8×8 grid of images).
 pub const GRID_SAMPLES: usize = 64;
 /// Noise rows of the fixed samples of a toy run (a scatter plot).
@@ -75,19 +75,6 @@ impl StepMetrics {
             ("g_grad_norm", self.g_grad_norm),
         ]
     }
-}
-
-/// Where real samples come from, with the position of the next batch.
-enum Source {
-    Images {
-        digits: Digits,
-        batches: Batches,
-        size: usize,
-    },
-    Toy {
-        mixture: Mixture,
-        offset: u64,
-    },
 }
 
 /// A GAN in training: networks, optimizers, objective, data and counters.
@@ -519,74 +506,6 @@ pub enum SourceState {
 pub struct OptimizerCounters {
     pub steps: u64,
     pub param_steps: Vec<Option<u64>>,
-}
-
-/// Load the data of `config`: the source, one sample's shape, and the class count.
-fn open_source(config: &TrainConfig) -> Result<(Source, Vec<usize>, Option<usize>)> {
-    if let Some(mixture) = config.data.mixture() {
-        let shape = vec![mixture.dim()];
-        return Ok((Source::Toy { mixture, offset: 0 }, shape, None));
-    }
-    let digits = match &config.data {
-        DataSpec::Idx { images, labels } => {
-            let labels = labels.clone().ok_or_else(|| {
-                Error::invalid(format!(
-                    "no labels file for {} (looked for {}); give it with --labels",
-                    images.display(),
-                    super::config::labels_beside(images).display()
-                ))
-            })?;
-            Digits::from_paths(images, labels)?
-        }
-        _ => Digits::builtin()?,
-    };
-    // Validation and held-out digits stay unseen by new runs (data::split).
-    let digits = match config.image_rows {
-        ImageRows::Train => digits.train_split()?,
-        ImageRows::All => digits,
-    };
-    let (h, w) = digits.image_size();
-    if (h, w) != (28, 28) {
-        return Err(Error::invalid(format!(
-            "the images are {h}×{w}; the DCGAN architectures take 28×28 images (MNIST, Fashion-MNIST)"
-        )));
-    }
-    let classes = match (&config.data, config.conditional) {
-        (
-            DataSpec::Idx {
-                labels: Some(l), ..
-            },
-            true,
-        ) => digits.classes(&l.display().to_string())?,
-        (_, true) => digits.classes("the built-in digit labels")?,
-        (_, false) => digits.class_counts().len(),
-    };
-    let batches = Batches::new(digits.len(), config.batch_size, config.seed ^ DATA_STREAM)?;
-    let size = config.image_size();
-    Ok((
-        Source::Images {
-            digits,
-            batches,
-            size,
-        },
-        vec![1, size, size],
-        Some(classes),
-    ))
-}
-
-/// 28×28 images to `size`: unchanged for 28; for 64, ×2 nearest upsampling to 56 and a
-/// border of 4 background pixels (−1).
-fn resize(x: &Tensor, size: usize) -> Result<Tensor> {
-    if size == 28 {
-        return Ok(x.clone());
-    }
-    // Pad with zeros around x + 1, then shift back: the border is −1 (background).
-    crate::ops::pad::pad2d(
-        &x.upsample_nearest2d(2)?.add_scalar(1.0)?,
-        (4, 4, 4, 4),
-        PadMode::Zero,
-    )?
-    .add_scalar(-1.0)
 }
 
 fn make_optimizer(c: &TrainConfig, lr: f64, params: Vec<Tensor>) -> Result<Box<dyn Optimizer>> {
