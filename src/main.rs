@@ -16,6 +16,11 @@ use duel::Device;
 use std::io::Write;
 use std::process::ExitCode;
 
+/// Counts cpu allocations for `duel bench`'s step rows (two relaxed atomic adds a request).
+#[global_allocator]
+static ALLOC_COUNTER: duel::device::cpu::alloc_counter::CountingAlloc =
+    duel::device::cpu::alloc_counter::CountingAlloc;
+
 #[derive(Parser)]
 #[command(
     name = "duel",

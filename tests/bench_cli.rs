@@ -120,6 +120,13 @@ fn bench_step_is_the_trainer_step_split_by_op() {
     );
     assert_eq!(find("adam", "update")["calls_per_step"].as_f64(), Some(2.0));
     find("matmul", "backward");
+    // The binary counts cpu allocations: a step makes tensors, so some are tensor-sized.
+    assert!(stdout.contains("tensor-sized"), "{stdout}");
+    for field in ["allocs_per_step", "tensor_allocs_per_step"] {
+        let n = step[field].as_f64();
+        assert!(n.is_some_and(|n| n >= 1.0), "{field}: {n:?} in {step}");
+    }
+    assert!(step["tensor_alloc_bytes_per_step"].as_f64().unwrap() >= 4096.0);
     let total: f64 = shares.iter().map(|s| s["pct"].as_f64().unwrap()).sum();
     assert!((total - 100.0).abs() < 0.5, "shares sum to {total}%");
 }

@@ -83,12 +83,34 @@ impl Row {
     }
 }
 
-/// Cumulative (allocations, bytes) that went to the system on `device`, when it counts
-/// them. Call it after the device has made tensors: a device that has allocated yet
-/// reports zero allocations does not count (the cpu before its caching allocator).
-pub fn alloc_stats(device: &Device) -> Option<(u64, u64)> {
-    let s = device.alloc_stats();
-    (s.allocations > 0).then_some((s.allocations, s.bytes))
+/// What a device has taken from the system so far, cumulatively.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct AllocReading {
+    /// cpu: every heap request; cuda/emu: device-memory allocations past the cache.
+    pub allocations: u64,
+    pub bytes: u64,
+    /// cpu only: the requests of at least 4 KiB (tensor buffers), and their bytes.
+    pub tensor_sized: Option<(u64, u64)>,
+}
+
+/// The reading for `device`, or None where it cannot count: the cpu without
+/// [`CountingAlloc`](crate::device::cpu::alloc_counter::CountingAlloc) installed.
+pub fn alloc_reading(device: &Device) -> Option<AllocReading> {
+    match device.simt() {
+        Some(simt) => {
+            let s = simt.alloc_stats();
+            Some(AllocReading {
+                allocations: s.allocations,
+                bytes: s.bytes,
+                tensor_sized: None,
+            })
+        }
+        None => crate::device::cpu::alloc_counter::read().map(|c| AllocReading {
+            allocations: c.allocations,
+            bytes: c.bytes,
+            tensor_sized: Some((c.tensor_allocations, c.tensor_bytes)),
+        }),
+    }
 }
 
 /// Every selected op row, measured in table order. `progress` is told each row's key

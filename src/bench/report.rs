@@ -202,7 +202,9 @@ impl Report {
             let allocs = match (s.allocs_per_step, s.alloc_bytes_per_step) {
                 (Some(n), Some(b)) => format!("{n:.0} allocations ({:.1} MB)", b / 1e6),
                 _ => "allocations n/a".into(),
-            };
+            } + &s.tensor_allocs_per_step.map_or(String::new(), |(n, b)| {
+                format!(", {n:.0} tensor-sized ({:.1} MB)", b / 1e6)
+            });
             out += &format!(
                 "\nstep {} (batch {}, {} on {}): {} ms/step (p10-p90 {}-{}), {:.0} img/s, {allocs}{vs}\n",
                 s.arch,

@@ -34,9 +34,12 @@ pub struct StepRow {
     pub device: String,
     pub samples: Vec<f64>,
     pub spread: Spread,
-    /// Allocations that went to the system per step (None where the device cannot say).
+    /// Allocations that went to the system per step (None where the device cannot say;
+    /// see [`super::AllocReading`]).
     pub allocs_per_step: Option<f64>,
     pub alloc_bytes_per_step: Option<f64>,
+    /// cpu: the tensor-sized (>= 4 KiB) part of those, count and bytes per step.
+    pub tensor_allocs_per_step: Option<(f64, f64)>,
     /// Largest first; the time no scope covered (data, autograd bookkeeping) is "other".
     pub breakdown: Vec<Share>,
 }
@@ -64,6 +67,8 @@ impl StepRow {
             "img_per_s": self.images_per_second(),
             "allocs_per_step": self.allocs_per_step,
             "alloc_bytes_per_step": self.alloc_bytes_per_step,
+            "tensor_allocs_per_step": self.tensor_allocs_per_step.map(|t| t.0),
+            "tensor_alloc_bytes_per_step": self.tensor_allocs_per_step.map(|t| t.1),
             "breakdown": self.breakdown.iter().map(|s| json!({
                 "op": s.op,
                 "direction": s.direction,
@@ -103,7 +108,7 @@ pub fn measure_step(
         trainer.train_step()?;
     }
     profile::take();
-    let before = super::alloc_stats(device);
+    let before = super::alloc_reading(device);
     profile::set_enabled(true);
     let mut samples = Vec::with_capacity(steps);
     let run = (|| -> Result<()> {
@@ -116,7 +121,7 @@ pub fn measure_step(
     })();
     profile::set_enabled(false);
     run?;
-    let after = super::alloc_stats(device);
+    let after = super::alloc_reading(device);
     let n = samples.len() as f64;
     let per_step_total: f64 = samples.iter().sum::<f64>() / n;
     let mut breakdown: Vec<Share> = profile::take()
@@ -137,6 +142,11 @@ pub fn measure_step(
     });
     breakdown.sort_by(|a, b| b.seconds_per_step.total_cmp(&a.seconds_per_step));
     let allocs = before.zip(after);
+    let per_step = |b: u64, a: u64| a.saturating_sub(b) as f64 / n;
+    let tensor_sized = allocs.and_then(|(b, a)| {
+        let ((bc, bb), (ac, ab)) = b.tensor_sized.zip(a.tensor_sized)?;
+        Some((per_step(bc, ac), per_step(bb, ab)))
+    });
     Ok(StepRow {
         arch,
         data,
@@ -144,8 +154,9 @@ pub fn measure_step(
         device: device.to_string(),
         spread: Spread::of(&samples),
         samples,
-        allocs_per_step: allocs.map(|(b, a)| (a.0 - b.0) as f64 / n),
-        alloc_bytes_per_step: allocs.map(|(b, a)| (a.1 - b.1) as f64 / n),
+        allocs_per_step: allocs.map(|(b, a)| per_step(b.allocations, a.allocations)),
+        alloc_bytes_per_step: allocs.map(|(b, a)| per_step(b.bytes, a.bytes)),
+        tensor_allocs_per_step: tensor_sized,
         breakdown,
     })
 }

@@ -120,10 +120,16 @@ impl Device {
     }
 
     /// Allocations this device has made from the system so far (see [`AllocStats`]).
-    /// cpu: counted by the cpu allocator (helper cpuperf's); zeros until it exists.
+    /// cpu: the tensor-sized heap requests [`cpu::alloc_counter`] counted; zeros when its
+    /// counting allocator is not installed (then [`cpu::alloc_counter::read`] says `None`).
     pub fn alloc_stats(&self) -> AllocStats {
         match self {
-            Device::Cpu => AllocStats::default(),
+            Device::Cpu => {
+                cpu::alloc_counter::read().map_or_else(AllocStats::default, |c| AllocStats {
+                    allocations: c.tensor_allocations,
+                    bytes: c.tensor_bytes,
+                })
+            }
             Device::Cuda(d, _) | Device::Emu(d) => d.alloc_stats(),
         }
     }

@@ -1,6 +1,7 @@
 //! The cpu backend's storage and shared helpers. Op kernels live beside their op in
 //! `src/ops/<family>/cpu.rs`.
 
+pub mod alloc_counter;
 pub mod isa;
 
 use crate::tensor::dtype::DType;
