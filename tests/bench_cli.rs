@@ -132,6 +132,32 @@ fn bench_step_is_the_trainer_step_split_by_op() {
 }
 
 #[test]
+fn bench_machine_only_prints_the_header_alone() {
+    let out = duel(&[
+        "--device",
+        "cpu",
+        "bench",
+        "--quick",
+        "--machine-only",
+        "--threads",
+        "1",
+    ]);
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", text(&out.stderr));
+    let peak = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("FMA peak"))
+        .unwrap_or_else(|| panic!("no FMA peak line in:\n{stdout}"));
+    let gflops: f64 = peak.split_whitespace().next().unwrap().parse().unwrap();
+    assert!(gflops > 0.0, "{peak}");
+    assert!(
+        !stdout.contains("median ms"),
+        "rows were measured:\n{stdout}"
+    );
+    assert!(!stdout.contains("step "), "steps were measured:\n{stdout}");
+}
+
+#[test]
 fn bench_bad_flags_are_clear_errors() {
     let out = duel(&[
         "--device",

@@ -24,6 +24,9 @@ pub struct BenchArgs {
     /// Leave out the whole-step rows
     #[arg(long)]
     no_steps: bool,
+    /// Measure and print only the machine header (FMA peak, bandwidth): no rows, no steps
+    #[arg(long, conflicts_with_all = ["filter", "no_steps", "against"])]
+    machine_only: bool,
     /// Also write every sample and estimate as JSON (schema duel-bench/1, see README)
     #[arg(long, value_name = "FILE")]
     json: Option<PathBuf>,
@@ -63,8 +66,14 @@ pub fn bench(spec: DeviceSpec, args: &BenchArgs) -> Result<(), Failure> {
     let report = pool.install(|| -> Result<Report, Failure> {
         progress("machine (FMA peak, stream triad)");
         let machine = bench::measure_machine(&device, threads, args.quick);
-        let rows = bench::run_cases(&device, &options, progress)?;
-        let steps = bench::run_steps(&device, &options, progress)?;
+        let (rows, steps) = if args.machine_only {
+            (Vec::new(), Vec::new())
+        } else {
+            (
+                bench::run_cases(&device, &options, progress)?,
+                bench::run_steps(&device, &options, progress)?,
+            )
+        };
         Ok(Report {
             machine,
             rows,
@@ -76,7 +85,9 @@ pub fn bench(spec: DeviceSpec, args: &BenchArgs) -> Result<(), Failure> {
     if show {
         eprint!("\r\x1b[2K");
     }
-    if report.rows.is_empty() && report.steps.is_empty() {
+    if args.machine_only {
+        crate::print(&(report.machine.describe().join("\n") + "\n"))?;
+    } else if report.rows.is_empty() && report.steps.is_empty() {
         return Err(Failure(
             format!(
                 "no row matches --filter '{}'; keys look like conv2d/input-grad/dcgan28 \
@@ -85,8 +96,9 @@ pub fn bench(spec: DeviceSpec, args: &BenchArgs) -> Result<(), Failure> {
             ),
             2,
         ));
+    } else {
+        crate::print(&report.table(against.as_ref()))?;
     }
-    crate::print(&report.table(against.as_ref()))?;
     if let Some(path) = &args.json {
         let text = serde_json::to_string_pretty(&report.to_json(against.as_ref()))
             .map_err(|e| Failure(format!("encoding the JSON: {e}"), 1))?;
