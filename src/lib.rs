@@ -19,6 +19,7 @@ pub mod nn;
 pub mod ops;
 pub mod optim;
 pub mod prelude;
+pub mod profile;
 pub mod tensor;
 
 pub use device::Device;

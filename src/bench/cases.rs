@@ -252,7 +252,9 @@ fn backward_timed(sw: &mut Stopwatch, y: &Tensor, dy: &Tensor) -> Result<()> {
 
 fn grad_of(leaf: &Tensor) -> Result<Tensor> {
     leaf.grad().ok_or_else(|| {
-        crate::Error::invalid("the benchmarked backward gave no gradient (a bug in the case)")
+        crate::error::Error::invalid(
+            "the benchmarked backward gave no gradient (a bug in the case)",
+        )
     })
 }
 

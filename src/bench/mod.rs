@@ -5,7 +5,7 @@
 //! - [`machine`]: the header (CPU, ISA features, measured FMA peak and triad bandwidth,
 //!   GPU facts and kernel build mode);
 //! - [`cases`]: the op rows with their FLOP/byte formulas;
-//! - [`step`]: whole trainer steps split by op and direction ([`crate::autograd::profile`]);
+//! - [`step`]: whole trainer steps split by op and direction ([`crate::profile`]);
 //! - [`report`]: the table, the JSON schema (README "Benchmarks") and `--against`.
 
 pub mod cases;
@@ -174,7 +174,7 @@ fn measure_case(case: &Case, device: &Device, budget: Budget) -> Result<Row> {
 
 /// Run the case once on the cpu in f64 on the same inputs (f32 where the op has no f64
 /// path) and compare.
-fn check_against_reference(case: &Case, got: &[crate::Tensor]) -> Result<Option<Check>> {
+fn check_against_reference(case: &Case, got: &[crate::tensor::Tensor]) -> Result<Option<Check>> {
     let mut sw = Stopwatch::new(&Device::Cpu);
     for (dtype, reference) in [(DType::F64, "cpu f64"), (DType::F32, "cpu f32")] {
         let Ok(mut work) = (case.build)(&Device::Cpu, dtype) else {

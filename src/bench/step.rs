@@ -6,13 +6,13 @@ use std::time::Instant;
 
 use serde_json::{json, Value};
 
-use crate::autograd::profile;
 use crate::device::Device;
 use crate::error::Result;
 use crate::gan::arch::Arch;
 use crate::gan::config::{DataSpec, TrainConfig};
 use crate::gan::objective::Variant;
 use crate::gan::trainer::Trainer;
+use crate::profile;
 
 use super::timing::Spread;
 

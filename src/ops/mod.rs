@@ -9,6 +9,8 @@ pub(crate) mod cpu_shared;
 pub mod dropout;
 pub mod elementwise;
 pub mod fill;
+#[doc(hidden)]
+pub mod grad_case;
 pub mod loss;
 pub mod matmul;
 pub mod norm;
@@ -69,7 +71,7 @@ pub(crate) fn check_storage_dtype(op: &'static str, dtype: DType, device: &Devic
 
 /// Every op's gradient-check cases, gathered from the op families (the registry
 /// `duel gradcheck` and tests/gradcheck.rs run; a new family adds its line here).
-pub fn gradcheck_cases() -> Result<Vec<crate::autograd::gradcheck::GradCase>> {
+pub fn gradcheck_cases() -> Result<Vec<crate::ops::grad_case::GradCase>> {
     let mut cases = Vec::new();
     cases.extend(elementwise::gradcheck_cases()?);
     cases.extend(matmul::gradcheck_cases()?);

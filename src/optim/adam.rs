@@ -130,7 +130,7 @@ fn update<T: Real + bytemuck::Pod>(
 
 impl Optimizer for Adam {
     fn step(&mut self) -> Result<()> {
-        let _p = crate::autograd::profile::update("adam");
+        let _p = crate::profile::update("adam");
         const OP: &str = "Adam";
         let c = self.config;
         for (i, p) in self.group.params.iter().enumerate() {

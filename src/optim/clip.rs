@@ -76,7 +76,7 @@ fn clamp<T: PartialOrd>(x: T, lo: T, hi: T) -> T {
 /// The L2 norm of all the gradients of `params` together (params without a gradient count
 /// as zero), accumulated in f64 on the host from per-tensor sums of squares.
 pub fn grad_norm(params: &[Tensor]) -> Result<f64> {
-    let _p = crate::autograd::profile::update("grad_norm");
+    let _p = crate::profile::update("grad_norm");
     let mut total = 0.0f64;
     for p in params {
         let Some(g) = p.grad() else { continue };

@@ -113,7 +113,7 @@ fn update<T: Real + bytemuck::Pod>(
 
 impl Optimizer for RmsProp {
     fn step(&mut self) -> Result<()> {
-        let _p = crate::autograd::profile::update("rmsprop");
+        let _p = crate::profile::update("rmsprop");
         const OP: &str = "RMSProp";
         let c = self.config;
         let use_momentum = c.momentum != 0.0;

@@ -116,7 +116,7 @@ fn update<T: Real + bytemuck::Pod>(
 
 impl Optimizer for Sgd {
     fn step(&mut self) -> Result<()> {
-        let _p = crate::autograd::profile::update("sgd");
+        let _p = crate::profile::update("sgd");
         const OP: &str = "SGD";
         let c = self.config;
         let use_momentum = c.momentum != 0.0;

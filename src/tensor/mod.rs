@@ -4,16 +4,17 @@
 
 pub mod dtype;
 pub mod shape;
+pub mod tape;
 
 pub use dtype::{DType, Element};
 pub use shape::{Layout, Shape, MAX_RANK};
 
-use crate::autograd::Edge;
+use tape::Edge;
+
 use crate::device::cpu::CpuBuffer;
 use crate::device::simt::{DeviceBuffer, DevicePtr};
 use crate::device::Device;
 use crate::error::{Error, Result};
-use crate::ops;
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 /// The memory behind one or more tensors.
@@ -143,49 +144,6 @@ impl Tensor {
         Tensor::from_vec(vec![value], Shape::scalar(), device)
     }
 
-    pub fn full(
-        shape: impl Into<Shape>,
-        value: f64,
-        dtype: DType,
-        device: &Device,
-    ) -> Result<Tensor> {
-        ops::fill::full(&shape.into(), value, dtype, device)
-    }
-    pub fn zeros(shape: impl Into<Shape>, dtype: DType, device: &Device) -> Result<Tensor> {
-        Tensor::full(shape, 0.0, dtype, device)
-    }
-    pub fn ones(shape: impl Into<Shape>, dtype: DType, device: &Device) -> Result<Tensor> {
-        Tensor::full(shape, 1.0, dtype, device)
-    }
-    /// `start, start+step, …` up to (excluding) `end`, as a 1-D tensor.
-    pub fn arange(
-        start: f64,
-        end: f64,
-        step: f64,
-        dtype: DType,
-        device: &Device,
-    ) -> Result<Tensor> {
-        ops::fill::arange(start, end, step, dtype, device)
-    }
-    /// Uniform in [0, 1) from the Philox stream (`seed`, `offset`): same numbers on every backend.
-    pub fn rand(
-        shape: impl Into<Shape>,
-        seed: u64,
-        offset: u64,
-        device: &Device,
-    ) -> Result<Tensor> {
-        ops::rng::uniform(&shape.into(), seed, offset, DType::F32, device)
-    }
-    /// Standard normal from the Philox stream (`seed`, `offset`): same numbers on every backend.
-    pub fn randn(
-        shape: impl Into<Shape>,
-        seed: u64,
-        offset: u64,
-        device: &Device,
-    ) -> Result<Tensor> {
-        ops::rng::normal(&shape.into(), seed, offset, DType::F32, device)
-    }
-
     // ---- accessors ------------------------------------------------------------------
 
     pub fn shape(&self) -> &Shape {
@@ -279,22 +237,6 @@ impl Tensor {
     }
 
     // ---- copies ---------------------------------------------------------------------
-
-    /// A tensor with contiguous row-major storage (self when already so).
-    pub fn contiguous(&self) -> Result<Tensor> {
-        if self.is_contiguous() && self.layout().offset == 0 {
-            return Ok(self.clone());
-        }
-        ops::elementwise::unary(self, ops::elementwise::UnaryOp::Copy)
-    }
-
-    /// Convert the element type (f32 ↔ f16/bf16/f64), rounding to nearest even.
-    pub fn to_dtype(&self, dtype: DType) -> Result<Tensor> {
-        if dtype == self.dtype() {
-            return Ok(self.clone());
-        }
-        ops::cast::cast(self, dtype)
-    }
 
     /// Copy to `device` (self when already there).
     pub fn to_device(&self, device: &Device) -> Result<Tensor> {

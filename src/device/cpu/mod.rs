@@ -67,7 +67,7 @@ impl CpuBuffer {
 /// sizes from users and files, and a size too large must be an error, not an abort.
 pub fn try_filled<T: Clone>(
     op: &'static str,
-    shape: &crate::tensor::Shape,
+    shape: &crate::tensor::shape::Shape,
     value: T,
 ) -> crate::error::Result<Vec<T>> {
     let too_big = |why: &str| {

@@ -3,7 +3,7 @@
 
 use super::runtime::LaunchConfig;
 use crate::error::{Error, Result};
-use crate::tensor::Shape;
+use crate::tensor::shape::Shape;
 
 /// Threads per block of the 1-D launches.
 pub const THREADS: u32 = 256;

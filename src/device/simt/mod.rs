@@ -15,8 +15,8 @@ pub use runtime::{Arg, DevicePtr, LaunchConfig, Runtime};
 
 use crate::device::AllocStats;
 use crate::error::Result;
+use crate::tensor::dtype::DType;
 use crate::tensor::shape::{Layout, MAX_RANK};
-use crate::tensor::DType;
 use std::sync::Arc;
 
 /// A device that runs `kernels/*.cu`: a runtime (cuda or emu) and the caching allocator

@@ -8,15 +8,15 @@ pub mod cpu;
 #[doc(hidden)]
 pub mod simt;
 
-use crate::autograd::{record, Backward};
 use crate::error::Result;
+use crate::tensor::tape::{record, Backward};
 use crate::tensor::{DType, Tensor};
 
 /// `x` converted to `dtype` as a new contiguous tensor (a copy even when the dtype is
 /// unchanged; `Tensor::to_dtype` returns `x` itself in that case). Recorded as "cast":
 /// the gradient is cast back to `x`'s dtype (the gradient of an f16 input is f16).
 pub fn cast(x: &Tensor, dtype: DType) -> Result<Tensor> {
-    let _p = crate::autograd::profile::forward("cast");
+    let _p = crate::profile::forward("cast");
     let out = convert(x, dtype)?;
     Ok(record("cast", &[x], out, || CastBackward {
         input: x.dtype(),
@@ -57,5 +57,16 @@ fn convert(x: &Tensor, dtype: DType) -> Result<Tensor> {
             crate::ops::check_storage_dtype("cast", dtype, x.device())?;
             simt::cast(simt, x, dtype)
         }
+    }
+}
+
+/// The dtype conversion.
+impl Tensor {
+    /// Convert the element type (f32 ↔ f16/bf16/f64), rounding to nearest even.
+    pub fn to_dtype(&self, dtype: DType) -> Result<Tensor> {
+        if dtype == self.dtype() {
+            return Ok(self.clone());
+        }
+        cast(self, dtype)
     }
 }

@@ -14,9 +14,9 @@ pub mod cpu;
 #[doc(hidden)]
 pub mod simt;
 
-use crate::autograd::gradcheck::{input, GradCase};
-use crate::autograd::{no_grad, record, Backward};
 use crate::error::{Error, Result};
+use crate::ops::grad_case::{input, GradCase};
+use crate::tensor::tape::{no_grad, record, Backward};
 use crate::tensor::{Shape, Tensor};
 
 /// Where input `i` lands: the output seen as `[outer, total]` (`total` = output size along
@@ -106,7 +106,7 @@ impl Backward for ConcatBackward {
 
 /// Concatenate `tensors` along `axis` (see the module docs).
 pub fn concat(tensors: &[&Tensor], axis: isize) -> Result<Tensor> {
-    let _p = crate::autograd::profile::forward("concat");
+    let _p = crate::profile::forward("concat");
     let plan = plan(tensors, axis)?;
     let out = no_grad(|| match tensors[0].device().simt() {
         None => cpu::concat(tensors, &plan),

@@ -5,8 +5,8 @@ use crate::error::Result;
 use crate::tensor::Tensor;
 
 /// Gradient-check cases (f64 cpu; see `autograd::gradcheck`).
-pub fn gradcheck_cases() -> Result<Vec<crate::autograd::gradcheck::GradCase>> {
-    use crate::autograd::gradcheck::{input, GradCase};
+pub fn gradcheck_cases() -> Result<Vec<crate::ops::grad_case::GradCase>> {
+    use crate::ops::grad_case::{input, GradCase};
     type Case<P> = (&'static str, [usize; 4], [usize; 4], bool, P);
     let mut cases = Vec::new();
     let convs: [Case<Conv2dParams>; 7] = [

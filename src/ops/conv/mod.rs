@@ -41,9 +41,9 @@ pub use plan::{conv2d_output_size, conv_transpose2d_output_size};
 use plan::{plan_conv2d, plan_conv_transpose2d};
 pub(crate) use plan::{Geom, Plan};
 
-use crate::autograd::{self, Backward};
 use crate::device::Device;
 use crate::error::{Error, Result};
+use crate::tensor::tape::{self, Backward};
 use crate::tensor::Tensor;
 
 /// Stride, zero padding and dilation of [`conv2d`] (each `(height, width)`).
@@ -122,11 +122,11 @@ pub fn conv_transpose2d(
 }
 
 fn run_op(kind: Kind, plan: Plan, x: &Tensor, w: &Tensor, bias: Option<&Tensor>) -> Result<Tensor> {
-    let _p = crate::autograd::profile::forward(kind.name());
+    let _p = crate::profile::forward(kind.name());
     // Contiguous once: the forward pass and the saved operands of backward share them.
     let xc = x.detach().contiguous()?;
     let wc = w.detach().contiguous()?;
-    let out = autograd::no_grad(|| -> Result<Tensor> {
+    let out = tape::no_grad(|| -> Result<Tensor> {
         let bc = bias.map(|b| b.detach().contiguous()).transpose()?;
         forward(kind, &plan, &xc, &wc, bc.as_ref())
     })?;
@@ -134,19 +134,17 @@ fn run_op(kind: Kind, plan: Plan, x: &Tensor, w: &Tensor, bias: Option<&Tensor>)
     if let Some(b) = bias {
         inputs.push(b);
     }
-    Ok(autograd::record(kind.name(), &inputs, out, || {
-        ConvBackward {
-            kind,
-            plan,
-            x: autograd::save(&xc),
-            w: autograd::save(&wc),
-            has_bias: bias.is_some(),
-            wanted: Wanted {
-                x: x.requires_grad(),
-                w: w.requires_grad(),
-                bias: bias.is_some_and(|b| b.requires_grad()),
-            },
-        }
+    Ok(tape::record(kind.name(), &inputs, out, || ConvBackward {
+        kind,
+        plan,
+        x: tape::save(&xc),
+        w: tape::save(&wc),
+        has_bias: bias.is_some(),
+        wanted: Wanted {
+            x: x.requires_grad(),
+            w: w.requires_grad(),
+            bias: bias.is_some_and(|b| b.requires_grad()),
+        },
     }))
 }
 

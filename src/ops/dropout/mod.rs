@@ -17,10 +17,10 @@ pub mod cpu;
 #[doc(hidden)]
 pub mod simt;
 
-use crate::autograd::gradcheck::{input, GradCase};
-use crate::autograd::{record, Backward};
 use crate::error::{Error, Result};
 use crate::ops::check_compute_dtype;
+use crate::ops::grad_case::{input, GradCase};
+use crate::tensor::tape::{record, Backward};
 use crate::tensor::Tensor;
 
 /// The scale of kept elements: `1/(1 − p)`, 0 when `p == 1` (nothing is kept).
@@ -60,7 +60,7 @@ impl Backward for DropoutBackward {
 /// Inverted dropout of `x` with drop probability `p`, the mask drawn from the Philox
 /// stream of `seed` at positions `offset ..` (see the module docs).
 pub fn dropout(x: &Tensor, p: f64, seed: u64, offset: u64, training: bool) -> Result<Tensor> {
-    let _p = crate::autograd::profile::forward("dropout");
+    let _p = crate::profile::forward("dropout");
     if !(0.0..=1.0).contains(&p) {
         return Err(Error::invalid(format!(
             "dropout probability has to be between 0 and 1, but got {p}"

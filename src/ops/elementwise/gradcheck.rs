@@ -1,9 +1,9 @@
 //! Gradient-check cases of the elementwise family (f64 cpu; see `autograd::gradcheck`).
 
 use super::{binary, unary, BinaryOp, UnaryOp};
-use crate::autograd;
 use crate::device::Device;
 use crate::error::{Error, Result};
+use crate::tensor::tape;
 use crate::tensor::Tensor;
 
 /// `t` (f64, cpu) with every value closer than `margin` to one of `points` pushed out to
@@ -24,10 +24,10 @@ fn away_from(t: Tensor, points: &[f64], margin: f64) -> Result<Tensor> {
 /// maximum/minimum) and where each operand wins some pairs (so neither gradient is all
 /// zeros): the first seed from `seed` that satisfies both.
 fn separated(a: &[usize], b: &[usize], seed: u64, gap: f64) -> Result<(Tensor, Tensor)> {
-    use crate::autograd::gradcheck::input;
+    use crate::ops::grad_case::input;
     for s in seed..seed + 10_000 {
         let (x, y) = (input(a, s, 0.0)?, input(b, s + 1000, 0.0)?);
-        let d = autograd::no_grad(|| x.sub(&y))?.to_vec::<f64>()?;
+        let d = tape::no_grad(|| x.sub(&y))?.to_vec::<f64>()?;
         if d.iter().all(|&v| v.abs() >= gap)
             && d.iter().any(|&v| v > 0.0)
             && d.iter().any(|&v| v < 0.0)
@@ -47,8 +47,8 @@ fn separated(a: &[usize], b: &[usize], seed: u64, gap: f64) -> Result<(Tensor, T
 /// the half/half split). Inputs keep away from kinks: relu/abs/leaky_relu at 0, clamp at
 /// its bounds, log/sqrt/pow bases and divisors away from 0, maximum/minimum away from
 /// near-ties.
-pub fn gradcheck_cases() -> Result<Vec<crate::autograd::gradcheck::GradCase>> {
-    use crate::autograd::gradcheck::{input, positive_input, GradCase};
+pub fn gradcheck_cases() -> Result<Vec<crate::ops::grad_case::GradCase>> {
+    use crate::ops::grad_case::{input, positive_input, GradCase};
     let mut cases = Vec::new();
 
     // ---- unary ----

@@ -45,10 +45,10 @@ mod simt;
 #[doc(hidden)]
 pub use gradcheck::gradcheck_cases;
 
-use crate::autograd::{self, Backward};
 use crate::error::{Error, Result};
 use crate::ops::check_compute;
 use crate::ops::reduce::sum_to_shape;
+use crate::tensor::tape::{self, Backward};
 use crate::tensor::{Shape, Tensor};
 
 /// A unary elementwise map. Parameters are f64 here and rounded to the compute dtype.
@@ -204,7 +204,7 @@ impl BinaryOp {
 
 /// Apply `op` to every element of `x`; the result is a new contiguous tensor.
 pub fn unary(x: &Tensor, op: UnaryOp) -> Result<Tensor> {
-    let _p = crate::autograd::profile::forward(op.name());
+    let _p = crate::profile::forward(op.name());
     if op != UnaryOp::Copy {
         check_compute(op.name(), "the input", x.dtype(), x.device())?;
     }
@@ -212,11 +212,11 @@ pub fn unary(x: &Tensor, op: UnaryOp) -> Result<Tensor> {
         None => cpu::unary(x, op),
         Some(simt) => simt::unary(simt, x, op),
     }?;
-    Ok(autograd::record(op.name(), &[x], y.clone(), || {
+    Ok(tape::record(op.name(), &[x], y.clone(), || {
         let saved = match op.backward_reads() {
             Reads::Nothing => None,
-            Reads::Input => Some(autograd::save(x)),
-            Reads::Output => Some(autograd::save(&y)),
+            Reads::Input => Some(tape::save(x)),
+            Reads::Output => Some(tape::save(&y)),
         };
         UnaryBackward { op, saved }
     }))
@@ -224,7 +224,7 @@ pub fn unary(x: &Tensor, op: UnaryOp) -> Result<Tensor> {
 
 /// Apply `op` to `a` and `b` broadcast to a common shape (NumPy/PyTorch rules).
 pub fn binary(a: &Tensor, b: &Tensor, op: BinaryOp) -> Result<Tensor> {
-    let _p = crate::autograd::profile::forward(op.name());
+    let _p = crate::profile::forward(op.name());
     let name = op.name();
     a.device().check_same(name, b.device())?;
     if a.dtype() != b.dtype() {
@@ -243,7 +243,7 @@ pub fn binary(a: &Tensor, b: &Tensor, op: BinaryOp) -> Result<Tensor> {
         None => cpu::binary(a, b, &shape, op),
         Some(simt) => simt::binary(simt, a, b, &shape, op),
     }?;
-    Ok(autograd::record(name, &[a, b], y, || {
+    Ok(tape::record(name, &[a, b], y, || {
         let (need_a, need_b) = (a.requires_grad(), b.requires_grad());
         // What each partial reads: dA of mul needs b, dB needs a; div's dA needs b, its
         // dB both; pow, maximum and minimum read both for either partial.
@@ -255,8 +255,8 @@ pub fn binary(a: &Tensor, b: &Tensor, op: BinaryOp) -> Result<Tensor> {
         };
         BinaryBackward {
             op,
-            a: save_a.then(|| autograd::save(a)),
-            b: save_b.then(|| autograd::save(b)),
+            a: save_a.then(|| tape::save(a)),
+            b: save_b.then(|| tape::save(b)),
             a_shape: a.shape().clone(),
             b_shape: b.shape().clone(),
             need_a,
@@ -515,5 +515,16 @@ impl Tensor {
     /// `self * value`.
     pub fn mul_scalar(&self, value: f64) -> Result<Tensor> {
         self.affine(value, 0.0)
+    }
+}
+
+/// The contiguous copy.
+impl Tensor {
+    /// A tensor with contiguous row-major storage (self when already so).
+    pub fn contiguous(&self) -> Result<Tensor> {
+        if self.is_contiguous() && self.layout().offset == 0 {
+            return Ok(self.clone());
+        }
+        unary(self, UnaryOp::Copy)
     }
 }

@@ -21,7 +21,7 @@ use crate::tensor::{DType, Shape, Tensor};
 
 /// A tensor of `shape` with every element `value` (rounded to `dtype`).
 pub fn full(shape: &Shape, value: f64, dtype: DType, device: &Device) -> Result<Tensor> {
-    let _p = crate::autograd::profile::forward("fill");
+    let _p = crate::profile::forward("fill");
     check_storage_dtype("full", dtype, device)?;
     match device.simt() {
         None => Tensor::from_cpu_buffer(cpu::full(shape, value, dtype)?, shape.clone()),
@@ -57,5 +57,33 @@ pub fn arange(start: f64, end: f64, step: f64, dtype: DType, device: &Device) ->
     match device.simt() {
         None => Tensor::from_cpu_buffer(cpu::arange(n, start, step, dtype), [n]),
         Some(simt) => simt::arange(simt, device, n, start, step, dtype),
+    }
+}
+
+/// The filled-tensor constructors (written here, where they are computed).
+impl Tensor {
+    pub fn full(
+        shape: impl Into<Shape>,
+        value: f64,
+        dtype: DType,
+        device: &Device,
+    ) -> Result<Tensor> {
+        full(&shape.into(), value, dtype, device)
+    }
+    pub fn zeros(shape: impl Into<Shape>, dtype: DType, device: &Device) -> Result<Tensor> {
+        Tensor::full(shape, 0.0, dtype, device)
+    }
+    pub fn ones(shape: impl Into<Shape>, dtype: DType, device: &Device) -> Result<Tensor> {
+        Tensor::full(shape, 1.0, dtype, device)
+    }
+    /// `start, start+step, …` up to (excluding) `end`, as a 1-D tensor.
+    pub fn arange(
+        start: f64,
+        end: f64,
+        step: f64,
+        dtype: DType,
+        device: &Device,
+    ) -> Result<Tensor> {
+        arange(start, end, step, dtype, device)
     }
 }

@@ -24,11 +24,11 @@ pub mod cpu;
 #[doc(hidden)]
 pub mod simt;
 
-use crate::autograd::gradcheck::{input, positive_input, GradCase};
-use crate::autograd::{record, save, Backward};
 use crate::device::Device;
 use crate::error::{Error, Result};
 use crate::ops::check_compute_dtype;
+use crate::ops::grad_case::{input, positive_input, GradCase};
+use crate::tensor::tape::{record, save, Backward};
 use crate::tensor::{Shape, Tensor};
 
 /// The fused losses.
@@ -71,7 +71,7 @@ impl LossKind {
 
 /// Forward of `kind` on `x` against `t` (same shape) or the scalar `ts`; no recording.
 pub fn loss_forward(kind: LossKind, x: &Tensor, t: Option<&Tensor>, ts: f64) -> Result<Tensor> {
-    let _p = crate::autograd::profile::forward(kind.name());
+    let _p = crate::profile::forward(kind.name());
     let x = x.detach().contiguous()?;
     let t = t.map(|t| t.detach().contiguous()).transpose()?;
     match x.device().simt() {

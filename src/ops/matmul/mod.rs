@@ -24,8 +24,8 @@
 mod cpu;
 mod simt;
 
-use crate::autograd::{self, Backward};
 use crate::error::{Error, Result};
+use crate::tensor::tape::{self, Backward};
 use crate::tensor::{DType, Layout, Shape, Tensor};
 
 /// Which kernel of kernels/matmul.cu the simt backends launch. The cpu backend ignores it.
@@ -235,12 +235,12 @@ pub fn matmul(a: &Tensor, b: &Tensor) -> Result<Tensor> {
 /// [`matmul`] with the simt kernel version forced (tests and benchmarks compare them;
 /// the backward of the recorded node uses the same version). The cpu backend ignores it.
 pub fn matmul_with(a: &Tensor, b: &Tensor, kernel: MatmulKernel) -> Result<Tensor> {
-    let _p = crate::autograd::profile::forward("matmul");
+    let _p = crate::profile::forward("matmul");
     let out = forward(&a.detach(), &b.detach(), kernel)?;
     let (a_grad, b_grad) = (a.requires_grad(), b.requires_grad());
-    Ok(autograd::record(OP, &[a, b], out, || MatmulBackward {
-        a: autograd::save(a),
-        b: autograd::save(b),
+    Ok(tape::record(OP, &[a, b], out, || MatmulBackward {
+        a: tape::save(a),
+        b: tape::save(b),
         a_grad,
         b_grad,
         kernel,
@@ -321,8 +321,8 @@ impl Tensor {
 /// Gradient-check cases for matmul (f64 cpu; see `autograd::gradcheck`): 2-D, batched,
 /// broadcast batch dims on either side, and transposed (view) operands.
 #[doc(hidden)]
-pub fn gradcheck_cases() -> Result<Vec<crate::autograd::gradcheck::GradCase>> {
-    use crate::autograd::gradcheck::{input, GradCase};
+pub fn gradcheck_cases() -> Result<Vec<crate::ops::grad_case::GradCase>> {
+    use crate::ops::grad_case::{input, GradCase};
     let mm = |x: &[Tensor]| x[0].matmul(&x[1]);
     Ok(vec![
         GradCase::new(

@@ -30,10 +30,10 @@ pub mod cpu;
 #[doc(hidden)]
 pub mod simt;
 
-use crate::autograd::gradcheck::{input, positive_input, GradCase};
-use crate::autograd::{no_grad, record, save, Backward};
 use crate::error::{Error, Result};
 use crate::ops::check_compute_dtype;
+use crate::ops::grad_case::{input, positive_input, GradCase};
+use crate::tensor::tape::{no_grad, record, save, Backward};
 use crate::tensor::Tensor;
 
 /// The `[outer, groups, inner]` view of a normalisation; affine index = group % channels.
@@ -238,7 +238,7 @@ pub fn batch_norm(
     momentum: f64,
     eps: f64,
 ) -> Result<Tensor> {
-    let _p = crate::autograd::profile::forward("batch_norm");
+    let _p = crate::profile::forward("batch_norm");
     const OP: &str = "batch_norm";
     check_compute_dtype(OP, x)?;
     if x.rank() < 2 || x.rank() > 4 {
@@ -323,7 +323,7 @@ pub fn instance_norm2d(
     bias: Option<&Tensor>,
     eps: f64,
 ) -> Result<Tensor> {
-    let _p = crate::autograd::profile::forward("instance_norm2d");
+    let _p = crate::profile::forward("instance_norm2d");
     const OP: &str = "instance_norm2d";
     check_compute_dtype(OP, x)?;
     if x.rank() != 4 {

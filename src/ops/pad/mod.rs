@@ -16,10 +16,10 @@ pub mod cpu;
 #[doc(hidden)]
 pub mod simt;
 
-use crate::autograd::gradcheck::{input, GradCase};
-use crate::autograd::{record, Backward};
 use crate::error::{Error, Result};
 use crate::ops::check_compute_dtype;
+use crate::ops::grad_case::{input, GradCase};
+use crate::tensor::tape::{record, Backward};
 use crate::tensor::Tensor;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -114,7 +114,7 @@ impl Backward for PadBackward {
 
 /// Pad the last two axes of `x` `[N, C, H, W]` by `(left, right, top, bottom)`.
 pub fn pad2d(x: &Tensor, pads: (usize, usize, usize, usize), mode: PadMode) -> Result<Tensor> {
-    let _p = crate::autograd::profile::forward("pad2d");
+    let _p = crate::profile::forward("pad2d");
     const OP: &str = "pad2d";
     check_compute_dtype(OP, x)?;
     if x.rank() != 4 {

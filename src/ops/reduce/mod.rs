@@ -22,10 +22,10 @@ pub mod cpu;
 #[doc(hidden)]
 pub mod simt;
 
-use crate::autograd::gradcheck::{input, GradCase};
-use crate::autograd::{record, save, Backward};
 use crate::device::Device;
 use crate::error::{Error, Result};
+use crate::ops::grad_case::{input, GradCase};
+use crate::tensor::tape::{record, save, Backward};
 use crate::tensor::{Layout, Shape, Tensor};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -118,7 +118,7 @@ impl ReducePlan {
 /// Reduce `x` over `axes` (see the module docs for the rules), recording "sum", "mean" or
 /// "max" on the tape.
 pub fn reduce(x: &Tensor, op: ReduceOp, axes: &[isize], keepdim: bool) -> Result<Tensor> {
-    let _p = crate::autograd::profile::forward(op.name());
+    let _p = crate::profile::forward(op.name());
     let plan = ReducePlan::new(op, x.layout(), axes, keepdim)?;
     let out = reduce_forward(x, op, &plan)?;
     Ok(match op {

@@ -70,7 +70,7 @@ pub fn sample(
     dtype: DType,
     device: &Device,
 ) -> Result<Tensor> {
-    let _p = crate::autograd::profile::forward("rng");
+    let _p = crate::profile::forward("rng");
     let n = shape.checked_numel().ok_or_else(|| {
         Error::invalid(format!(
             "rng: shape {shape} has more elements than a usize holds"
@@ -94,4 +94,26 @@ pub fn sample(
         Some(simt) => simt::sample_f32(simt, device, dist, shape, seed, offset)?,
     };
     out.to_dtype(dtype)
+}
+
+/// The random-tensor constructors.
+impl Tensor {
+    /// Uniform in [0, 1) from the Philox stream (`seed`, `offset`): same numbers on every backend.
+    pub fn rand(
+        shape: impl Into<Shape>,
+        seed: u64,
+        offset: u64,
+        device: &Device,
+    ) -> Result<Tensor> {
+        uniform(&shape.into(), seed, offset, DType::F32, device)
+    }
+    /// Standard normal from the Philox stream (`seed`, `offset`): same numbers on every backend.
+    pub fn randn(
+        shape: impl Into<Shape>,
+        seed: u64,
+        offset: u64,
+        device: &Device,
+    ) -> Result<Tensor> {
+        normal(&shape.into(), seed, offset, DType::F32, device)
+    }
 }

@@ -13,10 +13,10 @@ pub mod cpu;
 #[doc(hidden)]
 pub mod simt;
 
-use crate::autograd::gradcheck::{input, GradCase};
-use crate::autograd::{record, Backward};
 use crate::error::{Error, Result};
 use crate::ops::check_compute_dtype;
+use crate::ops::grad_case::{input, GradCase};
+use crate::tensor::tape::{record, Backward};
 use crate::tensor::{Shape, Tensor};
 
 /// Forward on `x` `[N, C, H, W]` (made contiguous), no recording.
@@ -64,7 +64,7 @@ impl Backward for UpsampleBackward {
 
 /// Nearest-neighbour upsampling of `x` `[N, C, H, W]` by `scale` (≥ 1) on both spatial axes.
 pub fn upsample_nearest2d(x: &Tensor, scale: usize) -> Result<Tensor> {
-    let _p = crate::autograd::profile::forward("upsample_nearest2d");
+    let _p = crate::profile::forward("upsample_nearest2d");
     const OP: &str = "upsample_nearest2d";
     check_compute_dtype(OP, x)?;
     if x.rank() != 4 {

@@ -19,10 +19,10 @@ pub mod cpu;
 #[doc(hidden)]
 pub mod simt;
 
-use crate::autograd::gradcheck::{input, GradCase, Tolerance};
-use crate::autograd::{no_grad, record, Backward};
 use crate::error::{Error, Result};
+use crate::ops::grad_case::{input, GradCase, Tolerance};
 use crate::ops::reduce::sum_to_shape;
+use crate::tensor::tape::{no_grad, record, Backward};
 use crate::tensor::{Layout, Shape, Tensor};
 
 /// Write `src` into the elements of the view `dst` (same shape, dtype and device), through
