@@ -93,7 +93,7 @@ mod tests {
     fn without_the_counting_allocator_the_counts_are_unknown() {
         assert_eq!(super::read(), None);
         assert_eq!(
-            crate::Device::Cpu.alloc_stats(),
+            crate::device::Device::Cpu.alloc_stats(),
             crate::device::AllocStats::default()
         );
     }
