@@ -41,7 +41,6 @@ pub use plan::{conv2d_output_size, conv_transpose2d_output_size};
 use plan::{plan_conv2d, plan_conv_transpose2d};
 pub(crate) use plan::{Geom, Plan};
 
-use crate::device::Device;
 use crate::error::{Error, Result};
 use crate::tensor::tape::{self, Backward};
 use crate::tensor::Tensor;
@@ -172,23 +171,23 @@ fn column_products(
     bias: Option<&Tensor>,
     a: Option<&Tensor>,
 ) -> Result<Columns> {
-    match img.device() {
-        Device::Cpu => cpu::column_products(plan, img, w, bias, a),
-        Device::Cuda(..) | Device::Emu(..) => simt::column_products(plan, img, w, bias, a),
+    match img.device().simt() {
+        None => cpu::column_products(plan, img, w, bias, a),
+        Some(dev) => simt::column_products(dev, plan, img, w, bias, a),
     }
 }
 
 fn col2im_product(plan: &Plan, a: &Tensor, w: &Tensor, bias: Option<&Tensor>) -> Result<Tensor> {
-    match a.device() {
-        Device::Cpu => cpu::col2im_product(plan, a, w, bias),
-        Device::Cuda(..) | Device::Emu(..) => simt::col2im_product(plan, a, w, bias),
+    match a.device().simt() {
+        None => cpu::col2im_product(plan, a, w, bias),
+        Some(dev) => simt::col2im_product(dev, plan, a, w, bias),
     }
 }
 
 fn bias_grad(dy: &Tensor, channels: usize) -> Result<Tensor> {
-    match dy.device() {
-        Device::Cpu => cpu::bias_grad(dy, channels),
-        Device::Cuda(..) | Device::Emu(..) => simt::bias_grad(dy, channels),
+    match dy.device().simt() {
+        None => cpu::bias_grad(dy, channels),
+        Some(dev) => simt::bias_grad(dev, dy, channels),
     }
 }
 

@@ -12,23 +12,18 @@
 //! These are the primitives of `mod.rs` (which states each op's passes over them); operand
 //! devices and dtypes were checked there.
 //!
-//! Launches: the column and bias-add kernels are 1-D grid-stride loops of [`THREADS`]
-//! threads and at most [`MAX_BLOCKS`] blocks; the bias gradient runs one 256-thread block
+//! Launches: the column and bias-add kernels are 1-D grid-stride loops
+//! ([`LaunchConfig::grid_stride`]); the bias gradient runs one [`THREADS`]-thread block
 //! per channel (see the header of kernels/conv.cu).
 
 use super::{Columns, Geom, Plan};
-use crate::device::simt::{Arg, LaunchConfig, SimtDevice};
+use crate::device::simt::{kernel_int, Arg, LaunchConfig, SimtDevice, THREADS};
 use crate::error::{Error, Result};
 use crate::ops::matmul::matmul;
 use crate::tensor::{DType, Tensor};
 
 /// The op named in launch errors (both ops share these kernels).
 const OP: &str = "conv";
-
-/// Threads per block of every conv kernel.
-pub const THREADS: u32 = 256;
-/// Grid cap for the grid-stride kernels.
-pub const MAX_BLOCKS: usize = 2048;
 
 /// Mirror of `ConvGeom` in kernels/conv.cu.
 #[repr(C)]
@@ -50,97 +45,54 @@ struct ConvGeom {
     dw: i32,
 }
 
-fn int(op: &'static str, what: &str, v: usize) -> Result<i32> {
-    i32::try_from(v).map_err(|_| {
-        Error::shape(
-            op,
-            format!("{what} {v} exceeds the 2^31-1 limit of the CUDA kernels"),
-        )
-    })
-}
-
 impl ConvGeom {
     fn new(op: &'static str, g: &Geom) -> Result<Self> {
-        // The element counts the kernels index with bound every extent; stride, padding
-        // and dilation are not bounded by them, so every field is converted, once.
-        int(op, "column elements", g.n * g.rows() * g.cols())?;
-        int(op, "image elements", g.n * g.image_len())?;
-        let f = [
-            g.n, g.c, g.h, g.w, g.ho, g.wo, g.kh, g.kw, g.sh, g.sw, g.ph, g.pw, g.dh, g.dw,
-        ];
-        let mut v = [0i32; 14];
-        for (d, &s) in v.iter_mut().zip(&f) {
-            *d = int(
-                op,
-                "a geometry value (size, stride, padding or dilation)",
-                s,
-            )?;
-        }
-        let [n, c, h, w, ho, wo, kh, kw, sh, sw, ph, pw, dh, dw] = v;
+        kernel_int(op, "column elements", g.n * g.rows() * g.cols())?;
+        kernel_int(op, "image elements", g.n * g.image_len())?;
+        // The counts bound the extents only when no factor is 0, and stride, padding and
+        // dilation never, so each field is converted checked as well.
+        let int = |v: usize| kernel_int(op, "a conv size, stride, padding or dilation", v);
         Ok(ConvGeom {
-            n,
-            c,
-            h,
-            w,
-            ho,
-            wo,
-            kh,
-            kw,
-            sh,
-            sw,
-            ph,
-            pw,
-            dh,
-            dw,
+            n: int(g.n)?,
+            c: int(g.c)?,
+            h: int(g.h)?,
+            w: int(g.w)?,
+            ho: int(g.ho)?,
+            wo: int(g.wo)?,
+            kh: int(g.kh)?,
+            kw: int(g.kw)?,
+            sh: int(g.sh)?,
+            sw: int(g.sw)?,
+            ph: int(g.ph)?,
+            pw: int(g.pw)?,
+            dh: int(g.dh)?,
+            dw: int(g.dw)?,
         })
     }
 }
 
-fn simt_of<'a>(op: &'static str, t: &'a Tensor) -> Result<&'a SimtDevice> {
-    t.device().simt().map(|d| &**d).ok_or_else(|| {
-        Error::device(
-            op,
-            format!("expected a cuda/emu tensor, got one on {}", t.device()),
-        )
-    })
-}
-
-/// A 1-D grid-stride launch over `items`.
-fn config(items: usize) -> LaunchConfig {
-    LaunchConfig {
-        grid: (
-            items.div_ceil(THREADS as usize).clamp(1, MAX_BLOCKS) as u32,
-            1,
-            1,
-        ),
-        block: (THREADS, 1, 1),
-        shared_bytes: 0,
-    }
-}
-
-/// Device address of the first element of a contiguous f32 tensor's view.
-fn view_ptr(op: &'static str, t: &Tensor) -> Result<u64> {
+/// The device address of a contiguous f32 operand (the primitives' contract).
+fn f32_ptr(op: &'static str, t: &Tensor) -> Result<u64> {
     if t.dtype() != DType::F32 || !t.is_contiguous() {
         return Err(Error::invalid(format!(
             "{op}: expected a contiguous f32 operand (internal error)"
         )));
     }
-    Ok(t.device_ptr(op)? + (t.layout().offset * 4) as u64)
+    t.view_ptr(op)
 }
 
 /// `[N, R, L]` columns of the image tensor `img` (`[N, C, h, w]`, contiguous).
-fn im2col(op: &'static str, g: &Geom, img: &Tensor) -> Result<Tensor> {
-    let dev = simt_of(op, img)?;
+fn im2col(dev: &SimtDevice, op: &'static str, g: &Geom, img: &Tensor) -> Result<Tensor> {
     let geom = ConvGeom::new(op, g)?;
     let len = g.n * g.rows() * g.cols();
-    let col = dev.alloc(len * 4)?;
+    let col = dev.alloc_elems(DType::F32, len)?;
     if len > 0 {
         let args = [
-            Arg::ptr(view_ptr(op, img)?),
+            Arg::ptr(f32_ptr(op, img)?),
             Arg::ptr(col.ptr()),
             Arg::val(geom),
         ];
-        dev.launch("conv_im2col_f32", &config(len), &args)?;
+        dev.launch("conv_im2col_f32", &LaunchConfig::grid_stride(len), &args)?;
     }
     Ok(Tensor::from_device_buffer(
         col,
@@ -151,18 +103,17 @@ fn im2col(op: &'static str, g: &Geom, img: &Tensor) -> Result<Tensor> {
 }
 
 /// The image `[N, C, h, w]` whose pixels sum the column entries of `col` (`[N, R, L]`).
-fn col2im(op: &'static str, g: &Geom, col: &Tensor) -> Result<Tensor> {
-    let dev = simt_of(op, col)?;
+fn col2im(dev: &SimtDevice, op: &'static str, g: &Geom, col: &Tensor) -> Result<Tensor> {
     let geom = ConvGeom::new(op, g)?;
     let len = g.n * g.image_len();
-    let img = dev.alloc(len * 4)?;
+    let img = dev.alloc_elems(DType::F32, len)?;
     if len > 0 {
         let args = [
-            Arg::ptr(view_ptr(op, col)?),
+            Arg::ptr(f32_ptr(op, col)?),
             Arg::ptr(img.ptr()),
             Arg::val(geom),
         ];
-        dev.launch("conv_col2im_f32", &config(len), &args)?;
+        dev.launch("conv_col2im_f32", &LaunchConfig::grid_stride(len), &args)?;
     }
     Ok(Tensor::from_device_buffer(
         img,
@@ -173,42 +124,44 @@ fn col2im(op: &'static str, g: &Geom, col: &Tensor) -> Result<Tensor> {
 }
 
 /// `y[n, c, s] += bias[c]` in place; `y` is a fresh contiguous `[N, C, S]` result.
-fn bias_add(op: &'static str, y: &Tensor, bias: &Tensor) -> Result<()> {
-    let dev = simt_of(op, y)?;
+fn bias_add(dev: &SimtDevice, op: &'static str, y: &Tensor, bias: &Tensor) -> Result<()> {
     let (c, total) = (bias.numel(), y.numel());
     if total == 0 {
         return Ok(());
     }
     let l = total / (y.dims()[0] * c);
     let args = [
-        Arg::ptr(view_ptr(op, y)?),
-        Arg::ptr(view_ptr(op, bias)?),
-        Arg::val(int(op, "channels", c)?),
-        Arg::val(int(op, "spatial size", l)?),
-        Arg::val(int(op, "output elements", total)?),
+        Arg::ptr(f32_ptr(op, y)?),
+        Arg::ptr(f32_ptr(op, bias)?),
+        Arg::val(kernel_int(op, "channels", c)?),
+        Arg::val(kernel_int(op, "spatial size", l)?),
+        Arg::val(kernel_int(op, "output elements", total)?),
     ];
-    dev.launch("conv_bias_add_f32", &config(total), &args)
+    dev.launch(
+        "conv_bias_add_f32",
+        &LaunchConfig::grid_stride(total),
+        &args,
+    )
 }
 
 /// `db[c] = Σ_{n, s} dy[n, c, s]` for a contiguous `dy` of `[N, C, ...]`.
-fn bias_grad_of(op: &'static str, dy: &Tensor, c: usize) -> Result<Tensor> {
-    let dev = simt_of(op, dy)?;
+fn bias_grad_of(dev: &SimtDevice, op: &'static str, dy: &Tensor, c: usize) -> Result<Tensor> {
     let n = dy.dims()[0];
     let l = dy.numel().checked_div(n * c).unwrap_or(0);
-    let db = dev.alloc(c * 4)?;
+    let db = dev.alloc_elems(DType::F32, c)?;
     if c > 0 {
-        int(op, "gradient elements", dy.numel())?;
+        kernel_int(op, "gradient elements", dy.numel())?;
         let cfg = LaunchConfig {
-            grid: (int(op, "channels", c)? as u32, 1, 1),
-            block: (256, 1, 1),
+            grid: (kernel_int(op, "channels", c)? as u32, 1, 1),
+            block: (THREADS, 1, 1),
             shared_bytes: 0,
         };
         let args = [
-            Arg::ptr(view_ptr(op, dy)?),
+            Arg::ptr(f32_ptr(op, dy)?),
             Arg::ptr(db.ptr()),
-            Arg::val(int(op, "batch", n)?),
-            Arg::val(int(op, "channels", c)?),
-            Arg::val(int(op, "spatial size", l)?),
+            Arg::val(kernel_int(op, "batch", n)?),
+            Arg::val(kernel_int(op, "channels", c)?),
+            Arg::val(kernel_int(op, "spatial size", l)?),
         ];
         dev.launch("conv_bias_grad_f32", &cfg, &args)?;
     }
@@ -229,6 +182,7 @@ fn batch_inner(t: &Tensor, n: usize, a: usize, l: usize) -> Result<Tensor> {
 }
 
 pub(super) fn column_products(
+    dev: &SimtDevice,
     plan: &Plan,
     img: &Tensor,
     w: Option<&Tensor>,
@@ -237,13 +191,13 @@ pub(super) fn column_products(
 ) -> Result<Columns> {
     let (g, o) = (&plan.geom, plan.other);
     let (n, r, l) = (g.n, g.rows(), g.cols());
-    let col = im2col(OP, g, img)?; // [N, R, L]
+    let col = im2col(dev, OP, g, img)?; // [N, R, L]
     let product = match w {
         Some(w) => {
             // [O, R] · [N, R, L] -> [N, O, L]
             let y = matmul(&weight_matrix(plan, w)?, &col)?;
             if let Some(b) = bias {
-                bias_add(OP, &y, b)?;
+                bias_add(dev, OP, &y, b)?;
             }
             Some(y)
         }
@@ -264,6 +218,7 @@ pub(super) fn column_products(
 }
 
 pub(super) fn col2im_product(
+    dev: &SimtDevice,
     plan: &Plan,
     a: &Tensor,
     w: &Tensor,
@@ -273,13 +228,13 @@ pub(super) fn col2im_product(
     let a3 = a.reshape([g.n, plan.other, g.cols()])?;
     // [R, O] · [N, O, L] -> [N, R, L], then summed into the image
     let col = matmul(&weight_matrix(plan, w)?.t()?, &a3)?;
-    let img = col2im(OP, g, &col)?;
+    let img = col2im(dev, OP, g, &col)?;
     if let Some(b) = bias {
-        bias_add(OP, &img, b)?;
+        bias_add(dev, OP, &img, b)?;
     }
     Ok(img)
 }
 
-pub(super) fn bias_grad(dy: &Tensor, channels: usize) -> Result<Tensor> {
-    bias_grad_of(OP, dy, channels)
+pub(super) fn bias_grad(dev: &SimtDevice, dy: &Tensor, channels: usize) -> Result<Tensor> {
+    bias_grad_of(dev, OP, dy, channels)
 }

@@ -47,7 +47,7 @@ pub fn forward(
         &LaunchConfig {
             grid: (grid, 1, 1),
             block: (THREADS, 1, 1),
-            shared_bytes: (THREADS / 32) * 4,
+            shared_bytes: (THREADS / 32) * DType::F32.size_in_bytes() as u32,
         },
         &[
             Arg::ptr(xp),

@@ -7,18 +7,11 @@
 use super::{NormForward, NormGeom, Stats};
 use crate::device::simt::{kernel_int, Arg, DevicePtr, LaunchConfig, SimtDevice, THREADS};
 use crate::error::Result;
-use crate::ops::check_compute_dtype;
 use crate::tensor::{DType, Tensor};
-
-/// Device address of an f32 tensor's first element.
-fn view_ptr(op: &'static str, t: &Tensor) -> Result<DevicePtr> {
-    check_compute_dtype(op, t)?;
-    t.view_ptr(op)
-}
 
 fn opt_ptr(op: &'static str, t: Option<&Tensor>) -> Result<(DevicePtr, i32)> {
     Ok(match t {
-        Some(t) => (view_ptr(op, t)?, 1),
+        Some(t) => (t.view_ptr(op)?, 1),
         None => (0, 0),
     })
 }
@@ -53,7 +46,7 @@ pub fn forward(
     let y = simt.alloc_elems(DType::F32, geom.numel())?;
     let mean = simt.alloc_elems(DType::F32, geom.groups)?;
     let invstd = simt.alloc_elems(DType::F32, geom.groups)?;
-    let xp = view_ptr(op, x)?;
+    let xp = x.view_ptr(op)?;
     let (wp, has_w) = opt_ptr(op, weight)?;
     let (bp, has_b) = opt_ptr(op, bias)?;
     let dims = [
@@ -68,7 +61,7 @@ pub fn forward(
         match stats {
             Stats::Batch { running, momentum } => {
                 let (rmp, rvp, update) = match running {
-                    Some((rm, rv)) => (view_ptr(op, rm)?, view_ptr(op, rv)?, 1i32),
+                    Some((rm, rv)) => (rm.view_ptr(op)?, rv.view_ptr(op)?, 1i32),
                     None => (0, 0, 0),
                 };
                 let mut args = vec![
@@ -96,8 +89,8 @@ pub fn forward(
                     Arg::ptr(y.ptr()),
                     Arg::ptr(wp),
                     Arg::ptr(bp),
-                    Arg::ptr(view_ptr(op, rm)?),
-                    Arg::ptr(view_ptr(op, rv)?),
+                    Arg::ptr(rm.view_ptr(op)?),
+                    Arg::ptr(rv.view_ptr(op)?),
                     Arg::ptr(mean.ptr()),
                     Arg::ptr(invstd.ptr()),
                 ];
@@ -137,10 +130,10 @@ pub fn backward(
             "norm_backward_f32",
             &group_config(geom),
             &[
-                Arg::ptr(view_ptr(OP, x)?),
-                Arg::ptr(view_ptr(OP, dy)?),
-                Arg::ptr(view_ptr(OP, mean)?),
-                Arg::ptr(view_ptr(OP, invstd)?),
+                Arg::ptr(x.view_ptr(OP)?),
+                Arg::ptr(dy.view_ptr(OP)?),
+                Arg::ptr(mean.view_ptr(OP)?),
+                Arg::ptr(invstd.view_ptr(OP)?),
                 Arg::ptr(wp),
                 Arg::ptr(dx.ptr()),
                 Arg::ptr(sum_dy.ptr()),

@@ -39,7 +39,7 @@ fn block_config(grid: (u32, u32, u32)) -> LaunchConfig {
     LaunchConfig {
         grid,
         block: (THREADS, 1, 1),
-        shared_bytes: (THREADS / 32) * 4,
+        shared_bytes: (THREADS / 32) * DType::F32.size_in_bytes() as u32,
     }
 }
 
