@@ -1,7 +1,10 @@
 //! Runs written by main before the run description moved to serde derive (commit 8e3b19f,
 //! `scripts/make-legacy-fixtures.sh`): their config.json and checkpoints still load, and a
-//! resume continues them bit for bit — the same losses and the same final tensors as the
-//! old binary's own continuation, recorded when the fixtures were made.
+//! resume continues them as the old binary's own continuation, recorded when the fixtures
+//! were made: bit for bit for the toy run; for the dcgan28 run to within rounding, because
+//! its generator ends in tanh, which the old binary took from the host's libm (glibc 2.36's
+//! `tanhf`, 25% of whose results are 1 ulp off the correctly rounded value) and duel now
+//! computes itself (within 0.57 ulp, the same on every host: `ops/elementwise/cpu/math.rs`).
 
 mod common;
 
@@ -112,8 +115,10 @@ fn tensor_bits(path: &Path) -> Vec<(String, Vec<usize>, Vec<u64>)> {
 }
 
 /// Resume a copy of the legacy run `run` to `steps` with today's binary (one cpu thread,
-/// as the fixtures were made) and compare with the old binary's continuation.
-fn resumes_bitwise(run: &str, steps: &str, every: &str) {
+/// as the fixtures were made) and compare with the old binary's continuation: every
+/// deterministic metric and every tensor element within `rel` of the old value, relative
+/// to the largest magnitude of its row or tensor (`rel = 0`: bitwise).
+fn resumes_within(run: &str, steps: &str, every: &str, rel: f64) {
     let tmp = TempDir::new(&format!("legacy-{run}"));
     let dir = tmp.path(run);
     std::fs::create_dir_all(&dir).unwrap();
@@ -144,10 +149,10 @@ fn resumes_bitwise(run: &str, steps: &str, every: &str) {
     let got = metric_rows(&dir.join("metrics.jsonl"));
     assert_eq!(got.len(), expected.len(), "{run}: metrics rows");
     for (i, (g, e)) in got.iter().zip(&expected).enumerate() {
-        assert_eq!(
-            g,
-            e,
-            "{run}: metrics row {} differs from the old binary's",
+        let err = normwise_error(g, e, f64::from_bits);
+        assert!(
+            err <= rel,
+            "{run}: metrics row {} is {err:e} from the old binary's (allowed {rel:e})",
             i + 1
         );
     }
@@ -155,18 +160,54 @@ fn resumes_bitwise(run: &str, steps: &str, every: &str) {
     let got = tensor_bits(&dir.join("checkpoint.safetensors"));
     assert_eq!(got.len(), expected.len(), "{run}: tensor count");
     for (g, e) in got.iter().zip(&expected) {
-        assert_eq!(g, e, "{run}: tensor {} differs from the old binary's", e.0);
+        assert_eq!((&g.0, &g.1), (&e.0, &e.1), "{run}: tensor names and shapes");
+        // Every checkpoint tensor is f32 (bits widened to u64 by `bits`); step counters are
+        // compared bitwise by the same measure (any difference is > 0).
+        let err = normwise_error(&g.2, &e.2, |b| f32::from_bits(b as u32) as f64);
+        assert!(
+            err <= rel,
+            "{run}: tensor {} is {err:e} from the old binary's (allowed {rel:e})",
+            e.0
+        );
+    }
+}
+
+/// `max |got − old| / max |old|` over a row (0 when equal, NaN-safe: a NaN on one side
+/// only is infinitely far).
+fn normwise_error(got: &[u64], old: &[u64], value: impl Fn(u64) -> f64) -> f64 {
+    if got == old {
+        return 0.0;
+    }
+    let (mut diff, mut scale) = (0.0f64, 0.0f64);
+    for (&g, &o) in got.iter().zip(old) {
+        let (g, o) = (value(g), value(o));
+        let d = if g.is_nan() || o.is_nan() {
+            f64::INFINITY
+        } else {
+            (g - o).abs()
+        };
+        diff = diff.max(d);
+        scale = scale.max(o.abs());
+    }
+    if scale == 0.0 {
+        f64::INFINITY
+    } else {
+        diff / scale
     }
 }
 
 #[test]
 fn legacy_toy_checkpoint_resumes_bitwise() {
-    resumes_bitwise("ring8", "20", "10");
+    resumes_within("ring8", "20", "10", 0.0);
 }
 
+/// 4 resumed steps (20 critic steps) from ulp-level differences in the generator's tanh:
+/// measured at 2026-12-01, the losses part from the old ones by 1.3e-9 and the tensors by
+/// at most 3.4e-7 (g.0.weight), normwise; the bound is 30 times that. A resume that lost
+/// state (optimizer moments, counters, the data stream's position) moves whole steps.
 #[test]
-fn legacy_dcgan28_checkpoint_resumes_bitwise() {
-    resumes_bitwise("dcgan28", "8", "4");
+fn legacy_dcgan28_checkpoint_resumes_to_the_old_continuation_within_rounding() {
+    resumes_within("dcgan28", "8", "4", 1e-5);
 }
 
 #[test]

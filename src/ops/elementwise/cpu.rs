@@ -10,12 +10,14 @@
 //! [`PARALLEL_THRESHOLD`](crate::device::cpu::PARALLEL_THRESHOLD); within a chunk the rows are walked with an odometer, so no
 //! per-element index arithmetic remains.
 
+mod math;
 mod plan;
 
 use super::{BinaryOp, UnaryOp};
 use crate::device::cpu::CpuBuffer;
 use crate::error::{Error, Result};
 use crate::tensor::{Element, Layout, Shape, Tensor};
+use math::{exp_f32, tanh_f32};
 use plan::{map1, map2, map3};
 use std::ops::{Add, Div, Mul, Neg, Sub};
 
@@ -59,7 +61,7 @@ impl Float for f32 {
         f32::abs(self)
     }
     fn tanh(self) -> Self {
-        f32::tanh(self)
+        tanh_f32(self)
     }
     fn powf(self, e: Self) -> Self {
         f32::powf(self, e)
@@ -101,40 +103,6 @@ impl Float for f64 {
     }
 }
 
-/// `e^x` for f32, branch-free so row loops vectorise (libm's `expf` is an opaque call).
-/// Computed in f64: `x·log2(e) = n + f` with `n` rounded to an integer by the 1.5·2^52
-/// trick and |f| <= 1/2, `2^f` by a degree-8 Taylor polynomial of `e^(f·ln 2)` (relative
-/// error < 1e-10), `2^n` by writing the exponent bits. One final rounding to f32, so the
-/// result is the correctly rounded value except within ~1e-10 of a tie: at most 1 ulp
-/// from a correctly rounded `expf`. The f64 range covers all of f32's, so overflow to
-/// inf and the subnormal results come out of the final conversion; inputs are clamped to
-/// [-150, 90] first (beyond those the f32 result is 0 or inf anyway) and NaN survives the
-/// comparisons and the arithmetic.
-#[inline(always)]
-fn exp_f32(x: f32) -> f32 {
-    const MAGIC: f64 = 6_755_399_441_055_744.0; // 1.5 * 2^52
-    let x = x as f64;
-    let x = if x < -150.0 { -150.0 } else { x };
-    let x = if x > 90.0 { 90.0 } else { x };
-    let r = x * std::f64::consts::LOG2_E;
-    let t = r + MAGIC;
-    let n = t - MAGIC; // r rounded to an integer
-    let y = (r - n) * std::f64::consts::LN_2;
-    // e^y, |y| <= ln2/2, Horner form of sum y^k/k!, k = 0..8.
-    let p = 1.0 / 40320.0;
-    let p = p * y + 1.0 / 5040.0;
-    let p = p * y + 1.0 / 720.0;
-    let p = p * y + 1.0 / 120.0;
-    let p = p * y + 1.0 / 24.0;
-    let p = p * y + 1.0 / 6.0;
-    let p = p * y + 0.5;
-    let p = p * y + 1.0;
-    let p = p * y + 1.0;
-    // The low bits of t hold n (two's complement); 2^n = bits (n + 1023) << 52.
-    let scale = f64::from_bits((t.to_bits().wrapping_add(1023)) << 52);
-    (p * scale) as f32
-}
-
 // ---- scalar semantics (shared by the f32 and f64 paths) --------------------------------
 
 #[inline(always)]
@@ -147,14 +115,18 @@ fn relu<T: Float>(x: T) -> T {
     }
 }
 
+/// The overflow-free two-branch form, `1/(1 + e^-x)` for x >= 0 and `e^x/(1 + e^x)`
+/// otherwise, written as one `e = e^-|x|` and a select so the row loop vectorises (both
+/// branches' values, bitwise; NaN gives NaN either way).
 #[inline(always)]
 fn sigmoid<T: Float>(x: T) -> T {
+    let e = (-x.abs()).exp();
+    let d = T::ONE + e;
+    let (pos, neg) = (T::ONE / d, e / d);
     if x >= T::ZERO {
-        T::ONE / (T::ONE + (-x).exp())
+        pos
     } else {
-        // x < 0 or NaN: e in [0, 1) (or NaN), no overflow.
-        let e = x.exp();
-        e / (T::ONE + e)
+        neg
     }
 }
 

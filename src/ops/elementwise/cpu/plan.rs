@@ -2,6 +2,8 @@
 //! broadcast layouts with size-1 dims dropped and contiguous dims merged, walked in
 //! parallel chunks of rows.
 
+#[cfg(target_arch = "x86_64")]
+use crate::device::cpu::isa::isa;
 use crate::device::cpu::PARALLEL_THRESHOLD;
 use crate::tensor::{Element, Layout, Shape};
 use rayon::prelude::*;
@@ -134,11 +136,7 @@ pub(super) fn map1<T: Element, F: Fn(T) -> T + Sync>(x: &[T], xl: &Layout, f: F)
         plan.for_rows(start, start + o.len(), |pos, len, [bx], [sx]| {
             let dst = &mut o[pos - start..pos - start + len];
             match sx {
-                1 => {
-                    for (d, &v) in dst.iter_mut().zip(&x[bx..bx + len]) {
-                        *d = f(v);
-                    }
-                }
+                1 => contiguous_row(dst, &x[bx..bx + len], &f),
                 0 => dst.fill(f(x[bx])),
                 _ => {
                     for (j, d) in dst.iter_mut().enumerate() {
@@ -149,6 +147,30 @@ pub(super) fn map1<T: Element, F: Fn(T) -> T + Sync>(x: &[T], xl: &Layout, f: F)
         });
     });
     out
+}
+
+/// `dst[i] = f(src[i])`, the hot row of every unary op. Where AVX-512 was detected the
+/// same loop is compiled for it, so the branch-free `f`s (exp, tanh, sigmoid, …) vectorise
+/// 16 lanes wide instead of the baseline's 4. Both run the same IEEE operations per element
+/// (Rust never fuses `a * b + c` into an FMA), so the results are bitwise equal.
+#[inline(always)]
+fn contiguous_row<T: Copy, F: Fn(T) -> T>(dst: &mut [T], src: &[T], f: &F) {
+    #[cfg(target_arch = "x86_64")]
+    if isa().avx512f {
+        // SAFETY: AVX-512F was detected at run time.
+        return unsafe { contiguous_row_avx512(dst, src, f) };
+    }
+    for (d, &v) in dst.iter_mut().zip(src) {
+        *d = f(v);
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn contiguous_row_avx512<T: Copy, F: Fn(T) -> T>(dst: &mut [T], src: &[T], f: &F) {
+    for (d, &v) in dst.iter_mut().zip(src) {
+        *d = f(v);
+    }
 }
 
 /// `out[i] = f(a[i], b[i])` with `al`, `bl` already broadcast to `shape`.
