@@ -228,20 +228,19 @@ impl<T> SendPtr<T> {
     }
 }
 
-/// Tasks a batch is split into at most: enough to balance 2 or 3 threads, few enough that
-/// the per-task weight-gradient partials stay small.
-const MAX_TASKS: usize = 12;
+/// Tasks a batch is split into: four of near-equal image counts, so 1, 2 or 4 threads
+/// get equal work (whole GEMM blocks per task used to leave a short last task: 6 tasks of
+/// 11, 11, 11, 11, 11, 9 images on dcgan28's 7x7 layers). Few tasks also keep the GEMMs
+/// wide and the weight-gradient partials few.
+const TASKS: usize = 4;
 
-/// The fixed partition of `n` images into tasks `(first, count)`: whole GEMM blocks of
-/// [`block_images`] images, at most [`MAX_TASKS`] tasks. It depends on the geometry only,
-/// never on the thread count, so every sum is formed in the same order on any machine.
-fn partition(n: usize, l: usize) -> Vec<(usize, usize)> {
-    let b = block_images(l, n);
-    let blocks = n.div_ceil(b);
-    let per = blocks.div_ceil(MAX_TASKS).max(1) * b;
-    (0..n)
-        .step_by(per.max(1))
-        .map(|s| (s, per.min(n - s)))
+/// The fixed partition of `n` images into tasks `(first, count)`, sizes differing by at
+/// most one. It depends on `n` only, never on the thread count, so every sum is formed in
+/// the same order on any machine.
+fn partition(n: usize) -> Vec<(usize, usize)> {
+    let t = TASKS.min(n).max(1);
+    (0..t)
+        .map(|i| (i * n / t, (i + 1) * n / t - i * n / t))
         .collect()
 }
 
@@ -250,11 +249,10 @@ fn partition(n: usize, l: usize) -> Vec<(usize, usize)> {
 /// splits over output tiles only, so that is thread-count independent too).
 fn for_tasks<R: Send>(
     n: usize,
-    l: usize,
     flops: usize,
     f: impl Fn(usize, usize, Parallelism) -> R + Sync,
 ) -> Vec<R> {
-    let tasks = partition(n, l);
+    let tasks = partition(n);
     if tasks.len() == 1 {
         let par = if flops >= PARALLEL_FLOPS && rayon::current_num_threads() > 1 {
             Parallelism::Rayon(0)
@@ -270,13 +268,13 @@ fn for_tasks<R: Send>(
     }
 }
 
-/// Columns per GEMM: images are processed in blocks of `B` whose column matrices sit side
-/// by side (`[R, B·L]`), so one GEMM covers `B·L >= BLOCK_COLS` columns even when a single
-/// image has few window positions (the 7x7 grids of the DCGAN).
-const BLOCK_COLS: usize = 512;
+const BLOCK_COLS: usize = 1024;
 
+/// Images per block of a task of `count` images: the task cut into equal blocks of at
+/// most about [`BLOCK_COLS`] columns (one block when a whole task fits).
 fn block_images(l: usize, count: usize) -> usize {
-    BLOCK_COLS.div_ceil(l.max(1)).clamp(1, count.max(1))
+    let blocks = (count * l).div_ceil(BLOCK_COLS).max(1);
+    count.div_ceil(blocks).max(1)
 }
 
 /// Per block of images `col = [im2col(img[n]) …]` (`[R, B·L]`); then `out[n] = W·col (+
@@ -296,7 +294,7 @@ fn im2col_products<T: Elem>(
     let flops = g.n * o * r * l * (w.is_some() as usize + a.is_some() as usize);
     let out_ptr = out.map(|s| SendPtr(s.as_mut_ptr()));
     let il = g.image_len();
-    let partials = for_tasks(g.n, l, flops, |first, count, par| {
+    let partials = for_tasks(g.n, flops, |first, count, par| {
         let mut dw = a.map(|_| vec![T::ZERO; o * r]);
         let b = block_images(l, count);
         let ld = b * l;
@@ -387,7 +385,7 @@ fn col2im_into<T: Elem>(g: &Geom, o: usize, a: &[T], w: &[T], bias: Option<&[T]>
     let (r, l) = (g.rows(), g.cols());
     let img_ptr = SendPtr(img.as_mut_ptr());
     let il = g.image_len();
-    for_tasks(g.n, l, g.n * o * r * l, |first, count, par| {
+    for_tasks(g.n, g.n * o * r * l, |first, count, par| {
         let b = block_images(l, count);
         let ld = b * l;
         T::with_ws(r * ld + o * ld + scratch_len(g), |ws| {
