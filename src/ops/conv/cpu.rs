@@ -28,6 +28,8 @@
 //! 4x4/2/1): 17–19 ms against 0.65 ms for im2col + blocked GEMM, so the thin layers
 //! take the GEMM path too; blocking the batch is what makes their GEMM wide.
 
+#[cfg(target_arch = "x86_64")]
+use super::cols::avx512;
 use super::cols::{col2im, im2col, scratch_len};
 use super::{Columns, Geom, Plan};
 use crate::device::cpu::isa::isa;
@@ -75,6 +77,26 @@ pub(crate) trait Elem:
     fn scatter_add_fast(_dst: &mut [Self], _src: &[Self], _stride: usize) -> bool {
         false
     }
+    /// `cols::im2col` by a whole-image vector loop where there is one; false: none ran.
+    fn im2col_fast(
+        _img: &[Self],
+        _g: &Geom,
+        _col: &mut [Self],
+        _ld: usize,
+        _s: &mut [Self],
+    ) -> bool {
+        false
+    }
+    /// `cols::col2im` by a whole-image vector loop where there is one; false: none ran.
+    fn col2im_fast(
+        _col: &[Self],
+        _g: &Geom,
+        _img: &mut [Self],
+        _ld: usize,
+        _s: &mut [Self],
+    ) -> bool {
+        false
+    }
 }
 
 thread_local! {
@@ -120,7 +142,7 @@ impl Elem for f32 {
         assert_eq!(dst.len(), src.len(), "copy_run takes equal lengths");
         if isa().avx512f {
             // SAFETY: AVX-512F detected; the lengths are equal (checked above).
-            unsafe { super::cols::avx512::copy_run(dst, src) }
+            unsafe { avx512::copy_run(dst, src) }
         } else {
             dst.copy_from_slice(src)
         }
@@ -130,7 +152,7 @@ impl Elem for f32 {
         let fast = stride == 2 && isa().avx512f;
         // SAFETY: AVX-512F detected; `cols::gather` cut `src` to 2·(len − 1) + 1 elements.
         if fast {
-            unsafe { super::cols::avx512::gather2(dst, src) }
+            unsafe { avx512::gather2(dst, src) }
         }
         fast
     }
@@ -139,7 +161,25 @@ impl Elem for f32 {
         let fast = stride == 2 && isa().avx512f;
         // SAFETY: AVX-512F detected; `cols::scatter_add` cut `dst` to 2·(len − 1) + 1.
         if fast {
-            unsafe { super::cols::avx512::scatter_add2(dst, src) }
+            unsafe { avx512::scatter_add2(dst, src) }
+        }
+        fast
+    }
+    #[cfg(target_arch = "x86_64")]
+    fn im2col_fast(img: &[Self], g: &Geom, col: &mut [Self], ld: usize, s: &mut [Self]) -> bool {
+        let fast = isa().avx512f && avx512::contiguous_taps(g);
+        // SAFETY: AVX-512F detected, contiguous taps checked; the sizes are asserted inside.
+        if fast {
+            unsafe { avx512::im2col(img, g, col, ld, s) }
+        }
+        fast
+    }
+    #[cfg(target_arch = "x86_64")]
+    fn col2im_fast(col: &[Self], g: &Geom, img: &mut [Self], ld: usize, s: &mut [Self]) -> bool {
+        let fast = isa().avx512f && avx512::contiguous_taps(g);
+        // SAFETY: as `im2col_fast`.
+        if fast {
+            unsafe { avx512::col2im(col, g, img, ld, s) }
         }
         fast
     }

@@ -6,7 +6,10 @@
 //! the image). Strided runs are copied by [`gather`] and added back by [`scatter_add`],
 //! with AVX-512 loops for f32 at stride 2 (every DCGAN layer is stride 2) and plain loops
 //! otherwise; where the width is a multiple of the stride the image is first split into
-//! phase planes (see [`phased`]) so that every run is contiguous. Every path only moves
+//! phase planes (see [`phased`]) so that every run is contiguous. For f32 on AVX-512 such
+//! geometries (and stride-1 ones) take whole-image loops instead (`avx512::im2col`,
+//! `avx512::col2im`): one masked load and store per output row, the tap geometry fixed once
+//! for all channels. Every path only moves
 //! values or adds them in the same order as the plain loop, so the results are bitwise the
 //! same on all of them.
 
@@ -105,8 +108,22 @@ fn phase_of(g: &Geom, off: isize) -> (usize, isize) {
 }
 
 /// `col [R, L] = im2col(img [C, h, w])`, rows `ld` elements apart; `scratch` holds
-/// [`scratch_len`] elements (contents unspecified).
+/// [`scratch_len`] elements (contents unspecified). The whole-image vector loop where the
+/// element type has one for this geometry, else [`im2col_portable`].
 pub(crate) fn im2col<T: Elem>(img: &[T], g: &Geom, col: &mut [T], ld: usize, scratch: &mut [T]) {
+    if !T::im2col_fast(img, g, col, ld, scratch) {
+        im2col_portable(img, g, col, ld, scratch)
+    }
+}
+
+/// [`im2col`] by strided runs, one per tap, channel and output row (the definition).
+pub(crate) fn im2col_portable<T: Elem>(
+    img: &[T],
+    g: &Geom,
+    col: &mut [T],
+    ld: usize,
+    scratch: &mut [T],
+) {
     let (l, il) = (g.cols(), g.image_len());
     let phases = if phased(g) {
         let per = il / g.sw;
@@ -156,8 +173,22 @@ pub(crate) fn im2col<T: Elem>(img: &[T], g: &Geom, col: &mut [T], ld: usize, scr
 
 /// `img [C, h, w] = col2im(col [R, L])` (rows `ld` elements apart): every column entry
 /// added to its pixel, each pixel's terms in tap order `(i, j)` on every path (a pixel gets
-/// at most one term per tap); `scratch` holds [`scratch_len`] elements.
+/// at most one term per tap); `scratch` holds [`scratch_len`] elements. The whole-image
+/// vector loop where there is one, else [`col2im_portable`].
 pub(crate) fn col2im<T: Elem>(col: &[T], g: &Geom, img: &mut [T], ld: usize, scratch: &mut [T]) {
+    if !T::col2im_fast(col, g, img, ld, scratch) {
+        col2im_portable(col, g, img, ld, scratch)
+    }
+}
+
+/// [`col2im`] by strided runs (the definition).
+pub(crate) fn col2im_portable<T: Elem>(
+    col: &[T],
+    g: &Geom,
+    img: &mut [T],
+    ld: usize,
+    scratch: &mut [T],
+) {
     let (l, il) = (g.cols(), g.image_len());
     img.fill(T::ZERO);
     let pw = g.w / g.sw;
@@ -205,95 +236,8 @@ pub(crate) fn col2im<T: Elem>(col: &[T], g: &Geom, img: &mut [T], ld: usize, scr
     }
 }
 
-/// The AVX-512 stride-2 loops for f32 (16 outputs a step, masked at the ends).
 #[cfg(target_arch = "x86_64")]
-pub(crate) mod avx512 {
-    use std::arch::x86_64::*;
-
-    /// Lanes `[0, 2, …, 30]` of the pair (lo, hi): the even elements of 32.
-    const EVENS: [i32; 16] = [0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30];
-    /// Element k of a 16-vector to lane 2k (low half: k < 8; `+ 8` for the high half).
-    const SPREAD_LO: [i32; 16] = [0, 0, 1, 0, 2, 0, 3, 0, 4, 0, 5, 0, 6, 0, 7, 0];
-    const SPREAD_HI: [i32; 16] = [8, 0, 9, 0, 10, 0, 11, 0, 12, 0, 13, 0, 14, 0, 15, 0];
-
-    /// The mask of the first `n` of 16 lanes (`n` up to 16).
-    #[inline(always)]
-    fn first(n: usize) -> __mmask16 {
-        if n >= 16 {
-            0xFFFF
-        } else {
-            ((1u32 << n) - 1) as __mmask16
-        }
-    }
-
-    /// `dst[k] = src[2k]`.
-    ///
-    /// # Safety
-    /// AVX-512F must be present; `src.len() >= 2·dst.len() − 1`.
-    #[target_feature(enable = "avx512f")]
-    pub(crate) unsafe fn gather2(dst: &mut [f32], src: &[f32]) {
-        debug_assert!(dst.is_empty() || src.len() > 2 * (dst.len() - 1));
-        let evens = _mm512_loadu_si512(EVENS.as_ptr().cast());
-        let (n, have) = (dst.len(), src.len());
-        let mut k = 0;
-        while k < n {
-            let m = (n - k).min(16);
-            // The 2m − 1 source elements of this step, never read past `src`.
-            let avail = have - 2 * k;
-            let (sp, dp) = (src.as_ptr().add(2 * k), dst.as_mut_ptr().add(k));
-            let lo = _mm512_maskz_loadu_ps(first(avail), sp);
-            let hi = _mm512_maskz_loadu_ps(first(avail.saturating_sub(16)), sp.add(16));
-            let v = _mm512_permutex2var_ps(lo, evens, hi);
-            _mm512_mask_storeu_ps(dp, first(m), v);
-            k += m;
-        }
-    }
-
-    /// `dst = src` for a short run (one masked load and store per 16; `memcpy` is a call).
-    ///
-    /// # Safety
-    /// AVX-512F must be present; `dst.len() == src.len()`.
-    #[target_feature(enable = "avx512f")]
-    pub(crate) unsafe fn copy_run(dst: &mut [f32], src: &[f32]) {
-        debug_assert_eq!(dst.len(), src.len());
-        let mut k = 0;
-        while k < dst.len() {
-            let m = first(dst.len() - k);
-            let v = _mm512_maskz_loadu_ps(m, src.as_ptr().add(k));
-            _mm512_mask_storeu_ps(dst.as_mut_ptr().add(k), m, v);
-            k += 16;
-        }
-    }
-
-    /// `dst[2k] += src[k]`.
-    ///
-    /// # Safety
-    /// AVX-512F must be present; `dst.len() >= 2·src.len() − 1`.
-    #[target_feature(enable = "avx512f")]
-    pub(crate) unsafe fn scatter_add2(dst: &mut [f32], src: &[f32]) {
-        debug_assert!(src.is_empty() || dst.len() > 2 * (src.len() - 1));
-        let lo_idx = _mm512_loadu_si512(SPREAD_LO.as_ptr().cast());
-        let hi_idx = _mm512_loadu_si512(SPREAD_HI.as_ptr().cast());
-        const EVEN_LANES: __mmask16 = 0x5555;
-        let (n, have) = (src.len(), dst.len());
-        let mut k = 0;
-        while k < n {
-            let m = (n - k).min(16);
-            let avail = (have - 2 * k).min(2 * m - 1);
-            let (sp, dp) = (src.as_ptr().add(k), dst.as_mut_ptr().add(2 * k));
-            let s = _mm512_maskz_loadu_ps(first(m), sp);
-            let (mlo, mhi) = (first(avail), first(avail.saturating_sub(16)));
-            let dlo = _mm512_maskz_loadu_ps(mlo, dp);
-            let dhi = _mm512_maskz_loadu_ps(mhi, dp.add(16));
-            // Add on the even lanes only: the odd ones are stored back untouched.
-            let dlo = _mm512_mask_add_ps(dlo, EVEN_LANES, dlo, _mm512_permutexvar_ps(lo_idx, s));
-            let dhi = _mm512_mask_add_ps(dhi, EVEN_LANES, dhi, _mm512_permutexvar_ps(hi_idx, s));
-            _mm512_mask_storeu_ps(dp, mlo, dlo);
-            _mm512_mask_storeu_ps(dp.add(16), mhi, dhi);
-            k += m;
-        }
-    }
-}
+pub(crate) mod avx512;
 
 #[cfg(test)]
 mod tests {
@@ -333,6 +277,96 @@ mod tests {
                 assert_eq!(bits(&got), bits(&want), "scatter_add n={n} stride={stride}");
             }
         }
+    }
+
+    /// Geometries around the DCGAN ones: strides 1–3 (with widths divisible by the stride,
+    /// so the phased path runs), paddings up to the kernel, dilation 2, rows shorter and
+    /// longer than 16 lanes, channels 1 and 3.
+    fn geometries() -> Vec<Geom> {
+        let mut out = Vec::new();
+        for (kh, kw, s, p, d) in [
+            (4, 4, 2, 1, 1),
+            (3, 3, 1, 1, 1),
+            (4, 4, 1, 0, 1),
+            (1, 1, 1, 0, 1),
+            (3, 2, 2, 2, 1),
+            (3, 3, 3, 1, 1),
+            (3, 3, 1, 2, 2),
+            (5, 5, 2, 4, 1),
+        ] {
+            for (h, w) in [(7, 6), (14, 14), (9, 36), (5, 40)] {
+                for c in [1, 3] {
+                    let span = |n: usize, k: usize| (n + 2 * p).checked_sub(d * (k - 1) + 1);
+                    let (Some(sh), Some(sw)) = (span(h, kh), span(w, kw)) else {
+                        continue;
+                    };
+                    let (ho, wo) = (sh / s + 1, sw / s + 1);
+                    let (sh, sw) = (s, s);
+                    let (ph, pw, dh, dw) = (p, p, d, d);
+                    let n = 1;
+                    out.push(Geom {
+                        n,
+                        c,
+                        h,
+                        w,
+                        ho,
+                        wo,
+                        kh,
+                        kw,
+                        sh,
+                        sw,
+                        ph,
+                        pw,
+                        dh,
+                        dw,
+                    });
+                }
+            }
+        }
+        out
+    }
+
+    /// The AVX-512 whole-image loops against the portable ones, bitwise, on every geometry
+    /// they take (values with mixed signs and magnitudes, so a term added out of tap order
+    /// would round differently), with column rows padded (`ld > L`) and padding kept.
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn whole_image_vector_loops_match_the_portable_ones_bitwise() {
+        if !crate::device::cpu::isa::isa().avx512f {
+            panic!("this test checks the AVX-512 loops and needs a CPU with AVX-512F");
+        }
+        let mut checked = 0;
+        for g in geometries() {
+            if !avx512::contiguous_taps(&g) {
+                continue;
+            }
+            let (r, l, il) = (g.rows(), g.cols(), g.image_len());
+            let ld = l + 5;
+            let img: Vec<f32> = (0..il)
+                .map(|i| ((i * 7919 % 1000) as f32 - 500.0) * 1.37e-3)
+                .collect();
+            let mut scratch = vec![f32::NAN; scratch_len(&g)];
+            let (mut want, mut got) = (vec![9.0f32; r * ld], vec![9.0f32; r * ld]);
+            im2col_portable(&img, &g, &mut want, ld, &mut scratch);
+            // SAFETY: AVX-512F checked above; contiguous taps checked; sizes as the callers'.
+            unsafe { avx512::im2col(&img, &g, &mut got, ld, &mut scratch) };
+            assert_eq!(bits(&got), bits(&want), "im2col {g:?}");
+
+            let col: Vec<f32> = (0..r * ld)
+                .map(|i| ((i * 104729 % 977) as f32 - 488.0) * 3.1e-2)
+                .collect();
+            let (mut want, mut got) = (vec![f32::NAN; il], vec![f32::NAN; il]);
+            col2im_portable(&col, &g, &mut want, ld, &mut scratch);
+            scratch.fill(f32::NAN);
+            // SAFETY: as above.
+            unsafe { avx512::col2im(&col, &g, &mut got, ld, &mut scratch) };
+            assert_eq!(bits(&got), bits(&want), "col2im {g:?}");
+            checked += 1;
+        }
+        assert!(
+            checked >= 40,
+            "only {checked} geometries took the vector loops"
+        );
     }
 
     fn bits(v: &[f32]) -> Vec<u32> {
