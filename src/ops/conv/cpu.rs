@@ -380,7 +380,7 @@ fn im2col_products<T: Elem>(
                                     let bv = bv[co];
                                     row.iter_mut().zip(src).for_each(|(d, &s)| *d = s + bv);
                                 }
-                                None => row.copy_from_slice(src),
+                                None => T::copy_run(row, src),
                             }
                         }
                     }
@@ -390,7 +390,7 @@ fn im2col_products<T: Elem>(
                     for k in 0..nb {
                         let an = &a[(n0 + k) * o * l..][..o * l];
                         for (co, src) in an.chunks_exact(l).enumerate() {
-                            tmp[co * cols + k * l..][..l].copy_from_slice(src);
+                            T::copy_run(&mut tmp[co * cols + k * l..][..l], src);
                         }
                     }
                     unsafe {
@@ -437,7 +437,7 @@ fn col2im_into<T: Elem>(g: &Geom, o: usize, a: &[T], w: &[T], bias: Option<&[T]>
                 for k in 0..nb {
                     let an = &a[(n0 + k) * o * l..][..o * l];
                     for (co, src) in an.chunks_exact(l).enumerate() {
-                        tmp[co * cols + k * l..][..l].copy_from_slice(src);
+                        T::copy_run(&mut tmp[co * cols + k * l..][..l], src);
                     }
                 }
                 // col [R, B·L] = Wᵀ [R, O] · a [O, B·L]
