@@ -38,9 +38,8 @@ pub fn isa_features() -> Vec<&'static str> {
         probe!("avx2" => "avx2", "fma" => "fma", "avx512f" => "avx512f",
                "avx512bw" => "avx512bw", "avx512vnni" => "avx512_vnni",
                "avx512bf16" => "avx512_bf16", "avx512fp16" => "avx512_fp16");
-        // AMX detection is not stable in std_detect: ask CPUID (leaf 7, EDX bits 22, 24)
-        // and check the OS enabled the tile state (XCR0 bits 17 and 18).
-        let amx = amx_bits();
+        // AMX: the CPUID/XCR0 probe of `device::cpu::isa` (what the hardware and OS offer).
+        let amx = crate::device::cpu::isa::amx_bits();
         if amx.tile {
             found.push("amx-tile");
         }
@@ -55,38 +54,6 @@ pub fn isa_features() -> Vec<&'static str> {
         }
     }
     found
-}
-
-#[cfg(target_arch = "x86_64")]
-struct Amx {
-    tile: bool,
-    bf16: bool,
-}
-
-#[cfg(target_arch = "x86_64")]
-fn amx_bits() -> Amx {
-    use std::arch::x86_64::{__cpuid, __cpuid_count};
-    #[allow(unused_unsafe)] // safe fns in newer std, unsafe in older
-    let (max_leaf, leaf7) = unsafe { (__cpuid(0).eax, __cpuid_count(7, 0)) };
-    if max_leaf < 7 || !is_x86_feature_detected!("xsave") {
-        return Amx {
-            tile: false,
-            bf16: false,
-        };
-    }
-    // SAFETY: xgetbv exists (xsave detected above) and only reads XCR0.
-    let xcr0 = unsafe { xcr0() };
-    let os_tiles = xcr0 & (0b11 << 17) == (0b11 << 17);
-    Amx {
-        tile: os_tiles && leaf7.edx & (1 << 24) != 0,
-        bf16: os_tiles && leaf7.edx & (1 << 22) != 0,
-    }
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "xsave")]
-unsafe fn xcr0() -> u64 {
-    std::arch::x86_64::_xgetbv(0)
 }
 
 /// A measured f32 FMA rate: which loop ran and the best rate over the repetitions.

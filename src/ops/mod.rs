@@ -9,6 +9,7 @@ pub(crate) mod cpu_shared;
 pub mod dropout;
 pub mod elementwise;
 pub mod fill;
+pub mod gemm_bf16;
 #[doc(hidden)]
 pub mod grad_case;
 pub mod loss;

@@ -1,0 +1,388 @@
+//! The cpu bf16 GEMM: `dst (m x n) (+)= bf16(lhs) · bf16(rhs)` with f32 accumulation, on
+//! AMX-BF16 tiles, AVX512-BF16 (`vdpbf16ps`) or portable loops, chosen at run time
+//! ([`bf16_path`]; `DUEL_CPU_ISA` of `device::cpu::isa` limits the choice).
+//!
+//! **Shape.** The operands are f32 matrices given by pointer and (row stride, col stride),
+//! rounded to bf16 while they are packed into panels ([`pack`]): for each block of
+//! `KC = 512` values of k, all of A's rows (`m x KC`), then for each block of `NC = 512`
+//! columns B's panel (`KC x NC`); C is computed in 32x32 blocks, each summing its k chunks
+//! in order, the blocks of k one after another (C in memory holds the f32 sum between
+//! them: no extra rounding, f32 is what the accumulators hold). Panels are padded with
+//! zeros to multiples of 32 in m, n and k; blocks at the m/n edges run on a 32x32 staging
+//! block. Panels live in thread-local workspaces that grow to the largest size seen and
+//! are reused (no allocation once warm). One call runs on one thread; callers partition
+//! ([`gemm_bf16_parallel`] splits m).
+//!
+//! **Numerics.** Write `ρ(x)` for x rounded to bf16 (8 significant bits, round to nearest
+//! even): `ρ(x) = x(1 + δ)`, `|δ| ≤ u_b = 2^-8` (half an ulp, 2^-7, of the leading power of two)
+//! for x in the normal range.
+//! Two further rules, the same on every path (they are applied while packing): NaN stays
+//! NaN, and an f32 below the smallest normal (2^-126) becomes a signed zero — what
+//! `tdpbf16ps` and `vdpbf16ps` do with denormal inputs (the Intel SDM: "input denormals
+//! are always treated as zero"), so every path sees the same operands.
+//! - A product of two bf16 values is exact in f32 (8 + 8 significant bits ≤ 24), so the
+//!   paths differ only in how they sum those exact products in f32: portable adds them in
+//!   increasing k; `vdpbf16ps` adds a pair of products per instruction and `tdpbf16ps` a
+//!   tile's worth, each accumulation rounded to nearest even (SDM), in an order of their
+//!   own. Any order of `k` f32 additions of terms `t_i` gives, against the exact sum,
+//!   `|err| ≤ γ_k·Σ|t_i|`, `γ_k = k·u/(1 − k·u)`, `u = 2^-24` (Higham, Thm 4.4; a sum started
+//!   from C counts C as one more term). The bf16 units also flush denormal *results* to
+//!   zero (SDM: "output denormals are always flushed to zero"): each of the k additions may
+//!   lose up to 2^-126 more, so the bound against an f64 sum of the same rounded
+//!   products is `γ_k·Σ|ρ(a_i)ρ(b_i)| + k·2^-126` (the second term is irrelevant unless
+//!   the data lives near 1e-38).
+//! - Against the f32 (or exact) product of the unrounded operands: `ρ(a)ρ(b) = ab(1+δ_a)(1+δ_b)`,
+//!   `|(1+δ_a)(1+δ_b) − 1| ≤ 2u_b + u_b² = 2·2^-8 + 2^-16`, so
+//!   `|err| ≤ (2·2^-8 + 2^-16 + γ_k)·Σ|a_i||b_i|` (+ `k·2^-126`, and the terms whose
+//!   operands were flushed, `Σ_{flushed} |a_i b_i|`).
+//! - Deterministic: a path's order of operations is fixed by (m, n, k) alone and every
+//!   element's sum is the same wherever its row or column falls in the blocking, so a
+//!   partition of m (or n) gives bitwise the same result on any number of threads.
+//!
+//! The tests (`tests/gemm_bf16.rs`) check every path against these bounds and each other.
+
+#[cfg(target_arch = "x86_64")]
+mod amx;
+#[cfg(target_arch = "x86_64")]
+mod avx512;
+pub mod pack;
+mod portable;
+
+use crate::device::cpu::isa::isa;
+use pack::{pack_a, pack_b, panel_lines, Line, Src, CHUNK_LINES};
+use std::cell::RefCell;
+
+/// k per packed block (a multiple of 32).
+const KC: usize = 512;
+/// Columns per packed B panel (a multiple of 32).
+const NC: usize = 512;
+
+/// The three ways the bf16 GEMM runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Bf16Path {
+    /// AMX-BF16 tiles (`tdpbf16ps`).
+    Amx,
+    /// AVX512-BF16 (`vdpbf16ps`).
+    Avx512,
+    /// Plain loops over the same rounded operands (any CPU).
+    Portable,
+}
+
+impl Bf16Path {
+    /// Fastest first.
+    pub const ALL: [Bf16Path; 3] = [Bf16Path::Amx, Bf16Path::Avx512, Bf16Path::Portable];
+
+    /// `amx-bf16`, `avx512-bf16`, `portable`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Bf16Path::Amx => "amx-bf16",
+            Bf16Path::Avx512 => "avx512-bf16",
+            Bf16Path::Portable => "portable",
+        }
+    }
+
+    /// The kernel column of `duel bench`: `bf16-amx`, `bf16-avx512`, `bf16-portable`.
+    pub fn kernel_name(self) -> &'static str {
+        match self {
+            Bf16Path::Amx => "bf16-amx",
+            Bf16Path::Avx512 => "bf16-avx512",
+            Bf16Path::Portable => "bf16-portable",
+        }
+    }
+
+    /// Whether this CPU (after `DUEL_CPU_ISA`) can run the path.
+    pub fn available(self) -> bool {
+        match self {
+            Bf16Path::Amx => cfg!(target_arch = "x86_64") && isa().amx_bf16,
+            Bf16Path::Avx512 => cfg!(target_arch = "x86_64") && isa().avx512_bf16,
+            Bf16Path::Portable => true,
+        }
+    }
+
+    /// The fastest available path (what [`gemm_bf16`] runs).
+    pub fn detected() -> Bf16Path {
+        Bf16Path::ALL
+            .into_iter()
+            .find(|p| p.available())
+            .unwrap_or(Bf16Path::Portable)
+    }
+}
+
+/// The name of the path [`gemm_bf16`] uses: `"amx-bf16"`, `"avx512-bf16"` or `"portable"`.
+pub fn bf16_path() -> &'static str {
+    Bf16Path::detected().name()
+}
+
+/// `dst (m x n, row-major, row stride n) (+)= bf16(lhs) · bf16(rhs)`, f32 accumulation, on
+/// the detected path. `lhs`, `rhs`: f32 matrices by pointer and (row stride, col stride)
+/// in elements, rounded to bf16 (to nearest even) while packing. One thread.
+///
+/// # Safety
+/// `lhs` must be readable at every `i·rs + p·cs` (i < m, p < k), `rhs` at every
+/// `p·rs + j·cs` (p < k, j < n), and `dst` must hold `m·n` elements.
+#[allow(dead_code)] // wired into conv/matmul by the lead
+pub(crate) unsafe fn gemm_bf16(
+    m: usize,
+    n: usize,
+    k: usize,
+    dst: &mut [f32],
+    accumulate: bool,
+    lhs: (*const f32, usize, usize),
+    rhs: (*const f32, usize, usize),
+) {
+    gemm_bf16_on(Bf16Path::detected(), m, n, k, dst, accumulate, lhs, rhs)
+}
+
+/// [`gemm_bf16`] on a given path (tests and `duel bench` run each).
+///
+/// # Safety
+/// As [`gemm_bf16`].
+///
+/// # Panics
+/// When `path` is not available on this CPU, or `dst` is shorter than `m·n`.
+#[doc(hidden)]
+#[allow(clippy::too_many_arguments)]
+pub unsafe fn gemm_bf16_on(
+    path: Bf16Path,
+    m: usize,
+    n: usize,
+    k: usize,
+    dst: &mut [f32],
+    accumulate: bool,
+    lhs: (*const f32, usize, usize),
+    rhs: (*const f32, usize, usize),
+) {
+    assert!(
+        path.available(),
+        "the {} path is not available here",
+        path.name()
+    );
+    assert!(
+        dst.len() >= m * n,
+        "dst holds {} < m·n = {}",
+        dst.len(),
+        m * n
+    );
+    if m == 0 || n == 0 {
+        return;
+    }
+    if k == 0 {
+        if !accumulate {
+            dst[..m * n].fill(0.0);
+        }
+        return;
+    }
+    WORKSPACE.with(|cell| match cell.try_borrow_mut() {
+        Ok(mut ws) => {
+            let (a, b) = &mut *ws;
+            run(path, m, n, k, dst, accumulate, lhs, rhs, a, b)
+        }
+        Err(_) => run(
+            path,
+            m,
+            n,
+            k,
+            dst,
+            accumulate,
+            lhs,
+            rhs,
+            &mut Vec::new(),
+            &mut Vec::new(),
+        ),
+    })
+}
+
+thread_local! {
+    /// The packed A and B panels of this thread.
+    static WORKSPACE: RefCell<(Vec<Line>, Vec<Line>)> = const { RefCell::new((Vec::new(), Vec::new())) };
+}
+
+fn grow(ws: &mut Vec<Line>, lines: usize) {
+    if ws.len() < lines {
+        ws.resize(lines, Line::default());
+    }
+}
+
+/// `C[32x32] (+)= A·B` of one block (see `amx::block`).
+type BlockFn = unsafe fn(*const Line, *const Line, usize, *mut f32, usize, bool);
+
+#[allow(clippy::too_many_arguments)]
+unsafe fn run(
+    path: Bf16Path,
+    m: usize,
+    n: usize,
+    k: usize,
+    dst: &mut [f32],
+    accumulate: bool,
+    lhs: (*const f32, usize, usize),
+    rhs: (*const f32, usize, usize),
+    a_ws: &mut Vec<Line>,
+    b_ws: &mut Vec<Line>,
+) {
+    let vector = cfg!(target_arch = "x86_64") && isa().avx512f;
+    let block: BlockFn = match path {
+        #[cfg(target_arch = "x86_64")]
+        Bf16Path::Amx => amx::block,
+        #[cfg(target_arch = "x86_64")]
+        Bf16Path::Avx512 => avx512::block,
+        _ => portable::block,
+    };
+    let chunks_max = k.min(KC).div_ceil(32);
+    grow(a_ws, panel_lines(m, chunks_max));
+    grow(b_ws, panel_lines(n.min(NC), chunks_max));
+    #[cfg(target_arch = "x86_64")]
+    if path == Bf16Path::Amx {
+        amx::begin();
+    }
+    let c = dst.as_mut_ptr();
+    for kb in (0..k).step_by(KC) {
+        let kc = (k - kb).min(KC);
+        let chunks = kc.div_ceil(32);
+        let strip = chunks * CHUNK_LINES;
+        let load = accumulate || kb > 0;
+        let a = Src {
+            ptr: lhs.0.wrapping_add(kb * lhs.2),
+            rs: lhs.1,
+            cs: lhs.2,
+        };
+        pack_a(a, m, kc, a_ws, vector);
+        for nb in (0..n).step_by(NC) {
+            let nc = (n - nb).min(NC);
+            let b = Src {
+                ptr: rhs.0.wrapping_add(kb * rhs.1 + nb * rhs.2),
+                rs: rhs.1,
+                cs: rhs.2,
+            };
+            pack_b(b, kc, nc, b_ws, vector);
+            for i in (0..m).step_by(32) {
+                let a_blk = a_ws.as_ptr().add(i / 16 * strip);
+                let rows = (m - i).min(32);
+                for j in (0..nc).step_by(32) {
+                    let b_blk = b_ws.as_ptr().add(j / 16 * strip);
+                    let cols = (nc - j).min(32);
+                    let cp = c.add(i * n + nb + j);
+                    if rows == 32 && cols == 32 {
+                        block(a_blk, b_blk, chunks, cp, n, load);
+                        continue;
+                    }
+                    let mut stage = [0f32; 32 * 32];
+                    if load {
+                        for r in 0..rows {
+                            let from = std::slice::from_raw_parts(cp.add(r * n), cols);
+                            stage[r * 32..r * 32 + cols].copy_from_slice(from);
+                        }
+                    }
+                    block(a_blk, b_blk, chunks, stage.as_mut_ptr(), 32, load);
+                    for r in 0..rows {
+                        std::slice::from_raw_parts_mut(cp.add(r * n), cols)
+                            .copy_from_slice(&stage[r * 32..r * 32 + cols]);
+                    }
+                }
+            }
+        }
+    }
+    #[cfg(target_arch = "x86_64")]
+    if path == Bf16Path::Amx {
+        amx::end();
+    }
+}
+
+/// A strided f32 matrix over a slice: element `(i, j)` at `data[i·rs + j·cs]`.
+#[derive(Clone, Copy, Debug)]
+pub struct MatRef<'a> {
+    pub data: &'a [f32],
+    pub rs: usize,
+    pub cs: usize,
+}
+
+impl<'a> MatRef<'a> {
+    /// A row-major matrix with `cols` columns.
+    pub fn row_major(data: &'a [f32], cols: usize) -> Self {
+        MatRef {
+            data,
+            rs: cols,
+            cs: 1,
+        }
+    }
+
+    fn check(&self, rows: usize, cols: usize, what: &str) {
+        if rows > 0 && cols > 0 {
+            let last = (rows - 1) * self.rs + (cols - 1) * self.cs;
+            assert!(
+                last < self.data.len(),
+                "{what}: element ({}, {}) at {last} is past its {} elements",
+                rows - 1,
+                cols - 1,
+                self.data.len()
+            );
+        }
+    }
+
+    fn raw(&self, skip_rows: usize) -> (*const f32, usize, usize) {
+        (
+            self.data.as_ptr().wrapping_add(skip_rows * self.rs),
+            self.rs,
+            self.cs,
+        )
+    }
+}
+
+/// [`gemm_bf16`] over slices, bounds checked, on `path`.
+///
+/// # Panics
+/// When an operand is too short for its strides, or `path` is not available.
+#[allow(clippy::too_many_arguments)]
+pub fn gemm_bf16_slices(
+    path: Bf16Path,
+    m: usize,
+    n: usize,
+    k: usize,
+    dst: &mut [f32],
+    accumulate: bool,
+    lhs: MatRef,
+    rhs: MatRef,
+) {
+    lhs.check(m, k, "lhs");
+    rhs.check(k, n, "rhs");
+    // SAFETY: the reads are in bounds (checked above); gemm_bf16_on checks dst.
+    unsafe { gemm_bf16_on(path, m, n, k, dst, accumulate, lhs.raw(0), rhs.raw(0)) }
+}
+
+/// [`gemm_bf16_slices`] with m split into `parts` fixed ranges (multiples of 32 rows) run on
+/// the rayon pool; bitwise the same as one part (every element's sum is independent of the
+/// partition), so `parts` may follow the thread count.
+#[allow(clippy::too_many_arguments)]
+pub fn gemm_bf16_parallel(
+    path: Bf16Path,
+    parts: usize,
+    m: usize,
+    n: usize,
+    k: usize,
+    dst: &mut [f32],
+    accumulate: bool,
+    lhs: MatRef,
+    rhs: MatRef,
+) {
+    use rayon::prelude::*;
+    lhs.check(m, k, "lhs");
+    rhs.check(k, n, "rhs");
+    assert!(
+        dst.len() >= m * n,
+        "dst holds {} < m·n = {}",
+        dst.len(),
+        m * n
+    );
+    if n == 0 {
+        return;
+    }
+    let rows = m.div_ceil(parts.max(1)).div_ceil(32).max(1) * 32;
+    dst[..m * n]
+        .par_chunks_mut(rows * n)
+        .enumerate()
+        .for_each(|(t, part)| {
+            let i0 = t * rows;
+            let mt = part.len() / n;
+            // SAFETY: rows i0..i0+mt of lhs are in bounds (checked above), rhs as checked.
+            unsafe { gemm_bf16_on(path, mt, n, k, part, accumulate, lhs.raw(i0), rhs.raw(0)) }
+        });
+}

@@ -1,0 +1,239 @@
+//! Rounding f32 → bf16 and packing operand panels into the tile layouts.
+//!
+//! Both panels are made of *strips* of 16 rows (A) or 16 columns (B) and, within a strip,
+//! *chunks* of 32 k values (a panel's k is padded to a multiple of 32, its rows/columns to
+//! a multiple of 32, with zeros). One chunk of one strip is 1 KiB, 16 lines of 64 bytes,
+//! exactly one AMX tile:
+//! - A: line `r` holds the 32 k values of row `r` (`[strip][chunk][row 16][k 32]`);
+//! - B: line `q` holds, for the 16 columns, the pair of k values `2q, 2q + 1` of the chunk
+//!   (the VNNI pair layout, `[strip][chunk][pair 16][col 16][2]`), so a 32-bit word of
+//!   line `q` is `(b[2q+1][j] << 16) | b[2q][j]`, what `tdpbf16ps`'s B tile and
+//!   `vdpbf16ps`'s B vector take.
+//!
+//! The scalar and the AVX-512F packers produce the same bits (a unit test compares them).
+
+/// One 64-byte line of 32 bf16 values (the unit of the packed panels, cache-line aligned).
+#[derive(Clone, Copy, Default)]
+#[repr(C, align(64))]
+pub(crate) struct Line(pub [u16; 32]);
+
+/// Lines per chunk (16 rows or 16 pairs of one strip).
+pub(crate) const CHUNK_LINES: usize = 16;
+
+/// `x` rounded to bf16, to nearest with ties to even. NaN stays NaN (made quiet, sign
+/// kept); zeros and denormals become a signed zero (what the bf16 units do with a
+/// denormal input, so every path sees the same operands); a value that rounds past the
+/// largest bf16 becomes infinity.
+#[inline]
+pub fn round_bf16(x: f32) -> u16 {
+    let b = x.to_bits();
+    if x.is_nan() {
+        return ((b >> 16) | 0x40) as u16;
+    }
+    if b & 0x7f80_0000 == 0 {
+        return ((b >> 16) & 0x8000) as u16;
+    }
+    ((b + 0x7fff + ((b >> 16) & 1)) >> 16) as u16
+}
+
+/// The f32 value of a bf16.
+#[inline]
+pub fn bf16_to_f32(h: u16) -> f32 {
+    f32::from_bits((h as u32) << 16)
+}
+
+/// A strided f32 matrix: element `(i, j)` at `ptr + i·rs + j·cs`.
+#[derive(Clone, Copy)]
+pub(crate) struct Src {
+    pub ptr: *const f32,
+    pub rs: usize,
+    pub cs: usize,
+}
+
+impl Src {
+    #[inline]
+    unsafe fn at(self, i: usize, j: usize) -> f32 {
+        *self.ptr.add(i * self.rs + j * self.cs)
+    }
+}
+
+/// Lines of a panel of `n` rows (A) or columns (B), k padded to `chunks·32`.
+pub(crate) fn panel_lines(n: usize, chunks: usize) -> usize {
+    n.div_ceil(32) * 2 * chunks * CHUNK_LINES
+}
+
+/// Pack rows `0..m`, k `0..kc` of `a` into `out` (A layout, `chunks = ceil(kc / 32)`).
+///
+/// # Safety
+/// `a` readable at every `(i, p)`, `i < m`, `p < kc`; `out` holds `panel_lines(m, chunks)`.
+pub(crate) unsafe fn pack_a(a: Src, m: usize, kc: usize, out: &mut [Line], vector: bool) {
+    let chunks = kc.div_ceil(32);
+    let strips = m.div_ceil(32) * 2;
+    debug_assert!(out.len() >= strips * chunks * CHUNK_LINES);
+    for s in 0..strips {
+        for c in 0..chunks {
+            let k0 = c * 32;
+            let kn = (kc - k0).min(32);
+            for r in 0..16 {
+                let i = s * 16 + r;
+                let line = &mut out[(s * chunks + c) * CHUNK_LINES + r];
+                if i >= m {
+                    *line = Line::default();
+                    continue;
+                }
+                let from = Src {
+                    ptr: a.ptr.add(i * a.rs + k0 * a.cs),
+                    ..a
+                };
+                #[cfg(target_arch = "x86_64")]
+                if vector {
+                    avx512::row32(from.ptr, from.cs, kn, line);
+                    continue;
+                }
+                let _ = vector;
+                for q in 0..32 {
+                    line.0[q] = if q < kn { round_bf16(from.at(0, q)) } else { 0 };
+                }
+            }
+        }
+    }
+}
+
+/// Pack k `0..kc`, columns `0..n` of `b` into `out` (B layout, `chunks = ceil(kc / 32)`).
+///
+/// # Safety
+/// `b` readable at every `(p, j)`, `p < kc`, `j < n`; `out` holds `panel_lines(n, chunks)`.
+pub(crate) unsafe fn pack_b(b: Src, kc: usize, n: usize, out: &mut [Line], vector: bool) {
+    let chunks = kc.div_ceil(32);
+    let strips = n.div_ceil(32) * 2;
+    debug_assert!(out.len() >= strips * chunks * CHUNK_LINES);
+    for t in 0..strips {
+        let j0 = t * 16;
+        let jn = n.saturating_sub(j0).min(16);
+        for c in 0..chunks {
+            for q in 0..16 {
+                let p0 = c * 32 + 2 * q;
+                let line = &mut out[(t * chunks + c) * CHUNK_LINES + q];
+                // Rows past kc, columns past n: zeros.
+                let rows = kc.saturating_sub(p0).min(2);
+                if jn == 0 || rows == 0 {
+                    *line = Line::default();
+                    continue;
+                }
+                let at = |p: usize| b.ptr.add(p * b.rs + j0 * b.cs);
+                #[cfg(target_arch = "x86_64")]
+                if vector {
+                    let second = (rows == 2).then(|| at(p0 + 1));
+                    avx512::pair_row16(at(p0), second, b.cs, jn, line);
+                    continue;
+                }
+                for j in 0..16 {
+                    let (lo, hi) = if j < jn {
+                        let lo = round_bf16(*at(p0).add(j * b.cs));
+                        let hi = if rows == 2 {
+                            round_bf16(*at(p0 + 1).add(j * b.cs))
+                        } else {
+                            0
+                        };
+                        (lo, hi)
+                    } else {
+                        (0, 0)
+                    };
+                    line.0[2 * j] = lo;
+                    line.0[2 * j + 1] = hi;
+                }
+            }
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+pub(crate) mod avx512 {
+    //! The packers' inner rows with AVX-512F: 16 values per load (a gather when strided),
+    //! rounded by the integer arithmetic of [`round_bf16`](super::round_bf16).
+    use super::Line;
+    use std::arch::x86_64::*;
+
+    /// Up to 16 values `p[0], p[s], …` (`count` of them, zeros after).
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    unsafe fn load16(p: *const f32, s: usize, count: usize) -> __m512 {
+        let mask: __mmask16 = if count >= 16 {
+            0xffff
+        } else {
+            (1u16 << count) - 1
+        };
+        if s == 1 {
+            return _mm512_maskz_loadu_ps(mask, p);
+        }
+        if s <= (i32::MAX as usize) / 64 {
+            let s = s as i32;
+            let idx = _mm512_mullo_epi32(
+                _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0),
+                _mm512_set1_epi32(s),
+            );
+            return _mm512_mask_i32gather_ps::<4>(_mm512_setzero_ps(), mask, idx, p);
+        }
+        let mut v = [0f32; 16];
+        for (j, x) in v.iter_mut().enumerate().take(count) {
+            *x = *p.add(j * s);
+        }
+        _mm512_loadu_ps(v.as_ptr())
+    }
+
+    /// 16 lanes rounded to bf16 (in the low half of each 32-bit lane), as `round_bf16`.
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    unsafe fn round16(x: __m512) -> __m512i {
+        let b = _mm512_castps_si512(x);
+        let hi = _mm512_srli_epi32::<16>(b);
+        let lsb = _mm512_and_si512(hi, _mm512_set1_epi32(1));
+        let rounded = _mm512_srli_epi32::<16>(_mm512_add_epi32(
+            _mm512_add_epi32(b, _mm512_set1_epi32(0x7fff)),
+            lsb,
+        ));
+        let nan = _mm512_cmp_ps_mask::<_CMP_UNORD_Q>(x, x);
+        let quiet = _mm512_or_si512(hi, _mm512_set1_epi32(0x40));
+        let r = _mm512_mask_mov_epi32(rounded, nan, quiet);
+        let tiny = _mm512_cmpeq_epi32_mask(
+            _mm512_and_si512(b, _mm512_set1_epi32(0x7f80_0000)),
+            _mm512_setzero_si512(),
+        );
+        let signed_zero = _mm512_and_si512(hi, _mm512_set1_epi32(0x8000));
+        let r = _mm512_mask_mov_epi32(r, tiny, signed_zero);
+        _mm512_and_si512(r, _mm512_set1_epi32(0xffff))
+    }
+
+    /// One A line: `count` (≤ 32) values `p[0], p[s], …` rounded, zeros after.
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn row32(p: *const f32, s: usize, count: usize, line: &mut Line) {
+        let lo = round16(load16(p, s, count.min(16)));
+        let hi = if count > 16 {
+            round16(load16(p.add(16 * s), s, count - 16))
+        } else {
+            _mm512_setzero_si512()
+        };
+        let out = line.0.as_mut_ptr() as *mut __m256i;
+        _mm256_storeu_si256(out, _mm512_cvtepi32_epi16(lo));
+        _mm256_storeu_si256(out.add(1), _mm512_cvtepi32_epi16(hi));
+    }
+
+    /// One B line: for `count` (≤ 16) columns `j`, the pair `(p0[j·s], p1[j·s])` (p1 None:
+    /// zero), zeros after.
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn pair_row16(
+        p0: *const f32,
+        p1: Option<*const f32>,
+        s: usize,
+        count: usize,
+        line: &mut Line,
+    ) {
+        let lo = round16(load16(p0, s, count));
+        let hi = match p1 {
+            Some(p1) => round16(load16(p1, s, count)),
+            None => _mm512_setzero_si512(),
+        };
+        let word = _mm512_or_si512(lo, _mm512_slli_epi32::<16>(hi));
+        _mm512_storeu_si512(line.0.as_mut_ptr() as *mut __m512i, word);
+    }
+}
