@@ -288,6 +288,10 @@ fn devices() -> Result<(), Failure> {
             simd.join(" ")
         }
     );
+    out += &format!(
+        "bf16 GEMM {} (cpu; DUEL_CPU_ISA=baseline|avx512|avx512bf16 limits it)\n",
+        duel::ops::gemm_bf16::bf16_path()
+    );
     match cuda::probe() {
         Ok(gpus) if gpus.is_empty() => out += "GPU       no GPU: the CUDA driver reports none\n",
         Ok(gpus) => {

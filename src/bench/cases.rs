@@ -258,6 +258,60 @@ fn grad_of(leaf: &Tensor) -> Result<Tensor> {
     })
 }
 
+/// The cpu bf16 GEMM (`ops::gemm_bf16`) on square matrices, one row per path this CPU has
+/// (after `DUEL_CPU_ISA`), m split over the pool's threads (bitwise the same on any count).
+/// The reference builds (f64, f32) run the plain matmul: the check is against the product of
+/// the unrounded operands, with [`super::BF16_TOLERANCE`].
+fn bf16_gemm_cases(sizes: Sizes, out: &mut Vec<Case>) {
+    use crate::ops::gemm_bf16::{gemm_bf16_parallel, Bf16Path, MatRef};
+    for &s in sizes.squares {
+        for path in Bf16Path::ALL.into_iter().filter(|p| p.available()) {
+            out.push(Case {
+                op: "matmul",
+                direction: "forward",
+                label: "square".into(),
+                shape: format!("{s}x{s}x{s}"),
+                kernel: path.kernel_name(),
+                flops: 2.0 * (s * s * s) as f64,
+                bytes: 4.0 * 3.0 * (s * s) as f64,
+                // portable: ~1 s a call at 2048
+                full_only: s > 512 || (path == Bf16Path::Portable && s > 256),
+                build: Box::new(move |dev, dt| {
+                    let a = input(&[s, s], 21, dev, dt)?;
+                    let b = input(&[s, s], 22, dev, dt)?;
+                    if dt != DType::F32 || !dev.is_cpu() {
+                        return Ok(Box::new(move |sw: &mut Stopwatch| {
+                            sw.start()?;
+                            let c = a.matmul(&b)?;
+                            sw.stop()?;
+                            Ok(vec![c])
+                        }) as Work);
+                    }
+                    let (a, b) = (a.to_vec::<f32>()?, b.to_vec::<f32>()?);
+                    Ok(Box::new(move |sw: &mut Stopwatch| {
+                        let mut c = vec![0f32; s * s];
+                        let parts = rayon::current_num_threads();
+                        sw.start()?;
+                        gemm_bf16_parallel(
+                            path,
+                            parts,
+                            s,
+                            s,
+                            s,
+                            &mut c,
+                            false,
+                            MatRef::row_major(&a, s),
+                            MatRef::row_major(&b, s),
+                        );
+                        sw.stop()?;
+                        Ok(vec![Tensor::from_vec(c, vec![s, s], &Device::Cpu)?])
+                    }) as Work)
+                }),
+            });
+        }
+    }
+}
+
 fn matmul_cases(sizes: Sizes, device: &Device, out: &mut Vec<Case>) {
     let kernels: Vec<(&'static str, MatmulKernel)> = if device.is_cpu() {
         vec![("default", MatmulKernel::default())]
@@ -287,6 +341,9 @@ fn matmul_cases(sizes: Sizes, device: &Device, out: &mut Vec<Case>) {
                 }),
             });
         }
+    }
+    if device.is_cpu() {
+        bf16_gemm_cases(sizes, out);
     }
     // The DCGAN linear layers, as nn::Linear runs them: x[n, in] @ w[out, in]ᵀ.
     let n = sizes.batch;

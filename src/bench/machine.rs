@@ -325,6 +325,10 @@ impl Machine {
             format!("CPU        {} ({} threads used)", self.cpu, self.threads),
             format!("ISA        {}", self.features.join(" ")),
             format!(
+                "bf16 GEMM  {} (DUEL_CPU_ISA limits it)",
+                crate::ops::gemm_bf16::bf16_path()
+            ),
+            format!(
                 "FMA peak   {:.1} GFLOP/s f32 measured on {} threads ({})",
                 self.fma.gflops, self.fma.threads, self.fma.kernel
             ),
@@ -349,6 +353,7 @@ impl Machine {
             "cpu": self.cpu,
             "threads": self.threads,
             "features": self.features,
+            "bf16_gemm_path": crate::ops::gemm_bf16::bf16_path(),
             "fma_peak_gflops": self.fma.gflops,
             "fma_threads": self.fma.threads,
             "fma_kernel": self.fma.kernel,
