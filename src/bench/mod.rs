@@ -33,8 +33,8 @@ pub const F32_TOLERANCE: f64 = 1e-4;
 /// product of the unrounded operands, normwise as every row (max |err| / max |want|):
 /// each product carries the operands' rounding, `2·2^-8 + 2^-16` relative (`ops::gemm_bf16`);
 /// for the benchmark's normal inputs the errors of a sum of k products grow like √k as the
-/// sum does, so the normwise error stays near that per-product figure (measured 2.6e-3 at
-/// 1024³, 2.7e-3 at 2048³); 2^-6 leaves twice the worst case of two roundings.
+/// sum does, so the normwise error stays near that per-product figure (measured 2.2e-3 at
+/// 256³, 2.5e-3 at 512³, 2.9e-3 at 1024³, 2.4e-3 at 2048³, every path); 2^-6 leaves twice the worst case of two roundings.
 pub const BF16_TOLERANCE: f64 = 1.0 / 64.0;
 
 /// What a `duel bench` run measures.
