@@ -4,7 +4,7 @@
 //!
 //! **Shape.** The operands are f32 matrices given by pointer and (row stride, col stride),
 //! rounded to bf16 while they are packed into panels ([`pack`]): for each block of
-//! `KC = 256` values of k, all of A's rows (`m x KC`), then for each block of `NC = 256`
+//! `KC = 512` values of k, all of A's rows (`m x KC`), then for each block of `NC = 512`
 //! columns B's panel (`KC x NC`); C is computed in 32x32 blocks, each summing its k chunks
 //! in order, the blocks of k one after another (C in memory holds the f32 sum between
 //! them: no extra rounding, f32 is what the accumulators hold). Panels are padded with
@@ -53,9 +53,9 @@ use pack::{pack_a, pack_b, panel_lines, Line, Src, CHUNK_LINES};
 use std::cell::RefCell;
 
 /// k per packed block (a multiple of 32).
-const KC: usize = 256;
+const KC: usize = 512;
 /// Columns per packed B panel (a multiple of 32).
-const NC: usize = 256;
+const NC: usize = 512;
 
 /// The three ways the bf16 GEMM runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
