@@ -269,7 +269,8 @@ fn bf16_gemm_cases(sizes: Sizes, out: &mut Vec<Case>) {
             out.push(Case {
                 op: "matmul",
                 direction: "forward",
-                label: "square".into(),
+                // Its own key (not the f32 row's), so --filter and --against tell them apart.
+                label: "square bf16".into(),
                 shape: format!("{s}x{s}x{s}"),
                 kernel: path.kernel_name(),
                 flops: 2.0 * (s * s * s) as f64,
@@ -279,6 +280,7 @@ fn bf16_gemm_cases(sizes: Sizes, out: &mut Vec<Case>) {
                 build: Box::new(move |dev, dt| {
                     let a = input(&[s, s], 21, dev, dt)?;
                     let b = input(&[s, s], 22, dev, dt)?;
+                    // The reference run (cpu f64): the exact product of the unrounded operands.
                     if dt != DType::F32 || !dev.is_cpu() {
                         return Ok(Box::new(move |sw: &mut Stopwatch| {
                             sw.start()?;
