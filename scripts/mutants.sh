@@ -33,7 +33,7 @@ tanh-grad | wrong backward term | kernels/elementwise.cu | case EW_TANH: return 
 sigmoid-grad | wrong backward term | kernels/elementwise.cu | case EW_SIGMOID: return g * ((1.0f - y) * y); | case EW_SIGMOID: return g * (1.0f - y); | --test elementwise_grad
 reduce-barrier | missing barrier | kernels/reduce.cu | warp_part[warp] = acc;\n    }\n    __syncthreads();\n    if (warp == 0) {\n        float v = lane | warp_part[warp] = acc;\n    }\n    if (warp == 0) {\n        float v = lane | --test reduce
 reduce-warp | wrong reduction | kernels/reduce.cu | for (int offset = 16; offset > 0; offset >>= 1) {\n        v = duel_reduce_combine | for (int offset = 8; offset > 0; offset >>= 1) {\n        v = duel_reduce_combine | --test reduce
-reduce-shared | launch: dynamic shared too small | src/ops/reduce/simt.rs | shared_bytes: (THREADS / 32) * 4, | shared_bytes: (THREADS / 32) * 4 - 4, | --test reduce
+reduce-shared | launch: dynamic shared too small | src/ops/reduce/simt.rs | shared_bytes: (THREADS / 32) * DType::F32.size_in_bytes() as u32, | shared_bytes: (THREADS / 32) * DType::F32.size_in_bytes() as u32 - 4, | --test reduce
 reduce-threads | launch: block over the limit | src/ops/reduce/simt.rs | block: (THREADS, 1, 1),\n        shared_bytes | block: (2 * 1024, 1, 1),\n        shared_bytes | --test reduce
 conv-barrier | missing barrier | kernels/conv.cu | partial[threadIdx.x] = acc;\n    __syncthreads(); | partial[threadIdx.x] = acc; | --test conv
 conv-off-by-one | off-by-one bound (static shared) | kernels/conv.cu | if ((int)threadIdx.x < half) partial | if ((int)threadIdx.x <= half) partial | --test conv
