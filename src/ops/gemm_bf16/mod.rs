@@ -99,7 +99,7 @@ impl Bf16Path {
         }
     }
 
-    /// The fastest available path (what [`gemm_bf16`] runs).
+    /// The fastest available path (what `gemm_bf16` runs).
     pub fn detected() -> Bf16Path {
         Bf16Path::ALL
             .into_iter()
@@ -108,7 +108,7 @@ impl Bf16Path {
     }
 }
 
-/// The name of the path [`gemm_bf16`] uses: `"amx-bf16"`, `"avx512-bf16"` or `"portable"`.
+/// The name of the path `gemm_bf16` uses: `"amx-bf16"`, `"avx512-bf16"` or `"portable"`.
 pub fn bf16_path() -> &'static str {
     Bf16Path::detected().name()
 }
@@ -327,7 +327,7 @@ impl<'a> MatRef<'a> {
     }
 }
 
-/// [`gemm_bf16`] over slices, bounds checked, on `path`.
+/// `gemm_bf16` over slices, bounds checked, on `path`.
 ///
 /// # Panics
 /// When an operand is too short for its strides, or `path` is not available.
