@@ -66,7 +66,9 @@ if [ "${1:-}" = "--list" ]; then
 fi
 wanted=" $* "
 
-mkdir -p "$scratch/src"
+# A fresh copy each run: files deleted from the tree since the last run must not linger
+# (a stale cols.rs beside cols/mod.rs made every mutant "not compile").
+rm -rf "$scratch/src" && mkdir -p "$scratch/src"
 echo "copying the working tree to $scratch/src"
 (cd "$root" && git ls-files -co --exclude-standard -z | tar --null -T - -cf - | tar -C "$scratch/src" -xf -) || exit 1
 export CARGO_TARGET_DIR="$scratch/target"
