@@ -1,10 +1,11 @@
 //! Reference batch / instance norm on the cpu for f32 and f64: per-group sums in f64
-//! (two-pass variance), parallel over ranges of groups for the statistics and over runs of
+//! (two-pass variance; each row summed in the lanes of `cpu_shared::lane_sum`), parallel over ranges of groups for the statistics and over runs of
 //! whole rows for the elementwise parts (above `PARALLEL_THRESHOLD`).
 
 use super::{NormForward, NormGeom, Stats};
 use crate::device::cpu::{CpuBuffer, PARALLEL_THRESHOLD};
 use crate::error::{Error, Result};
+use crate::ops::cpu_shared::{lane_sum, lane_sum2, map_run};
 use crate::tensor::{Element, Tensor};
 use rayon::prelude::*;
 use std::ops::Range;
@@ -118,7 +119,7 @@ fn batch_stats<T: Element>(x: &[T], geom: NormGeom) -> Vec<(f64, f64)> {
             &x[block],
             inner,
             |a, v, _| *a += v.to_f64(),
-            |a, r, _| *a += r.iter().map(|v| v.to_f64()).sum::<f64>(),
+            |a, r, _| *a += lane_sum(r, |v| v.to_f64()),
         )
     });
     let mean: Vec<f64> = sums.iter().map(|s| s / m).collect();
@@ -133,13 +134,11 @@ fn batch_stats<T: Element>(x: &[T], geom: NormGeom) -> Vec<(f64, f64)> {
                 *a += d * d
             },
             |a, r, k| {
-                *a += r
-                    .iter()
-                    .map(|v| {
-                        let d = v.to_f64() - mean[k];
-                        d * d
-                    })
-                    .sum::<f64>()
+                let mu = mean[k];
+                *a += lane_sum(r, |v| {
+                    let d = v.to_f64() - mu;
+                    d * d
+                })
             },
         )
     });
@@ -233,14 +232,10 @@ fn forward_typed<T: Element>(
         for_runs(geom, &mut y, |out, span, g0, one_group| {
             let src = &xs[span];
             if one_group {
-                let p = &affine[g0];
-                out.iter_mut().zip(src).for_each(|(o, &v)| *o = y_of(v, p));
+                let p = affine[g0];
+                map_run(out, src, src, |v, _| y_of(v, &p));
             } else {
-                let ps = &affine[g0..g0 + out.len()];
-                out.iter_mut()
-                    .zip(src)
-                    .zip(ps)
-                    .for_each(|((o, &v), p)| *o = y_of(v, p));
+                map_run(out, src, &affine[g0..g0 + out.len()], |v, p| y_of(v, &p));
             }
         });
     }
@@ -309,7 +304,13 @@ fn backward_typed<T: Element>(
                 .zip(xs.chunks_exact(inner).zip(ds.chunks_exact(inner)))
                 .enumerate()
             {
-                xr.iter().zip(dr).for_each(|(&xv, &d)| one(acc, xv, d, k));
+                let (mu, is) = (mean[k].to_f64(), invstd[k].to_f64());
+                let (sdy, sdyx) = lane_sum2(xr, dr, |xv, d| {
+                    let d = d.to_f64();
+                    (d, d * (xv.to_f64() - mu) * is)
+                });
+                acc.0 += sdy;
+                acc.1 += sdyx;
             }
         }
     });
@@ -337,10 +338,8 @@ fn backward_typed<T: Element>(
     for_runs(geom, &mut dx, |out, span, g0, one_group| {
         let (xr, dr) = (&xs[span.clone()], &ds[span]);
         if one_group {
-            let p = &coef[g0];
-            for (o, (&xv, &d)) in out.iter_mut().zip(xr.iter().zip(dr)) {
-                *o = dx_of(xv, d, p);
-            }
+            let p = coef[g0];
+            map_run(out, xr, dr, |xv, d| dx_of(xv, d, &p));
         } else {
             let ps = &coef[g0..g0 + out.len()];
             for ((o, (&xv, &d)), p) in out.iter_mut().zip(xr.iter().zip(dr)).zip(ps) {

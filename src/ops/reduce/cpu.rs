@@ -1,7 +1,7 @@
 //! Reference reductions on the cpu, for f32 and f64 inputs of any strides.
 //!
-//! Accuracy: sums accumulate in f64 (f32 inputs are widened), in 8 independent lanes
-//! per contiguous run; the partials of fixed 64Ki-element segments are added in order.
+//! Accuracy: sums accumulate in f64 (f32 inputs are widened), in the 8 independent lanes
+//! of `cpu_shared::lane_sum` per contiguous run; the partials of fixed 64Ki-element segments are added in order.
 //! Results therefore do not depend on the thread count.
 //!
 //! Two strategies over the permuted view (kept axes first, reduced axes last):
@@ -15,6 +15,7 @@
 use super::{ReduceOp, ReducePlan};
 use crate::device::cpu::{CpuBuffer, PARALLEL_THRESHOLD};
 use crate::error::Result;
+use crate::ops::cpu_shared::lane_sum;
 use crate::tensor::{Element, Layout, Shape, Tensor};
 use rayon::prelude::*;
 
@@ -68,20 +69,7 @@ impl<T: Element> Reducer<T> for SumReducer {
     }
     #[inline(always)]
     fn run(&self, acc: f64, s: &[T]) -> f64 {
-        let mut lanes = [0f64; 8];
-        let chunks = s.chunks_exact(8);
-        let rest = chunks.remainder();
-        for c in chunks {
-            for j in 0..8 {
-                lanes[j] += c[j].to_f64();
-            }
-        }
-        let mut total = ((lanes[0] + lanes[4]) + (lanes[1] + lanes[5]))
-            + ((lanes[2] + lanes[6]) + (lanes[3] + lanes[7]));
-        for &v in rest {
-            total += v.to_f64();
-        }
-        acc + total
+        acc + lane_sum(s, |v| v.to_f64())
     }
     fn merge(&self, a: f64, b: f64) -> f64 {
         a + b
