@@ -167,21 +167,33 @@ impl Elem for f32 {
     }
     #[cfg(target_arch = "x86_64")]
     fn im2col_fast(img: &[Self], g: &Geom, col: &mut [Self], ld: usize, s: &mut [Self]) -> bool {
-        let fast = isa().avx512f && avx512::contiguous_taps(g);
-        // SAFETY: AVX-512F detected, contiguous taps checked; the sizes are asserted inside.
-        if fast {
-            unsafe { avx512::im2col(img, g, col, ld, s) }
+        if !isa().avx512f {
+            return false;
         }
-        fast
+        // SAFETY: AVX-512F detected, each loop's geometry checked; sizes asserted inside.
+        if avx512::flat_taps(g) {
+            unsafe { avx512::im2col_flat(img, g, col, ld, s) }
+        } else if avx512::contiguous_taps(g) {
+            unsafe { avx512::im2col(img, g, col, ld, s) }
+        } else {
+            return false;
+        }
+        true
     }
     #[cfg(target_arch = "x86_64")]
     fn col2im_fast(col: &[Self], g: &Geom, img: &mut [Self], ld: usize, s: &mut [Self]) -> bool {
-        let fast = isa().avx512f && avx512::contiguous_taps(g);
-        // SAFETY: as `im2col_fast`.
-        if fast {
-            unsafe { avx512::col2im(col, g, img, ld, s) }
+        if !isa().avx512f {
+            return false;
         }
-        fast
+        // SAFETY: as `im2col_fast`.
+        if avx512::flat_taps(g) {
+            unsafe { avx512::col2im_flat(col, g, img, ld, s) }
+        } else if avx512::contiguous_taps(g) {
+            unsafe { avx512::col2im(col, g, img, ld, s) }
+        } else {
+            return false;
+        }
+        true
     }
 }
 

@@ -1,7 +1,9 @@
 //! The AVX-512 loops of the cpu column transforms (f32): the stride-2 gather and
-//! scatter-add of strided runs, short-run copies, and whole-image [`im2col`] / [`col2im`]
+//! scatter-add of strided runs, short-run copies, whole-image [`im2col`] / [`col2im`]
 //! for geometries whose taps read contiguous runs (stride 1 along the width, or phase
-//! planes; see `phased` in the parent module).
+//! planes; see `phased` in the parent module), and the flat [`im2col_flat`] /
+//! [`col2im_flat`], one run per tap and channel, where the phase planes of both axes are
+//! as wide as the grid (every DCGAN layer; taken first, see "flat loops" below).
 //!
 //! The whole-image loops fix each tap's geometry (valid rows and columns, phase plane,
 //! shift) once and reuse it for every channel, and move one output row of `wo` values per
@@ -254,11 +256,18 @@ pub(crate) unsafe fn col2im(
 /// `dst[2t + q] = src[q·len/2 + t]`: two planes interleaved (`dst.len() == src.len()`, even).
 #[target_feature(enable = "avx512f")]
 unsafe fn interleave2(dst: &mut [f32], src: &[f32]) {
+    assert!(dst.len() == src.len() && dst.len().is_multiple_of(2));
+    let (p0, p1) = src.split_at(src.len() / 2);
+    interleave2_rows(dst, p0, p1)
+}
+
+/// `dst[2t] = p0[t]`, `dst[2t + 1] = p1[t]` (`dst.len() == 2·p0.len() == 2·p1.len()`).
+#[target_feature(enable = "avx512f")]
+unsafe fn interleave2_rows(dst: &mut [f32], p0: &[f32], p1: &[f32]) {
     const LO: [i32; 16] = [0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23];
     const HI: [i32; 16] = [8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31];
-    assert!(dst.len() == src.len() && dst.len().is_multiple_of(2));
-    let half = src.len() / 2;
-    let (p0, p1) = src.split_at(half);
+    let half = p0.len();
+    assert!(p1.len() == half && dst.len() == 2 * half);
     let (lo, hi) = (
         _mm512_loadu_si512(LO.as_ptr().cast()),
         _mm512_loadu_si512(HI.as_ptr().cast()),
@@ -276,5 +285,200 @@ unsafe fn interleave2(dst: &mut [f32], src: &[f32]) {
             _mm512_permutex2var_ps(a, hi, b),
         );
         t += 16;
+    }
+}
+
+// ---- flat loops: phase planes in both axes, one run per tap and channel ----------------
+//
+// With `h % sh == 0`, `w % sw == 0` and `w / sw == wo` (every DCGAN layer, and stride-1
+// "same" convolutions), split the image into `sh·sw` phase planes `[h / sh, w / sw]` per
+// channel. Tap `(i, j)` of window `(oh, ow)` reads plane `(qh, qw)` at row `oh + sy`,
+// column `ow + sx` (`qh, sy` the remainder and quotient of `i·dh − ph` by `sh`; likewise
+// along the width). The plane's rows are as wide as the grid's, so the whole tap is one
+// run: column-matrix entry `idx = oh·wo + ow` pairs with plane element `idx + sy·wo + sx`,
+// the lanes of invalid windows masked off. One 16-lane step moves 16 of a channel's `L`
+// values, where the row loops above move one grid row (7 values on dcgan28's 7x7 grid).
+
+/// Whether [`im2col_flat`] and [`col2im_flat`] apply (see above).
+pub(crate) fn flat_taps(g: &Geom) -> bool {
+    g.sh > 0
+        && g.sw > 0
+        && g.h.is_multiple_of(g.sh)
+        && g.w.is_multiple_of(g.sw)
+        && g.w / g.sw == g.wo
+}
+
+/// One tap of the flat loops: its phase plane (`qh·sw + qw`) and the offset in it of
+/// column entry 0 (`sy·wo + sx`).
+struct FlatTap {
+    plane: usize,
+    offset: isize,
+}
+
+/// The flat form of tap `(i, j)`, writing its step masks into `masks` (`ceil(L / 16)`).
+fn flat_tap(g: &Geom, i: usize, j: usize, masks: &mut [__mmask16]) -> FlatTap {
+    let (oh_lo, oh_hi, hoff) = valid_range(g.h, g.ho, g.sh, g.ph, g.dh, i);
+    let (ow_lo, ow_hi, woff) = valid_range(g.w, g.wo, g.sw, g.pw, g.dw, j);
+    let (sh, sw) = (g.sh as isize, g.sw as isize);
+    let (qh, sy) = (hoff.rem_euclid(sh) as usize, hoff.div_euclid(sh));
+    let (qw, sx) = (woff.rem_euclid(sw) as usize, woff.div_euclid(sw));
+    // The valid entries are the runs [oh·wo + ow_lo, oh·wo + ow_hi) of the valid rows: a
+    // few mask words per row (this runs per image and tap, for 1-channel layers too).
+    masks.fill(0);
+    if ow_lo < ow_hi {
+        for oh in oh_lo..oh_hi {
+            let (mut a, b) = (oh * g.wo + ow_lo, oh * g.wo + ow_hi);
+            while a < b {
+                let t = a / 16;
+                let end = b.min(16 * t + 16);
+                masks[t] |= lanes(a - 16 * t, end - 16 * t);
+                a = end;
+            }
+        }
+    }
+    FlatTap {
+        plane: qh * g.sw + qw,
+        offset: sy * g.wo as isize + sx,
+    }
+}
+
+/// Elements of one phase plane of one channel.
+fn flat_plane_len(g: &Geom) -> usize {
+    (g.h / g.sh) * (g.w / g.sw)
+}
+
+/// `planes[((qh·sw + qw)·C + c)][y][x] = img[c][y·sh + qh][x·sw + qw]`.
+#[target_feature(enable = "avx512f")]
+unsafe fn split_phases(img: &[f32], g: &Geom, planes: &mut [f32]) {
+    let (ph, pw, pl) = (g.h / g.sh, g.w / g.sw, flat_plane_len(g));
+    for c in 0..g.c {
+        for qh in 0..g.sh {
+            for y in 0..ph {
+                let row = &img[(c * g.h + y * g.sh + qh) * g.w..][..g.w];
+                for qw in 0..g.sw {
+                    let dst = &mut planes[((qh * g.sw + qw) * g.c + c) * pl + y * pw..][..pw];
+                    gather(dst, &row[qw..], g.sw);
+                }
+            }
+        }
+    }
+}
+
+/// The inverse of [`split_phases`]: every pixel its plane's value (an exact copy).
+#[target_feature(enable = "avx512f")]
+unsafe fn merge_phases(planes: &[f32], g: &Geom, img: &mut [f32]) {
+    let (ph, pw, pl) = (g.h / g.sh, g.w / g.sw, flat_plane_len(g));
+    for c in 0..g.c {
+        for qh in 0..g.sh {
+            for y in 0..ph {
+                let row = &mut img[(c * g.h + y * g.sh + qh) * g.w..][..g.w];
+                let plane_row =
+                    |qw: usize| &planes[((qh * g.sw + qw) * g.c + c) * pl + y * pw..][..pw];
+                match g.sw {
+                    1 => copy_run(row, plane_row(0)),
+                    2 => interleave2_rows(row, plane_row(0), plane_row(1)),
+                    _ => {
+                        // Adding each value to a zero is exact (a sum that starts at +0 is
+                        // never −0): equal to a copy, bitwise.
+                        row.fill(0.0);
+                        for qw in 0..g.sw {
+                            scatter_add(&mut row[qw..], plane_row(qw), g.sw);
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// `col [R, L] = im2col(img [C, h, w])` (rows `ld` apart) by the flat loops; the same
+/// values as the portable loop.
+///
+/// # Safety
+/// AVX-512F must be present and [`flat_taps`] hold; `img` holds one image, `col`
+/// `(R − 1)·ld + L` elements, `scratch` the parent's `scratch_len(g)` (one image).
+#[target_feature(enable = "avx512f")]
+pub(crate) unsafe fn im2col_flat(
+    img: &[f32],
+    g: &Geom,
+    col: &mut [f32],
+    ld: usize,
+    scratch: &mut [f32],
+) {
+    let (l, il, pl) = (g.cols(), g.image_len(), flat_plane_len(g));
+    assert!(img.len() >= il && col.len() >= (g.rows().max(1) - 1) * ld + l);
+    let planes: &[f32] = if g.sh * g.sw > 1 {
+        assert!(scratch.len() >= il, "im2col_flat: scratch holds one image");
+        split_phases(img, g, &mut scratch[..il]);
+        &scratch[..il]
+    } else {
+        &img[..il]
+    };
+    let mut masks = vec![0 as __mmask16; l.div_ceil(16)];
+    for i in 0..g.kh {
+        for j in 0..g.kw {
+            let tap = flat_tap(g, i, j, &mut masks);
+            for c in 0..g.c {
+                let row = col.as_mut_ptr().add(((c * g.kh + i) * g.kw + j) * ld);
+                // Entry idx reads src[idx]: inside the plane for every valid idx.
+                let src = planes
+                    .as_ptr()
+                    .add((tap.plane * g.c + c) * pl)
+                    .wrapping_offset(tap.offset);
+                for (t, &m) in masks.iter().enumerate() {
+                    let v = _mm512_maskz_loadu_ps(m, src.wrapping_add(16 * t));
+                    _mm512_mask_storeu_ps(row.add(16 * t), first(l - 16 * t), v);
+                }
+            }
+        }
+    }
+}
+
+/// `img [C, h, w] = col2im(col [R, L])` (rows `ld` apart) by the flat loops; each pixel's
+/// terms in tap order, as the portable loop, so bitwise its result.
+///
+/// # Safety
+/// As [`im2col_flat`].
+#[target_feature(enable = "avx512f")]
+pub(crate) unsafe fn col2im_flat(
+    col: &[f32],
+    g: &Geom,
+    img: &mut [f32],
+    ld: usize,
+    scratch: &mut [f32],
+) {
+    let (l, il, pl) = (g.cols(), g.image_len(), flat_plane_len(g));
+    assert!(img.len() >= il && col.len() >= (g.rows().max(1) - 1) * ld + l);
+    let split = g.sh * g.sw > 1;
+    let planes: &mut [f32] = if split {
+        assert!(scratch.len() >= il, "col2im_flat: scratch holds one image");
+        &mut scratch[..il]
+    } else {
+        &mut img[..il]
+    };
+    planes.fill(0.0);
+    let mut masks = vec![0 as __mmask16; l.div_ceil(16)];
+    for i in 0..g.kh {
+        for j in 0..g.kw {
+            let tap = flat_tap(g, i, j, &mut masks);
+            for c in 0..g.c {
+                let src = col.as_ptr().add(((c * g.kh + i) * g.kw + j) * ld);
+                let dst = planes
+                    .as_mut_ptr()
+                    .add((tap.plane * g.c + c) * pl)
+                    .wrapping_offset(tap.offset);
+                for (t, &m) in masks.iter().enumerate() {
+                    if m == 0 {
+                        continue;
+                    }
+                    let d = _mm512_maskz_loadu_ps(m, dst.wrapping_add(16 * t));
+                    let s = _mm512_maskz_loadu_ps(m, src.add(16 * t));
+                    _mm512_mask_storeu_ps(dst.wrapping_add(16 * t), m, _mm512_add_ps(d, s));
+                }
+            }
+        }
+    }
+    if split {
+        merge_phases(&scratch[..il], g, &mut img[..il]);
     }
 }

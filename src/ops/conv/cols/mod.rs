@@ -9,7 +9,9 @@
 //! phase planes (see [`phased`]) so that every run is contiguous. For f32 on AVX-512 such
 //! geometries (and stride-1 ones) take whole-image loops instead (`avx512::im2col`,
 //! `avx512::col2im`): one masked load and store per output row, the tap geometry fixed once
-//! for all channels. Every path only moves
+//! for all channels; and where the phase planes of both axes are as wide as the grid, flat
+//! loops (`avx512::im2col_flat`, `col2im_flat`): one masked run of `L` values per tap and
+//! channel. Every path only moves
 //! values or adds them in the same order as the plain loop, so the results are bitwise the
 //! same on all of them.
 
@@ -91,9 +93,10 @@ fn phased(g: &Geom) -> bool {
     g.sw > 1 && g.w.is_multiple_of(g.sw)
 }
 
-/// Scratch elements [`im2col`] and [`col2im`] need: the phase planes of one image.
+/// Scratch elements [`im2col`] and [`col2im`] need: the phase planes of one image (along
+/// the width, or along both axes on the AVX-512 flat path).
 pub(crate) fn scratch_len(g: &Geom) -> usize {
-    if phased(g) {
+    if g.sw > 1 || g.sh > 1 {
         g.image_len()
     } else {
         0
@@ -366,6 +369,50 @@ mod tests {
         assert!(
             checked >= 40,
             "only {checked} geometries took the vector loops"
+        );
+    }
+
+    /// The AVX-512 flat loops (phase planes in both axes) against the portable ones,
+    /// bitwise, as above, on every geometry they take: all four DCGAN-like 4x4/2/1 layers,
+    /// the stride-1 "same" ones, stride 3.
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn flat_vector_loops_match_the_portable_ones_bitwise() {
+        if !crate::device::cpu::isa::isa().avx512f {
+            panic!("this test checks the AVX-512 loops and needs a CPU with AVX-512F");
+        }
+        let mut checked = 0;
+        for g in geometries() {
+            if !avx512::flat_taps(&g) {
+                continue;
+            }
+            let (r, l, il) = (g.rows(), g.cols(), g.image_len());
+            let ld = l + 5;
+            let img: Vec<f32> = (0..il)
+                .map(|i| ((i * 7919 % 1000) as f32 - 500.0) * 1.37e-3)
+                .collect();
+            let mut scratch = vec![f32::NAN; scratch_len(&g)];
+            let (mut want, mut got) = (vec![9.0f32; r * ld], vec![9.0f32; r * ld]);
+            im2col_portable(&img, &g, &mut want, ld, &mut scratch);
+            scratch.fill(f32::NAN);
+            // SAFETY: AVX-512F checked above; flat taps checked; sizes as the callers'.
+            unsafe { avx512::im2col_flat(&img, &g, &mut got, ld, &mut scratch) };
+            assert_eq!(bits(&got), bits(&want), "im2col {g:?}");
+
+            let col: Vec<f32> = (0..r * ld)
+                .map(|i| ((i * 104729 % 977) as f32 - 488.0) * 3.1e-2)
+                .collect();
+            let (mut want, mut got) = (vec![f32::NAN; il], vec![f32::NAN; il]);
+            col2im_portable(&col, &g, &mut want, ld, &mut scratch);
+            scratch.fill(f32::NAN);
+            // SAFETY: as above.
+            unsafe { avx512::col2im_flat(&col, &g, &mut got, ld, &mut scratch) };
+            assert_eq!(bits(&got), bits(&want), "col2im {g:?}");
+            checked += 1;
+        }
+        assert!(
+            checked >= 16,
+            "only {checked} geometries took the flat loops"
         );
     }
 
