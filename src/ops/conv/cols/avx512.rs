@@ -342,6 +342,25 @@ fn flat_tap(g: &Geom, i: usize, j: usize, masks: &mut [__mmask16]) -> FlatTap {
     }
 }
 
+/// Mask words kept on the stack (grids up to 64x64); the loops run per image, where a
+/// fresh `Vec` each call was 1,280 allocations of a dcgan28 step.
+const MASKS_ON_STACK: usize = 256;
+
+/// The `ceil(L / 16)` mask words of the flat loops: in `stack` when they fit, else `heap`.
+fn mask_words<'a>(
+    l: usize,
+    stack: &'a mut [__mmask16; MASKS_ON_STACK],
+    heap: &'a mut Vec<__mmask16>,
+) -> &'a mut [__mmask16] {
+    let words = l.div_ceil(16);
+    if words <= MASKS_ON_STACK {
+        &mut stack[..words]
+    } else {
+        heap.resize(words, 0);
+        heap
+    }
+}
+
 /// Elements of one phase plane of one channel.
 fn flat_plane_len(g: &Geom) -> usize {
     (g.h / g.sh) * (g.w / g.sw)
@@ -414,10 +433,11 @@ pub(crate) unsafe fn im2col_flat(
     } else {
         &img[..il]
     };
-    let mut masks = vec![0 as __mmask16; l.div_ceil(16)];
+    let (mut stack, mut heap) = ([0 as __mmask16; MASKS_ON_STACK], Vec::new());
+    let masks = mask_words(l, &mut stack, &mut heap);
     for i in 0..g.kh {
         for j in 0..g.kw {
-            let tap = flat_tap(g, i, j, &mut masks);
+            let tap = flat_tap(g, i, j, masks);
             for c in 0..g.c {
                 let row = col.as_mut_ptr().add(((c * g.kh + i) * g.kw + j) * ld);
                 // Entry idx reads src[idx]: inside the plane for every valid idx.
@@ -457,10 +477,11 @@ pub(crate) unsafe fn col2im_flat(
         &mut img[..il]
     };
     planes.fill(0.0);
-    let mut masks = vec![0 as __mmask16; l.div_ceil(16)];
+    let (mut stack, mut heap) = ([0 as __mmask16; MASKS_ON_STACK], Vec::new());
+    let masks = mask_words(l, &mut stack, &mut heap);
     for i in 0..g.kh {
         for j in 0..g.kw {
-            let tap = flat_tap(g, i, j, &mut masks);
+            let tap = flat_tap(g, i, j, masks);
             for c in 0..g.c {
                 let src = col.as_ptr().add(((c * g.kh + i) * g.kw + j) * ld);
                 let dst = planes
