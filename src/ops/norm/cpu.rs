@@ -1,6 +1,7 @@
 //! Reference batch / instance norm on the cpu for f32 and f64: per-group sums in f64
-//! (two-pass variance; each row summed in the lanes of `cpu_shared::lane_sum`), parallel over ranges of groups for the statistics and over runs of
-//! whole rows for the elementwise parts (above `PARALLEL_THRESHOLD`).
+//! (two-pass variance; each row summed in the lanes of `cpu_shared::lane_sum`), parallel
+//! over ranges of groups for the statistics and over runs of whole rows for the
+//! elementwise parts (above `PARALLEL_THRESHOLD`).
 
 use super::{NormForward, NormGeom, Stats};
 use crate::device::cpu::{CpuBuffer, PARALLEL_THRESHOLD};
