@@ -5,6 +5,7 @@
 pub mod cast;
 pub mod concat;
 pub mod conv;
+pub(crate) mod cpu_gemm;
 pub(crate) mod cpu_shared;
 pub mod dropout;
 pub mod elementwise;
@@ -16,6 +17,7 @@ pub mod loss;
 pub mod matmul;
 pub mod norm;
 pub mod pad;
+pub mod precision;
 pub mod reduce;
 pub mod rng;
 pub mod upsample;

@@ -35,6 +35,8 @@ use super::{Columns, Geom, Plan};
 use crate::device::cpu::isa::isa;
 use crate::device::cpu::CpuBuffer;
 use crate::error::{Error, Result};
+use crate::ops::cpu_gemm::{self, GemmElem};
+use crate::ops::precision::Precision;
 use crate::tensor::{DType, Tensor};
 use gemm::Parallelism;
 use rayon::prelude::*;
@@ -44,18 +46,9 @@ use std::sync::RwLockReadGuard;
 
 /// The element types of the cpu convolution.
 pub(crate) trait Elem:
-    Copy
-    + Default
-    + Send
-    + Sync
-    + 'static
-    + Add<Output = Self>
-    + Mul<Output = Self>
-    + AddAssign
-    + PartialEq
+    GemmElem + Add<Output = Self> + Mul<Output = Self> + AddAssign + PartialEq
 {
     const ZERO: Self;
-    const ONE: Self;
     /// Run `f` on this thread's workspace of at least `len` elements (contents unspecified).
     fn with_ws<R>(len: usize, f: impl FnOnce(&mut [Self]) -> R) -> R;
     /// The elements of a buffer of this type (None for another dtype).
@@ -124,7 +117,6 @@ fn with_ws_in<T: Copy + Default, R>(
 
 impl Elem for f32 {
     const ZERO: Self = 0.0;
-    const ONE: Self = 1.0;
     fn with_ws<R>(len: usize, f: impl FnOnce(&mut [Self]) -> R) -> R {
         with_ws_in(&WS_F32, len, f)
     }
@@ -199,7 +191,6 @@ impl Elem for f32 {
 
 impl Elem for f64 {
     const ZERO: Self = 0.0;
-    const ONE: Self = 1.0;
     fn with_ws<R>(len: usize, f: impl FnOnce(&mut [Self]) -> R) -> R {
         with_ws_in(&WS_F64, len, f)
     }
@@ -216,56 +207,6 @@ impl Elem for f64 {
 
 /// Multiply-adds of one GEMM from which it is split across threads (when the batch is not).
 const PARALLEL_FLOPS: usize = 1 << 18;
-
-/// `dst (m x n, row-major) (+)= lhs · rhs`, operands given by pointer and (row, col)
-/// strides in elements.
-///
-/// # Safety
-/// `lhs` must be readable at every `i·lhs_rs + p·lhs_cs` (i < m, p < k), `rhs` at every
-/// `p·rhs_rs + j·rhs_cs` (p < k, j < n), and `dst` must hold `m·n` elements.
-#[allow(clippy::too_many_arguments)]
-unsafe fn mm<T: Elem>(
-    m: usize,
-    n: usize,
-    k: usize,
-    dst: &mut [T],
-    accumulate: bool,
-    lhs: (*const T, usize, usize),
-    rhs: (*const T, usize, usize),
-    par: Parallelism,
-) {
-    debug_assert!(dst.len() >= m * n);
-    if m == 0 || n == 0 {
-        return;
-    }
-    if k == 0 {
-        if !accumulate {
-            dst[..m * n].fill(T::ZERO);
-        }
-        return;
-    }
-    gemm::gemm(
-        m,
-        n,
-        k,
-        dst.as_mut_ptr(),
-        1,
-        n as isize,
-        accumulate,
-        lhs.0,
-        lhs.2 as isize,
-        lhs.1 as isize,
-        rhs.0,
-        rhs.2 as isize,
-        rhs.1 as isize,
-        T::ONE,
-        T::ONE,
-        false,
-        false,
-        false,
-        par,
-    )
-}
 
 /// Raw pointers are not `Send`; every chunk below writes disjoint output ranges.
 #[derive(Clone, Copy)]
@@ -335,6 +276,7 @@ fn block_images(l: usize, count: usize) -> usize {
 #[allow(clippy::too_many_arguments)]
 fn im2col_products<T: Elem>(
     g: &Geom,
+    prec: Precision,
     o: usize,
     img: &[T],
     w: Option<&[T]>,
@@ -369,7 +311,8 @@ fn im2col_products<T: Elem>(
                 if let (Some(w), Some(out)) = (w, out_ptr) {
                     // tmp [O, B·L] = W [O, R] · col [R, B·L]
                     unsafe {
-                        mm(
+                        cpu_gemm::gemm(
+                            prec,
                             o,
                             cols,
                             r,
@@ -406,7 +349,8 @@ fn im2col_products<T: Elem>(
                         }
                     }
                     unsafe {
-                        mm(
+                        cpu_gemm::gemm(
+                            prec,
                             o,
                             r,
                             cols,
@@ -433,7 +377,15 @@ fn im2col_products<T: Elem>(
 
 /// Per image `img[n] = col2im(Wᵀ·a[n]) (+ bias per image channel)`; `a` is `[N, O, L]`,
 /// `w` is `[O, R]`, `img` is `[N, C, h, w]`. Blocks of images share one GEMM as above.
-fn col2im_into<T: Elem>(g: &Geom, o: usize, a: &[T], w: &[T], bias: Option<&[T]>, img: &mut [T]) {
+fn col2im_into<T: Elem>(
+    g: &Geom,
+    prec: Precision,
+    o: usize,
+    a: &[T],
+    w: &[T],
+    bias: Option<&[T]>,
+    img: &mut [T],
+) {
     let (r, l) = (g.rows(), g.cols());
     let img_ptr = SendPtr(img.as_mut_ptr());
     let il = g.image_len();
@@ -454,7 +406,8 @@ fn col2im_into<T: Elem>(g: &Geom, o: usize, a: &[T], w: &[T], bias: Option<&[T]>
                 }
                 // col [R, B·L] = Wᵀ [R, O] · a [O, B·L]
                 unsafe {
-                    mm(
+                    cpu_gemm::gemm(
+                        prec,
                         r,
                         cols,
                         o,
@@ -562,7 +515,16 @@ fn column_products_of<T: Elem>(
     let b_s = b_g.as_ref().map(Operand::elems::<T>).transpose()?;
     let a_s = a_g.as_ref().map(Operand::elems::<T>).transpose()?;
     let mut out = w_s.map(|_| vec![T::ZERO; g.n * o * g.cols()]);
-    let dw = im2col_products(g, o, img_g.elems::<T>()?, w_s, b_s, out.as_deref_mut(), a_s);
+    let dw = im2col_products(
+        g,
+        plan.precision,
+        o,
+        img_g.elems::<T>()?,
+        w_s,
+        b_s,
+        out.as_deref_mut(),
+        a_s,
+    );
     Ok(Columns {
         product: out
             .map(|v| Tensor::from_cpu_buffer(T::wrap(v), [g.n, o, g.cols()]))
@@ -595,6 +557,7 @@ fn col2im_product_of<T: Elem>(
     let mut img = vec![T::ZERO; g.n * g.image_len()];
     col2im_into(
         g,
+        plan.precision,
         plan.other,
         a_g.elems::<T>()?,
         w_g.elems::<T>()?,

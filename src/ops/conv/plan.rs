@@ -3,6 +3,7 @@
 
 use super::{Conv2dParams, ConvTranspose2dParams, CONV, CONVT};
 use crate::error::{Error, Result};
+use crate::ops::precision::Precision;
 use crate::tensor::{DType, Tensor};
 
 /// The column geometry shared by both ops: an image `[n, c, h, w]`, a kernel `kh x kw`
@@ -46,6 +47,9 @@ pub(crate) struct Plan {
     pub geom: Geom,
     /// Channels on the other side of the weight (conv2d: Cout; convT: Cin).
     pub other: usize,
+    /// The precision of every GEMM of the op, forward and backward (read when the op is
+    /// called: `ops::precision`).
+    pub precision: Precision,
 }
 
 fn check_params(op: &'static str, stride: (usize, usize), dilation: (usize, usize)) -> Result<()> {
@@ -209,6 +213,7 @@ pub(super) fn plan_conv2d(
         }
     };
     Ok(Plan {
+        precision: crate::ops::precision::current(),
         geom: Geom {
             n: xd[0],
             c: xd[1],
@@ -292,6 +297,7 @@ pub(super) fn plan_conv_transpose2d(
         }
     };
     Ok(Plan {
+        precision: crate::ops::precision::current(),
         // The image is the output y, the grid is the input x.
         geom: Geom {
             n: xd[0],

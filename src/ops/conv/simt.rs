@@ -19,7 +19,7 @@
 use super::{Columns, Geom, Plan};
 use crate::device::simt::{kernel_int, Arg, LaunchConfig, SimtDevice, THREADS};
 use crate::error::{Error, Result};
-use crate::ops::matmul::matmul;
+use crate::ops::matmul::{product, MatmulKernel};
 use crate::tensor::{DType, Tensor};
 
 /// The op named in launch errors (both ops share these kernels).
@@ -195,7 +195,7 @@ pub(super) fn column_products(
     let product = match w {
         Some(w) => {
             // [O, R] · [N, R, L] -> [N, O, L]
-            let y = matmul(&weight_matrix(plan, w)?, &col)?;
+            let y = gemm(plan, &weight_matrix(plan, w)?, &col)?;
             if let Some(b) = bias {
                 bias_add(dev, OP, &y, b)?;
             }
@@ -205,7 +205,8 @@ pub(super) fn column_products(
     };
     let weight_grad = match a {
         // [O, N·L] · [R, N·L]ᵀ -> [O, R]
-        Some(a) => Some(matmul(
+        Some(a) => Some(gemm(
+            plan,
             &batch_inner(a, n, o, l)?,
             &batch_inner(&col, n, r, l)?.t()?,
         )?),
@@ -227,12 +228,17 @@ pub(super) fn col2im_product(
     let g = &plan.geom;
     let a3 = a.reshape([g.n, plan.other, g.cols()])?;
     // [R, O] · [N, O, L] -> [N, R, L], then summed into the image
-    let col = matmul(&weight_matrix(plan, w)?.t()?, &a3)?;
+    let col = gemm(plan, &weight_matrix(plan, w)?.t()?, &a3)?;
     let img = col2im(dev, OP, g, &col)?;
     if let Some(b) = bias {
         bias_add(dev, OP, &img, b)?;
     }
     Ok(img)
+}
+
+/// One of the op's GEMMs: the matmul family's default kernel in the plan's precision.
+fn gemm(plan: &Plan, a: &Tensor, b: &Tensor) -> Result<Tensor> {
+    product(a, b, MatmulKernel::default(), plan.precision)
 }
 
 pub(super) fn bias_grad(dev: &SimtDevice, dy: &Tensor, channels: usize) -> Result<Tensor> {

@@ -1,4 +1,5 @@
-//! cpu matmul through the `gemm` crate (f32 and f64).
+//! cpu matmul (f32 and f64) through `ops::cpu_gemm`: the `gemm` crate, or the bf16 / f16
+//! operand paths under `ops::precision`.
 //!
 //! `gemm` takes arbitrary row and column strides for every operand, so transposed and
 //! otherwise strided views (even broadcast ones, stride 0) are read in place: nothing is
@@ -13,6 +14,8 @@
 use super::MatmulPlan;
 use crate::device::cpu::CpuBuffer;
 use crate::error::{Error, Result};
+use crate::ops::cpu_gemm::{self, GemmElem};
+use crate::ops::precision::Precision;
 use crate::tensor::Tensor;
 use gemm::Parallelism;
 use rayon::prelude::*;
@@ -28,12 +31,7 @@ unsafe impl<T> Send for ConstPtr<T> {}
 unsafe impl<T> Sync for ConstPtr<T> {}
 
 /// `out[z] = a[z] · b[z]` for every batch entry of the plan, into a contiguous buffer.
-fn run<T: Copy + Default + Send + Sync + 'static>(
-    a: &[T],
-    b: &[T],
-    p: &MatmulPlan,
-    one: T,
-) -> Result<Vec<T>> {
+fn run<T: GemmElem>(a: &[T], b: &[T], p: &MatmulPlan, precision: Precision) -> Result<Vec<T>> {
     let (m, n, k) = (p.m, p.n, p.k);
     let batch = p.batch_count();
     let mut out = vec![T::default(); batch * m * n];
@@ -58,25 +56,15 @@ fn run<T: Copy + Default + Send + Sync + 'static>(
         // SAFETY: dst holds m·n elements written row-major (row stride n, col stride 1);
         // every lhs/rhs element read is within the checked spans above.
         unsafe {
-            gemm::gemm(
+            cpu_gemm::gemm(
+                precision,
                 m,
                 n,
                 k,
-                dst.as_mut_ptr(),
-                1,
-                n as isize,
+                dst,
                 false,
-                a_ptr.0.add(p.a.offsets[z]),
-                p.a.col_stride as isize,
-                p.a.row_stride as isize,
-                b_ptr.0.add(p.b.offsets[z]),
-                p.b.col_stride as isize,
-                p.b.row_stride as isize,
-                one,
-                one,
-                false,
-                false,
-                false,
+                (a_ptr.0.add(p.a.offsets[z]), p.a.row_stride, p.a.col_stride),
+                (b_ptr.0.add(p.b.offsets[z]), p.b.row_stride, p.b.col_stride),
                 par,
             )
         }
@@ -98,7 +86,12 @@ fn run<T: Copy + Default + Send + Sync + 'static>(
     Ok(out)
 }
 
-pub(super) fn matmul(a: &Tensor, b: &Tensor, p: &MatmulPlan) -> Result<Tensor> {
+pub(super) fn matmul(
+    a: &Tensor,
+    b: &Tensor,
+    p: &MatmulPlan,
+    precision: Precision,
+) -> Result<Tensor> {
     const OP: &str = "matmul";
     let a_buf = a.cpu_buffer(OP)?;
     // The same storage on both sides (a @ a.t()): read it through one guard.
@@ -110,8 +103,8 @@ pub(super) fn matmul(a: &Tensor, b: &Tensor, p: &MatmulPlan) -> Result<Tensor> {
         &*b_guard
     };
     let out = match (&*a_buf, b_buf) {
-        (CpuBuffer::F32(x), CpuBuffer::F32(y)) => CpuBuffer::F32(run(x, y, p, 1.0f32)?),
-        (CpuBuffer::F64(x), CpuBuffer::F64(y)) => CpuBuffer::F64(run(x, y, p, 1.0f64)?),
+        (CpuBuffer::F32(x), CpuBuffer::F32(y)) => CpuBuffer::F32(run(x, y, p, precision)?),
+        (CpuBuffer::F64(x), CpuBuffer::F64(y)) => CpuBuffer::F64(run(x, y, p, precision)?),
         (x, y) => {
             return Err(Error::dtype(
                 OP,

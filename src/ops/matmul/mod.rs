@@ -25,6 +25,7 @@ mod cpu;
 mod simt;
 
 use crate::error::{Error, Result};
+use crate::ops::precision::Precision;
 use crate::tensor::tape::{self, Backward};
 use crate::tensor::{DType, Layout, Shape, Tensor};
 
@@ -236,7 +237,8 @@ pub fn matmul(a: &Tensor, b: &Tensor) -> Result<Tensor> {
 /// the backward of the recorded node uses the same version). The cpu backend ignores it.
 pub fn matmul_with(a: &Tensor, b: &Tensor, kernel: MatmulKernel) -> Result<Tensor> {
     let _p = crate::profile::forward("matmul");
-    let out = forward(&a.detach(), &b.detach(), kernel)?;
+    let precision = crate::ops::precision::current();
+    let out = forward(&a.detach(), &b.detach(), kernel, precision)?;
     let (a_grad, b_grad) = (a.requires_grad(), b.requires_grad());
     Ok(tape::record(OP, &[a, b], out, || MatmulBackward {
         a: tape::save(a),
@@ -244,15 +246,26 @@ pub fn matmul_with(a: &Tensor, b: &Tensor, kernel: MatmulKernel) -> Result<Tenso
         a_grad,
         b_grad,
         kernel,
+        precision,
     }))
 }
 
-/// The product without touching the tape.
-fn forward(a: &Tensor, b: &Tensor, kernel: MatmulKernel) -> Result<Tensor> {
+/// The product in `precision` (see `ops::precision`; f64 operands ignore it), without
+/// touching the tape: what conv's simt primitives run their GEMMs with.
+pub(crate) fn product(
+    a: &Tensor,
+    b: &Tensor,
+    kernel: MatmulKernel,
+    precision: Precision,
+) -> Result<Tensor> {
+    forward(a, b, kernel, precision)
+}
+
+fn forward(a: &Tensor, b: &Tensor, kernel: MatmulKernel, precision: Precision) -> Result<Tensor> {
     let p = plan(a, b)?;
     match a.device().simt() {
-        None => cpu::matmul(a, b, &p),
-        Some(simt) => simt::matmul(simt, a, b, &p, kernel),
+        None => cpu::matmul(a, b, &p, precision),
+        Some(simt) => simt::matmul(simt, a, b, &p, kernel, precision),
     }
 }
 
@@ -263,6 +276,8 @@ struct MatmulBackward {
     a_grad: bool,
     b_grad: bool,
     kernel: MatmulKernel,
+    /// The forward's precision: the gradients' products use it too.
+    precision: Precision,
 }
 
 impl MatmulBackward {
@@ -278,16 +293,16 @@ impl MatmulBackward {
             if k > 0 && n > 0 {
                 let a2 = a.reshape([a.numel() / k, k])?;
                 let g2 = g.reshape([g.numel() / n, n])?;
-                return forward(&a2.t()?, &g2, self.kernel);
+                return forward(&a2.t()?, &g2, self.kernel, self.precision);
             }
         }
-        let full = forward(&a.t()?, g, self.kernel)?;
+        let full = forward(&a.t()?, g, self.kernel, self.precision)?;
         crate::ops::reduce::sum_to_shape(&full, b.shape())
     }
 
     fn grad_a(&self, g: &Tensor) -> Result<Tensor> {
         // dA = dC·Bᵀ, summed over the batch dims a was broadcast along.
-        let full = forward(g, &self.b.t()?, self.kernel)?;
+        let full = forward(g, &self.b.t()?, self.kernel, self.precision)?;
         crate::ops::reduce::sum_to_shape(&full, self.a.shape())
     }
 }

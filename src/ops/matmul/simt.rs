@@ -18,6 +18,7 @@
 use super::{MatmulKernel, MatmulPlan, MatrixOperand};
 use crate::device::simt::{kernel_int, Arg, LaunchConfig, SimtDevice};
 use crate::error::{Error, Result};
+use crate::ops::precision::Precision;
 use crate::tensor::{DType, Tensor};
 
 const OP: &str = "matmul";
@@ -96,7 +97,13 @@ pub(super) fn matmul(
     b: &Tensor,
     p: &MatmulPlan,
     kernel: MatmulKernel,
+    precision: Precision,
 ) -> Result<Tensor> {
+    if precision != Precision::F32 {
+        return Err(Error::invalid(format!(
+            "matmul: --precision {precision} has no simt kernel yet; use --precision f32"
+        )));
+    }
     let (m, n, k) = (p.m, p.n, p.k);
     let batch = p.batch_count();
     let out_len = batch * m * n;
