@@ -15,6 +15,7 @@ dependency of duel: install it with
 """
 
 import argparse
+import contextlib
 import datetime
 import json
 import os
@@ -380,13 +381,24 @@ STEPS = [("dcgan28", dcgan28, 64, 2e-4), ("dcgan64", dcgan64, 64, 2e-4),
          ("mlp", mlp, 256, 1e-3)]
 
 
+# Each DCGAN in f32 and under bf16 autocast; the MLP in f32 (as src/bench/step.rs).
+STEP_ROWS = [(arch, builder, batch, lr, precision)
+             for arch, builder, batch, lr in STEPS
+             for precision in (["f32", "bf16"] if arch != "mlp" else ["f32"])]
+
+
 def grad_norm(params):
     return torch.sqrt(sum((p.grad.double() ** 2).sum() for p in params
                           if p.grad is not None)).item()
 
 
-def measure_step(builder, batch, lr, warmup, steps):
+def measure_step(builder, batch, lr, warmup, steps, precision="f32"):
+    """Time the step; precision "bf16" runs the forward passes and losses under
+    torch.autocast('cpu', dtype=torch.bfloat16) (backward outside it, as the autocast
+    recipe has it): what `duel train --precision bf16` is compared with."""
     g, d, sample, nz = builder()
+    autocast = (lambda: torch.autocast("cpu", dtype=torch.bfloat16)) if precision == "bf16" \
+        else contextlib.nullcontext
     opt_g = torch.optim.Adam(g.parameters(), lr=lr, betas=(0.5, 0.999))
     opt_d = torch.optim.Adam(d.parameters(), lr=lr, betas=(0.5, 0.999))
     bce = F.binary_cross_entropy_with_logits
@@ -395,11 +407,12 @@ def measure_step(builder, batch, lr, warmup, steps):
     def step():
         x = torch.rand(batch, *sample) * 2 - 1
         z = torch.randn(batch, nz)
-        with torch.no_grad():
+        with torch.no_grad(), autocast():
             fake = g(z)
         opt_d.zero_grad()
-        real_out, fake_out = d(x), d(fake)
-        loss = bce(real_out, torch.ones_like(real_out)) + bce(fake_out, torch.zeros_like(fake_out))
+        with autocast():
+            real_out, fake_out = d(x), d(fake)
+            loss = bce(real_out, torch.ones_like(real_out)) + bce(fake_out, torch.zeros_like(fake_out))
         loss.backward()
         grad_norm(d_params)
         opt_d.step()
@@ -408,8 +421,9 @@ def measure_step(builder, batch, lr, warmup, steps):
         opt_g.zero_grad()
         for p in d_params:
             p.requires_grad_(False)
-        out = d(g(z))
-        g_loss = bce(out, torch.ones_like(out))
+        with autocast():
+            out = d(g(z))
+            g_loss = bce(out, torch.ones_like(out))
         g_loss.backward()
         for p in d_params:
             p.requires_grad_(True)
@@ -472,18 +486,20 @@ def main():
             "gbps": c.bytes / med / 1e9,
         })
     steps = []
-    for arch, builder, batch, lr in ([] if args.no_steps else STEPS):
-        key = f"step/{arch}"
+    for arch, builder, batch, lr, precision in ([] if args.no_steps else STEP_ROWS):
+        # The keys of duel's step rows: step/<arch> in f32, step/<arch>/<precision> else.
+        key = f"step/{arch}" if precision == "f32" else f"step/{arch}/{precision}"
         if args.filter and args.filter not in key:
             continue
         if args.quick and arch == "dcgan64":
             continue
         sys.stderr.write(f"\rmeasuring {key}\x1b[K")
         warmup, n = (1, 5) if args.quick else ((2, 8) if arch == "dcgan64" else (3, 30))
-        samples = measure_step(builder, batch, lr, warmup, n)
+        samples = measure_step(builder, batch, lr, warmup, n, precision)
         med, p10, p90 = spread(samples)
         steps.append({
-            "key": key, "arch": arch, "batch": batch, "device": "cpu", "samples_s": samples,
+            "key": key, "arch": arch, "precision": precision, "batch": batch, "device": "cpu",
+            "samples_s": samples,
             "median_s": med, "p10_s": p10, "p90_s": p90, "ms_per_step": med * 1e3,
             "img_per_s": batch / med,
         })

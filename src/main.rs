@@ -12,6 +12,7 @@ use cli::check as selfcheck;
 use duel::device::cuda;
 use duel::device::DeviceSpec;
 use duel::kernels::{KERNELS, KERNEL_SOURCES, NVCC, PTX_ARCH, PTX_FROM_NVCC};
+use duel::ops::precision::Precision;
 use duel::Device;
 use std::io::Write;
 use std::process::ExitCode;
@@ -291,6 +292,11 @@ fn devices() -> Result<(), Failure> {
     out += &format!(
         "bf16 GEMM {} (cpu; DUEL_CPU_ISA=baseline|avx512|avx512bf16 limits it)\n",
         duel::ops::gemm_bf16::bf16_path()
+    );
+    out += &format!(
+        "precision cpu matmul/conv: bf16 {}; f16 {}\n",
+        Precision::Bf16.cpu_route(),
+        Precision::F16.cpu_route()
     );
     match cuda::probe() {
         Ok(gpus) if gpus.is_empty() => out += "GPU       no GPU: the CUDA driver reports none\n",

@@ -77,8 +77,8 @@ fn assert_same_state(what: &str, a: &Trainer, b: &Trainer) {
 }
 
 /// The metrics as bits (so NaN == NaN and −0 != +0: a bitwise comparison).
-fn metric_bits(m: &StepMetrics) -> [u64; 7] {
-    m.fields().map(|(_, v)| v.to_bits())
+fn metric_bits(m: &StepMetrics) -> Vec<u64> {
+    m.fields().iter().map(|(_, v)| v.to_bits()).collect()
 }
 
 fn assert_same_metrics(what: &str, a: &[StepMetrics], b: &[StepMetrics]) {

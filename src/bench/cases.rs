@@ -17,6 +17,7 @@ use crate::device::Device;
 use crate::error::Result;
 use crate::ops::conv::{Conv2dParams, ConvTranspose2dParams};
 use crate::ops::matmul::MatmulKernel;
+use crate::ops::precision::{with_precision, Precision};
 use crate::optim::{Adam, AdamConfig, Optimizer, RmsProp, RmsPropConfig};
 use crate::tensor::{DType, Tensor};
 
@@ -180,9 +181,37 @@ pub fn conv_layers() -> Vec<(&'static str, ConvLayer, bool)> {
     ]
 }
 
+/// The conv rows in f32 (kernel `default`) and, for the DCGAN layers, under
+/// `--precision bf16` and `f16` (kernels `bf16` and `f16`, labels with the precision
+/// appended so the keys differ; f16 in full runs only).
 fn conv_cases(sizes: Sizes, out: &mut Vec<Case>) {
-    let n = sizes.batch;
     for (arch, layer, full_only) in conv_layers() {
+        for (precision, kernel) in [
+            (Precision::F32, "default"),
+            (Precision::Bf16, "bf16"),
+            (Precision::F16, "f16"),
+        ] {
+            if precision != Precision::F32 && arch == "generic" {
+                continue;
+            }
+            let full_only = full_only || precision == Precision::F16;
+            conv_layer_cases(sizes, arch, layer, full_only, precision, kernel, out);
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn conv_layer_cases(
+    sizes: Sizes,
+    arch: &'static str,
+    layer: ConvLayer,
+    full_only: bool,
+    precision: Precision,
+    kernel: &'static str,
+    out: &mut Vec<Case>,
+) {
+    let n = sizes.batch;
+    {
         let op = if layer.transposed {
             "conv_transpose2d"
         } else {
@@ -201,12 +230,16 @@ fn conv_cases(sizes: Sizes, out: &mut Vec<Case>) {
             ("input-grad", yn + wn + xn),
             ("weight-grad", yn + xn + wn),
         ] {
+            let label = match precision {
+                Precision::F32 => format!("{arch} {}", layer.name),
+                p => format!("{arch} {} {p}", layer.name),
+            };
             out.push(Case {
                 op,
                 direction,
-                label: format!("{arch} {}", layer.name),
+                label,
                 shape: shape.clone(),
-                kernel: "default",
+                kernel,
                 flops: layer.flops(n),
                 bytes: 4.0 * bytes,
                 full_only,
@@ -217,7 +250,7 @@ fn conv_cases(sizes: Sizes, out: &mut Vec<Case>) {
                     match direction {
                         "forward" => Ok(Box::new(move |sw: &mut Stopwatch| {
                             sw.start()?;
-                            let y = no_grad(|| layer.run(&x, &w))?;
+                            let y = no_grad(|| with_precision(precision, || layer.run(&x, &w)))?;
                             sw.stop()?;
                             Ok(vec![y])
                         }) as Work),
@@ -231,7 +264,8 @@ fn conv_cases(sizes: Sizes, out: &mut Vec<Case>) {
                             Ok(Box::new(move |sw: &mut Stopwatch| {
                                 let leaf = if wrt_input { &x } else { &w };
                                 leaf.zero_grad();
-                                let y = layer.run(&x, &w)?;
+                                // The node keeps the precision for the timed backward.
+                                let y = with_precision(precision, || layer.run(&x, &w))?;
                                 backward_timed(sw, &y, &dy)?;
                                 Ok(vec![grad_of(leaf)?])
                             }) as Work)

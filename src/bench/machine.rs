@@ -2,6 +2,7 @@
 //! peak and stream-triad bandwidth), and on cuda what the GPU is and how the kernels were
 //! built. Every "% of peak" column of the table divides by the numbers measured here.
 
+use crate::ops::precision::Precision;
 use std::time::Instant;
 
 use rayon::prelude::*;
@@ -325,8 +326,10 @@ impl Machine {
             format!("CPU        {} ({} threads used)", self.cpu, self.threads),
             format!("ISA        {}", self.features.join(" ")),
             format!(
-                "bf16 GEMM  {} (DUEL_CPU_ISA limits it)",
-                crate::ops::gemm_bf16::bf16_path()
+                "bf16 GEMM  {} (DUEL_CPU_ISA limits it); --precision bf16: {}, f16: {}",
+                crate::ops::gemm_bf16::bf16_path(),
+                Precision::Bf16.cpu_route(),
+                Precision::F16.cpu_route()
             ),
             format!(
                 "FMA peak   {:.1} GFLOP/s f32 measured on {} threads ({})",

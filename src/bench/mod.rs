@@ -37,6 +37,10 @@ pub const F32_TOLERANCE: f64 = 1e-4;
 /// 256³, 2.5e-3 at 512³, 2.9e-3 at 1024³, 2.4e-3 at 2048³, every path); 2^-6 leaves twice the worst case of two roundings.
 pub const BF16_TOLERANCE: f64 = 1.0 / 64.0;
 
+/// The same for the f16 rows (kernel `f16`): a product carries `2·2^-11 + 2^-22`, 8× less
+/// than bf16, so 2^-9 keeps the same margin.
+pub const F16_TOLERANCE: f64 = 1.0 / 512.0;
+
 /// What a `duel bench` run measures.
 #[derive(Clone, Debug)]
 pub struct Options {
@@ -200,6 +204,8 @@ fn check_against_reference(case: &Case, got: &[crate::tensor::Tensor]) -> Result
             max_rel_err: worst,
             tolerance: if case.kernel.starts_with("bf16") {
                 BF16_TOLERANCE
+            } else if case.kernel.starts_with("f16") {
+                F16_TOLERANCE
             } else {
                 F32_TOLERANCE
             },
@@ -220,7 +226,7 @@ pub fn run_steps(
         return Ok(rows);
     }
     for config in step::step_configs() {
-        let key = format!("step/{}", config.arch.name());
+        let key = step::step_key(&config);
         if options
             .filter
             .as_ref()

@@ -166,7 +166,7 @@ impl Report {
         }
         let vs_head = against.map_or(String::new(), |a| format!("  vs {}", a.tool));
         out += &format!(
-            "\n{:<17} {:<11} {:<17} {:<34} {:<13} {:>9} {:>17} {:>8} {:>7} {:>5} {:>5}  {:<16}{vs_head}\n",
+            "\n{:<17} {:<11} {:<22} {:<34} {:<13} {:>9} {:>17} {:>8} {:>7} {:>5} {:>5}  {:<16}{vs_head}\n",
             "op", "direction", "where", "shape", "kernel", "median ms", "p10-p90 ms", "GFLOP/s",
             "GB/s", "%pk", "%bw", "check (max rel)"
         );
@@ -180,7 +180,7 @@ impl Report {
                 .and_then(|a| a.ratio(&r.key, r.spread.median))
                 .map_or(String::new(), |x| format!("  {x:.2}x"));
             out += &format!(
-                "{:<17} {:<11} {:<17} {:<34} {:<13} {:>9} {:>17} {:>8.1} {:>7.1} {:>5} {:>5}  {:<16}{vs}\n",
+                "{:<17} {:<11} {:<22} {:<34} {:<13} {:>9} {:>17} {:>8.1} {:>7.1} {:>5} {:>5}  {:<16}{vs}\n",
                 r.op,
                 r.direction,
                 r.label,
@@ -207,7 +207,7 @@ impl Report {
             });
             out += &format!(
                 "\nstep {} (batch {}, {} on {}): {} ms/step (p10-p90 {}-{}), {:.0} img/s, {allocs}{vs}\n",
-                s.arch,
+                s.key().trim_start_matches("step/"),
                 s.batch,
                 s.data,
                 s.device,

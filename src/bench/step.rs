@@ -12,6 +12,7 @@ use crate::gan::arch::Arch;
 use crate::gan::config::{DataSpec, TrainConfig};
 use crate::gan::objective::Variant;
 use crate::gan::trainer::Trainer;
+use crate::ops::precision::Precision;
 use crate::profile;
 
 use super::timing::Spread;
@@ -29,6 +30,7 @@ pub struct Share {
 #[derive(Clone, Debug)]
 pub struct StepRow {
     pub arch: &'static str,
+    pub precision: Precision,
     pub data: String,
     pub batch: usize,
     pub device: String,
@@ -45,8 +47,13 @@ pub struct StepRow {
 }
 
 impl StepRow {
+    /// `step/<arch>` for f32, `step/<arch>/<precision>` otherwise (PyTorch's rows of the
+    /// same key: the same step under `torch.autocast`).
     pub fn key(&self) -> String {
-        format!("step/{}", self.arch)
+        match self.precision {
+            Precision::F32 => format!("step/{}", self.arch),
+            p => format!("step/{}/{p}", self.arch),
+        }
     }
     pub fn images_per_second(&self) -> f64 {
         self.batch as f64 / self.spread.median
@@ -56,6 +63,7 @@ impl StepRow {
         json!({
             "key": self.key(),
             "arch": self.arch,
+            "precision": self.precision.name(),
             "data": self.data,
             "batch": self.batch,
             "device": self.device,
@@ -81,16 +89,31 @@ impl StepRow {
 }
 
 /// The architectures with a step row, and the config `duel train` gives each by default
-/// (non-saturating loss; digits for the DCGANs, ring8 for the MLP).
+/// (non-saturating loss; digits for the DCGANs, ring8 for the MLP), each DCGAN in f32 and
+/// under `--precision bf16`, dcgan28 under f16 too.
 pub fn step_configs() -> Vec<TrainConfig> {
     [
-        (Arch::Dcgan28, DataSpec::Digits),
-        (Arch::Dcgan64, DataSpec::Digits),
-        (Arch::Mlp, DataSpec::Ring8),
+        (Arch::Dcgan28, DataSpec::Digits, Precision::F32),
+        (Arch::Dcgan28, DataSpec::Digits, Precision::Bf16),
+        (Arch::Dcgan28, DataSpec::Digits, Precision::F16),
+        (Arch::Dcgan64, DataSpec::Digits, Precision::F32),
+        (Arch::Dcgan64, DataSpec::Digits, Precision::Bf16),
+        (Arch::Mlp, DataSpec::Ring8, Precision::F32),
     ]
     .into_iter()
-    .map(|(arch, data)| TrainConfig::defaults(Variant::NsGan, arch, data))
+    .map(|(arch, data, precision)| TrainConfig {
+        precision,
+        ..TrainConfig::defaults(Variant::NsGan, arch, data)
+    })
     .collect()
+}
+
+/// The key of the row [`measure_step`] makes of `config` (to filter before measuring).
+pub fn step_key(config: &TrainConfig) -> String {
+    match config.precision {
+        Precision::F32 => format!("step/{}", config.arch.name()),
+        p => format!("step/{}/{p}", config.arch.name()),
+    }
 }
 
 /// Time `steps` trainer steps (after `warmup` untimed ones) of `config` on `device`.
@@ -101,6 +124,7 @@ pub fn measure_step(
     steps: usize,
 ) -> Result<StepRow> {
     let arch = config.arch.name();
+    let precision = config.precision;
     let data = config.data.name();
     let batch = config.batch_size;
     let mut trainer = Trainer::new(config, device)?;
@@ -149,6 +173,7 @@ pub fn measure_step(
     });
     Ok(StepRow {
         arch,
+        precision,
         data,
         batch,
         device: device.to_string(),

@@ -107,6 +107,11 @@ pub struct TrainArgs {
     /// Worker threads of the cpu backend; results are bitwise the same for any N [all cores]
     #[arg(long, value_name = "N")]
     threads: Option<usize>,
+    /// Operand precision of the matmuls and convolutions (f32 accumulation, f32 weights,
+    /// optimizer state, batch norm and losses in all three): f32, bf16, or f16 (with
+    /// dynamic loss scaling) [f32]
+    #[arg(long, value_name = "P")]
+    precision: Option<String>,
 }
 
 impl TrainArgs {
@@ -130,6 +135,7 @@ impl TrainArgs {
         given(self.optimizer.is_some(), "--optimizer");
         given(self.seed.is_some(), "--seed");
         given(self.name.is_some(), "--name");
+        given(self.precision.is_some(), "--precision");
         v
     }
 
@@ -180,6 +186,9 @@ impl TrainArgs {
         set(&mut c.seed, self.seed);
         set(&mut c.sample_every, self.sample_every);
         set(&mut c.checkpoint_every, self.checkpoint_every);
+        if let Some(p) = &self.precision {
+            c.precision = p.parse()?;
+        }
         c.validate()?;
         Ok(c)
     }
@@ -382,7 +391,7 @@ fn train_on_worker(spec: DeviceSpec, args: &TrainArgs) -> Result<(), Failure> {
     let c = &trainer.config;
     let what = if c.conditional { "conditional " } else { "" };
     eprintln!(
-        "{} {what}{} on {} ({}, batch {}, k = {}, {} lr G {:e} D {:e}) on {} — steps {}..{} into {}",
+        "{} {what}{} on {} ({}, batch {}, k = {}, {} lr G {:e} D {:e}, {}) on {} — steps {}..{} into {}",
         c.variant.name(),
         c.arch.name(),
         c.data.name(),
@@ -392,6 +401,7 @@ fn train_on_worker(spec: DeviceSpec, args: &TrainArgs) -> Result<(), Failure> {
         c.optimizer.name(),
         c.lr_g,
         c.lr_d,
+        c.precision,
         trainer.device(),
         trainer.step,
         c.steps,

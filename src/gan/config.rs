@@ -11,6 +11,7 @@ use super::arch::{Arch, NetSpec};
 use super::objective::Variant;
 use crate::data::toy::Mixture;
 use crate::error::{Error, Result};
+use crate::ops::precision::Precision;
 
 /// Where real samples come from. Stored as `"data": "<name>"` (`"idx"` with `"images"`
 /// and `"labels"` paths) among the run configuration's fields.
@@ -187,6 +188,11 @@ pub struct TrainConfig {
     /// Which images of the data set are trained on (toy data ignores it).
     #[serde(default = "ImageRows::before_the_split")]
     pub image_rows: ImageRows,
+    /// The operand precision of the networks' matmuls and convolutions (`ops::precision`;
+    /// absent in files before it was stored: f32). f16 runs scale their losses
+    /// (`optim::LossScaler`).
+    #[serde(default)]
+    pub precision: Precision,
 }
 
 fn default_sample_every() -> u64 {
@@ -247,6 +253,7 @@ impl TrainConfig {
             sample_every: default_sample_every(),
             checkpoint_every: default_checkpoint_every(),
             image_rows: ImageRows::Train,
+            precision: Precision::F32,
         }
     }
 

@@ -26,4 +26,4 @@ pub mod trainer;
 pub use arch::Arch;
 pub use config::{DataSpec, ImageRows, OptimizerKind, TrainConfig};
 pub use objective::{Objective, Variant};
-pub use trainer::{StepMetrics, Trainer};
+pub use trainer::{LossScalers, StepMetrics, Trainer};

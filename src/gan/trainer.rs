@@ -30,9 +30,11 @@ use crate::device::Device;
 use crate::error::{Error, Result};
 use crate::io::checkpoint::{load_training_state, save_training_state};
 use crate::nn::{load_state_dict, Module};
+use crate::ops::precision::{with_precision, Precision};
 use crate::ops::rng::Philox;
 use crate::optim::{
-    clip_weights, grad_norm, Adam, AdamConfig, Optimizer, RmsProp, RmsPropConfig, Sgd, SgdConfig,
+    clip_weights, grad_norm, Adam, AdamConfig, LossScaler, Optimizer, RmsProp, RmsPropConfig, Sgd,
+    SgdConfig,
 };
 use crate::tensor::Tensor;
 
@@ -56,16 +58,19 @@ pub struct StepMetrics {
     pub d_real: f64,
     /// Mean D(G(z)) on the fake batch of the D step.
     pub d_fake: f64,
-    /// L2 norm of all of D's gradients in its last step, before clipping.
+    /// L2 norm of all of D's gradients in its last step, before clipping (NaN when an f16
+    /// step was skipped because a scaled gradient overflowed).
     pub d_grad_norm: f64,
     /// L2 norm of all of G's gradients in its step.
     pub g_grad_norm: f64,
+    /// f16 runs: the loss scales of D and G after this iteration (None otherwise).
+    pub loss_scales: Option<(f64, f64)>,
 }
 
 impl StepMetrics {
     /// Named fields, as logged.
-    pub fn fields(&self) -> [(&'static str, f64); 7] {
-        [
+    pub fn fields(&self) -> Vec<(&'static str, f64)> {
+        let mut v = vec![
             ("step", self.step as f64),
             ("d_loss", self.d_loss),
             ("g_loss", self.g_loss),
@@ -73,7 +78,11 @@ impl StepMetrics {
             ("d_fake", self.d_fake),
             ("d_grad_norm", self.d_grad_norm),
             ("g_grad_norm", self.g_grad_norm),
-        ]
+        ];
+        if let Some((d, g)) = self.loss_scales {
+            v.extend([("d_loss_scale", d), ("g_loss_scale", g)]);
+        }
+        v
     }
 }
 
@@ -98,6 +107,15 @@ pub struct Trainer {
     /// The cpu thread count of the process that wrote the checkpoint this trainer was
     /// loaded from (None for a fresh trainer, or a checkpoint that did not record it).
     pub saved_cpu_threads: Option<usize>,
+    /// f16 runs: the dynamic loss scaling of D's and G's losses (None otherwise).
+    pub loss_scalers: Option<LossScalers>,
+}
+
+/// The loss scalers of an f16 run, one per network: each adapts to its own gradients.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct LossScalers {
+    pub d: LossScaler,
+    pub g: LossScaler,
 }
 
 impl Trainer {
@@ -127,6 +145,7 @@ impl Trainer {
         let fixed_labels = spec
             .classes
             .map(|k| (0..GRID_SAMPLES).map(|i| ((i / 8) % k) as u8).collect());
+        let loss_scalers = (config.precision == Precision::F16).then(LossScalers::default);
         Ok(Trainer {
             objective: Box::new(config.variant),
             config,
@@ -143,6 +162,7 @@ impl Trainer {
             fixed_labels,
             data_files,
             saved_cpu_threads: None,
+            loss_scalers,
         })
     }
 
@@ -215,12 +235,18 @@ impl Trainer {
         let real_out = self.d.forward(&x, real_labels.as_deref())?;
         let fake_out = self.d.forward(&fake, fake_labels.as_deref())?;
         let loss = self.objective.d_loss(&real_out, &fake_out)?;
-        loss.backward()?;
-        let norm = grad_norm(self.opt_d.params())?;
-        self.opt_d.step()?;
-        if let Some(c) = self.config.variant.weight_clip() {
-            clip_weights(self.opt_d.params(), c)?;
-        }
+        let scaler = self.loss_scalers.as_mut().map(|s| &mut s.d);
+        let norm = match backward_scaled(&loss, scaler, self.opt_d.params())? {
+            true => {
+                let norm = grad_norm(self.opt_d.params())?;
+                self.opt_d.step()?;
+                if let Some(c) = self.config.variant.weight_clip() {
+                    clip_weights(self.opt_d.params(), c)?;
+                }
+                norm
+            }
+            false => f64::NAN,
+        };
         Ok((
             loss.item()?,
             self.objective.mean_d(&real_out)?,
@@ -233,21 +259,32 @@ impl Trainer {
     pub fn g_step(&mut self) -> Result<(f64, f64)> {
         let (z, labels) = self.noise(self.config.batch_size)?;
         self.opt_g.zero_grad();
-        let loss = {
+        let (loss, norm) = {
             let _frozen = freeze(self.opt_d.params());
             let fake = self.g.forward(&z, labels.as_deref())?;
             let out = self.d.forward(&fake, labels.as_deref())?;
             let loss = self.objective.g_loss(&out)?;
-            loss.backward()?;
-            loss
+            let scaler = self.loss_scalers.as_mut().map(|s| &mut s.g);
+            let norm = match backward_scaled(&loss, scaler, self.opt_g.params())? {
+                true => {
+                    let norm = grad_norm(self.opt_g.params())?;
+                    self.opt_g.step()?;
+                    norm
+                }
+                false => f64::NAN,
+            };
+            (loss, norm)
         };
-        let norm = grad_norm(self.opt_g.params())?;
-        self.opt_g.step()?;
         Ok((loss.item()?, norm))
     }
 
-    /// One iteration of Algorithm 1: `d_steps` D steps, then one G step.
+    /// One iteration of Algorithm 1: `d_steps` D steps, then one G step, in the run's
+    /// precision.
     pub fn train_step(&mut self) -> Result<StepMetrics> {
+        with_precision(self.config.precision, || self.train_step_here())
+    }
+
+    fn train_step_here(&mut self) -> Result<StepMetrics> {
         let mut d = (0.0, 0.0, 0.0, 0.0);
         for _ in 0..self.config.d_steps {
             d = self.d_step()?;
@@ -262,6 +299,7 @@ impl Trainer {
             d_fake: d.2,
             d_grad_norm: d.3,
             g_grad_norm: g_norm,
+            loss_scales: self.loss_scalers.map(|s| (s.d.scale, s.g.scale)),
         })
     }
 
@@ -277,7 +315,8 @@ impl Trainer {
     /// G(z) in eval mode without recording, on the cpu.
     pub fn generate(&mut self, z: &Tensor, labels: Option<&[u8]>) -> Result<Tensor> {
         self.g.set_training(false);
-        let out = no_grad(|| self.g.forward(z, labels));
+        let precision = self.config.precision;
+        let out = no_grad(|| with_precision(precision, || self.g.forward(z, labels)));
         self.g.set_training(true);
         out?.to_device(&Device::Cpu)
     }
@@ -327,6 +366,7 @@ impl Trainer {
             opt_d: counters(self.opt_d.as_ref()),
             data_files: self.data_files.clone(),
             cpu_threads: matches!(self.device, Device::Cpu).then(rayon::current_num_threads),
+            loss_scalers: self.loss_scalers,
         };
         serde_json::to_value(&state).map_err(|e| {
             Error::invalid(format!(
@@ -405,6 +445,14 @@ impl Trainer {
             )));
         }
         t.saved_cpu_threads = meta.cpu_threads;
+        if t.loss_scalers.is_some() {
+            t.loss_scalers = Some(meta.loss_scalers.ok_or_else(|| {
+                Error::invalid(format!(
+                    "{what}: an f16 run's checkpoint without its loss scalers; the checkpoint \
+                     is damaged"
+                ))
+            })?);
+        }
         t.step = meta.step;
         t.noise_offset = meta.noise_offset;
         match (&mut t.source, meta.data) {
@@ -474,6 +522,9 @@ pub struct SavedState {
     /// depend on it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cpu_threads: Option<usize>,
+    /// f16 runs: both loss scalers (absent otherwise).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub loss_scalers: Option<LossScalers>,
 }
 
 impl SavedState {
@@ -506,6 +557,23 @@ pub enum SourceState {
 pub struct OptimizerCounters {
     pub steps: u64,
     pub param_steps: Vec<Option<u64>>,
+}
+
+/// Backpropagate `loss` (scaled by `scaler` and the gradients of `params` unscaled, when
+/// given) and say whether the optimizer may step: false when a scaled gradient overflowed
+/// (the gradients are then dropped and the scale backs off).
+fn backward_scaled(
+    loss: &Tensor,
+    scaler: Option<&mut LossScaler>,
+    params: &[Tensor],
+) -> Result<bool> {
+    match scaler {
+        None => loss.backward().map(|()| true),
+        Some(s) => {
+            s.scaled(loss)?.backward()?;
+            s.unscale_or_skip(params)
+        }
+    }
 }
 
 fn make_optimizer(c: &TrainConfig, lr: f64, params: Vec<Tensor>) -> Result<Box<dyn Optimizer>> {

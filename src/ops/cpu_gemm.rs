@@ -3,17 +3,19 @@
 //!
 //! - f64, and f32 at `Precision::F32`: the `gemm` crate (runtime-dispatched AVX-512 /
 //!   AVX2 / scalar microkernels).
-//! - f32 at `Precision::Bf16`: [`gemm_bf16`](crate::ops::gemm_bf16) (AMX-BF16,
-//!   AVX512-BF16 or portable, detected at run time), its rows split over the rayon pool
+//! - f32 at `Precision::Bf16` on a CPU with bf16 units: [`gemm_bf16`](crate::ops::gemm_bf16)
+//!   (AMX-BF16 or AVX512-BF16, detected at run time), its rows split over the rayon pool
 //!   when the caller asks for parallelism — bitwise the same for any split, because every
 //!   element's sum is formed in an order fixed by (m, n, k) alone.
-//! - f32 at `Precision::F16`: the operands are rounded to f16 (to nearest even; beyond
-//!   ±65504 they become ±inf, as on a tensor core) into this thread's workspaces, then the
-//!   f32 GEMM runs on them. A product of two f16 values is exact in f32 (11 + 11 bits),
-//!   so this is f16 operands with f32 accumulation exactly; the cpu has no f16 matrix
-//!   unit to do it faster.
+//! - f32 at `Precision::F16`, and at `Precision::Bf16` without bf16 units: the operands
+//!   are rounded (to nearest even; f16 beyond ±65504 becomes ±inf, as on a tensor core)
+//!   into this thread's workspaces, then the f32 GEMM runs on them. A product of two f16
+//!   (11 + 11 bits) or bf16 (8 + 8) values is exact in f32, so this is reduced-precision
+//!   operands with f32 accumulation exactly, at the f32 GEMM's speed — the clean fallback
+//!   (`gemm_bf16`'s portable loops are ~20x slower). It keeps bf16 subnormals, which the
+//!   bf16 units flush to zero (irrelevant unless data live near 1e-38).
 
-use crate::ops::gemm_bf16::gemm_bf16;
+use crate::ops::gemm_bf16::{gemm_bf16, Bf16Path};
 use crate::ops::precision::Precision;
 use gemm::Parallelism;
 use rayon::prelude::*;
@@ -139,13 +141,16 @@ impl GemmElem for f32 {
     ) {
         match precision {
             Precision::F32 => gemm_crate(m, n, k, dst, accumulate, lhs, rhs, par),
-            Precision::Bf16 => bf16_rows(m, n, k, dst, accumulate, lhs, rhs, par),
-            Precision::F16 => F16_OPERANDS.with(|cell| match cell.try_borrow_mut() {
+            Precision::Bf16 if Bf16Path::detected() != Bf16Path::Portable => {
+                bf16_rows(m, n, k, dst, accumulate, lhs, rhs, par)
+            }
+            p => ROUNDED_OPERANDS.with(|cell| match cell.try_borrow_mut() {
                 Ok(mut ws) => {
                     let (a, b) = &mut *ws;
-                    f16_rounded(m, n, k, dst, accumulate, lhs, rhs, par, a, b)
+                    rounded(p, m, n, k, dst, accumulate, lhs, rhs, par, a, b)
                 }
-                Err(_) => f16_rounded(
+                Err(_) => rounded(
+                    p,
                     m,
                     n,
                     k,
@@ -218,29 +223,74 @@ unsafe fn bf16_rows(
 }
 
 thread_local! {
-    /// This thread's f16-rounded copies of the two operands.
-    static F16_OPERANDS: RefCell<(Vec<f32>, Vec<f32>)> = const { RefCell::new((Vec::new(), Vec::new())) };
+    /// This thread's rounded copies of the two operands.
+    static ROUNDED_OPERANDS: RefCell<(Vec<f32>, Vec<f32>)> = const { RefCell::new((Vec::new(), Vec::new())) };
 }
 
-/// `rows x cols` of a strided matrix, rounded to f16, into `to` (row-major).
-unsafe fn round_f16_into(
+/// `rows x cols` of a strided matrix, rounded to `p`, into `to` (row-major). Rows with
+/// unit column stride convert 16 at a time with AVX-512F (the same values as
+/// [`Precision::round`]).
+unsafe fn round_into(
+    p: Precision,
     src: (*const f32, usize, usize),
     rows: usize,
     cols: usize,
     to: &mut Vec<f32>,
 ) {
     to.clear();
-    to.reserve(rows * cols);
-    for i in 0..rows {
-        to.extend((0..cols).map(|j| {
-            let x = *src.0.add(i * src.1 + j * src.2);
-            Precision::F16.round(x)
-        }));
+    to.resize(rows * cols, 0.0);
+    for (i, row) in to.chunks_exact_mut(cols.max(1)).enumerate().take(rows) {
+        let from = src.0.add(i * src.1);
+        #[cfg(target_arch = "x86_64")]
+        if src.2 == 1 && crate::device::cpu::isa::isa().avx512f {
+            round_run_avx512(p, std::slice::from_raw_parts(from, cols), row);
+            continue;
+        }
+        for (j, d) in row.iter_mut().enumerate() {
+            *d = p.round(*from.add(j * src.2));
+        }
+    }
+}
+
+/// f16: `vcvtps2ph` / `vcvtph2ps` with round to nearest even. bf16: the nearest-even
+/// rounding of the upper 16 bits, `(x + 0x7fff + bit16) & 0xffff0000`, with NaN kept
+/// NaN by setting its quiet bit (the add could carry a NaN's payload into infinity).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn round_run_avx512(p: Precision, from: &[f32], to: &mut [f32]) {
+    use std::arch::x86_64::*;
+    const RNE: i32 = _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC;
+    let n = from.len();
+    let mut j = 0;
+    while j < n {
+        let mask: __mmask16 = if n - j >= 16 {
+            !0
+        } else {
+            (1u16 << (n - j)) - 1
+        };
+        let v = _mm512_maskz_loadu_ps(mask, from.as_ptr().add(j));
+        let r = match p {
+            Precision::F16 => _mm512_cvtph_ps(_mm512_cvtps_ph::<RNE>(v)),
+            Precision::Bf16 => {
+                let bits = _mm512_castps_si512(v);
+                let odd = _mm512_and_si512(_mm512_srli_epi32::<16>(bits), _mm512_set1_epi32(1));
+                let up = _mm512_add_epi32(_mm512_add_epi32(bits, _mm512_set1_epi32(0x7fff)), odd);
+                let kept = _mm512_and_si512(up, _mm512_set1_epi32(0xffff_0000u32 as i32));
+                let nan = _mm512_cmp_ps_mask::<_CMP_UNORD_Q>(v, v);
+                let quiet = _mm512_or_si512(bits, _mm512_set1_epi32(0x0040_0000));
+                let quiet = _mm512_and_si512(quiet, _mm512_set1_epi32(0xffff_0000u32 as i32));
+                _mm512_castsi512_ps(_mm512_mask_mov_epi32(kept, nan, quiet))
+            }
+            Precision::F32 => v,
+        };
+        _mm512_mask_storeu_ps(to.as_mut_ptr().add(j), mask, r);
+        j += 16;
     }
 }
 
 #[allow(clippy::too_many_arguments)]
-unsafe fn f16_rounded(
+unsafe fn rounded(
+    p: Precision,
     m: usize,
     n: usize,
     k: usize,
@@ -252,8 +302,8 @@ unsafe fn f16_rounded(
     a: &mut Vec<f32>,
     b: &mut Vec<f32>,
 ) {
-    round_f16_into(lhs, m, k, a);
-    round_f16_into(rhs, k, n, b);
+    round_into(p, lhs, m, k, a);
+    round_into(p, rhs, k, n, b);
     gemm_crate(
         m,
         n,
@@ -264,4 +314,57 @@ unsafe fn f16_rounded(
         (b.as_ptr(), n, 1),
         par,
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The vector rounding gives `Precision::round`'s values, NaN for NaN, on every class
+    /// of input: ties both ways, the largest values, infinities, subnormals, NaNs.
+    #[test]
+    fn vector_rounding_matches_the_scalar_rule() {
+        if !crate::device::cpu::isa::isa().avx512f {
+            eprintln!("no AVX-512F on this CPU: only the scalar rule runs");
+            return;
+        }
+        let mut v: Vec<f32> = vec![
+            1.0 + 2f32.powi(-8),       // bf16 tie, rounds to even (down)
+            1.0 + 3.0 * 2f32.powi(-8), // bf16 tie, rounds up
+            1.0 + 2f32.powi(-11),      // f16 tie
+            65504.0,
+            65520.0, // f16 rounds to inf
+            f32::MAX,
+            -f32::MAX,
+            f32::INFINITY,
+            f32::NEG_INFINITY,
+            1e-40,
+            -1e-45,
+            6e-8,
+            0.0,
+            -0.0,
+            f32::NAN,
+            f32::from_bits(0x7f80_0001), // signalling NaN whose payload is in the low bits
+            f32::from_bits(0xffff_ffff),
+        ];
+        let mut s = 0x2545_f491u32;
+        for _ in 0..500 {
+            s ^= s << 13;
+            s ^= s >> 17;
+            s ^= s << 5;
+            v.push(f32::from_bits(s));
+        }
+        for p in [Precision::Bf16, Precision::F16] {
+            let mut out = vec![0.0; v.len()];
+            unsafe { round_run_avx512(p, &v, &mut out) };
+            for (x, r) in v.iter().zip(&out) {
+                let want = p.round(*x);
+                assert!(
+                    (want.is_nan() && r.is_nan()) || want.to_bits() == r.to_bits(),
+                    "{p}: {x:e} ({:#x}) -> {r:e}, want {want:e}",
+                    x.to_bits()
+                );
+            }
+        }
+    }
 }

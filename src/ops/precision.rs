@@ -67,6 +67,21 @@ impl Precision {
             Precision::F16 => half::f16::from_f32(x).to_f32(),
         }
     }
+
+    /// How the GEMM-shaped ops run at this precision on this cpu (`duel devices`, `duel
+    /// bench`; `DUEL_CPU_ISA` limits the bf16 units as everywhere).
+    pub fn cpu_route(self) -> &'static str {
+        use crate::ops::gemm_bf16::Bf16Path;
+        match self {
+            Precision::F32 => "f32 GEMM",
+            Precision::Bf16 => match Bf16Path::detected() {
+                Bf16Path::Amx => "amx-bf16 tiles",
+                Bf16Path::Avx512 => "avx512-bf16 (vdpbf16ps)",
+                Bf16Path::Portable => "no bf16 units: f32 GEMM on bf16-rounded operands",
+            },
+            Precision::F16 => "f32 GEMM on f16-rounded operands",
+        }
+    }
 }
 
 impl fmt::Display for Precision {

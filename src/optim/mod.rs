@@ -30,11 +30,13 @@
 
 mod adam;
 mod clip;
+mod loss_scale;
 mod rmsprop;
 mod sgd;
 
 pub use adam::{Adam, AdamConfig};
 pub use clip::{clip_grad_norm, clip_weights, grad_norm};
+pub use loss_scale::LossScaler;
 pub use rmsprop::{RmsProp, RmsPropConfig};
 pub use sgd::{Sgd, SgdConfig};
 
