@@ -284,9 +284,11 @@ fn check_conv_transpose2d(p: Precision, g: Conv) {
     rdw.check(&values(&w.grad().unwrap()), 0, &format!("{what} dW"));
 }
 
-/// Odd sizes (tails of every blocking), a DCGAN-like stride-2 layer, and the 1-channel
-/// case.
-const CONVS: [Conv; 3] = [
+/// Odd sizes (tails of every blocking), a DCGAN-like stride-2 layer, the 1-channel case
+/// — thin GEMMs, which bf16 runs as the f32 GEMM over rounded operands — and a layer whose
+/// three GEMMs fill the bf16 units' 32-blocks (m, n, k multiples of 32: `ops::cpu_gemm`
+/// runs them on AMX / AVX512-BF16 where the CPU has them).
+const CONVS: [Conv; 4] = [
     Conv {
         n: 3,
         c: 5,
@@ -320,12 +322,26 @@ const CONVS: [Conv; 3] = [
         s: 1,
         pad: 0,
     },
+    Conv {
+        n: 2,
+        c: 32,
+        h: 8,
+        w: 8,
+        o: 32,
+        kh: 3,
+        kw: 3,
+        s: 1,
+        pad: 1,
+    },
 ];
 
 fn suite(p: Precision) {
     check_matmul(p, (37, 70, 45), false);
     check_matmul(p, (33, 129, 65), true);
     check_matmul(p, (1, 1, 1), false);
+    // Multiples of 32: the bf16 units' path (the shapes above are thin or ragged).
+    check_matmul(p, (64, 96, 160), false);
+    check_matmul(p, (96, 128, 64), true);
     for g in CONVS {
         check_conv2d(p, g);
         check_conv_transpose2d(p, g);
@@ -369,7 +385,8 @@ fn f64_tensors_ignore_the_precision() {
 
 #[test]
 fn bf16_results_are_bitwise_the_same_on_1_2_and_3_threads() {
-    let g = CONVS[1];
+    // Shapes on the bf16 units' path (multiples of 32), split over the threads by rows.
+    let g = CONVS[3];
     let run = |threads: usize| {
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(threads)
@@ -378,8 +395,8 @@ fn bf16_results_are_bitwise_the_same_on_1_2_and_3_threads() {
         pool.install(|| {
             let x = leaf(&data(g.x_len(), 4), &[g.n, g.c, g.h, g.w]);
             let w = leaf(&data(g.w_len(), 5), &[g.o, g.c, g.kh, g.kw]);
-            let a = leaf(&data(300 * 200, 6), &[300, 200]);
-            let b = leaf(&data(200 * 260, 7), &[200, 260]);
+            let a = leaf(&data(320 * 192, 6), &[320, 192]);
+            let b = leaf(&data(192 * 256, 7), &[192, 256]);
             let (y, c) = with_precision(Precision::Bf16, || {
                 (conv2d(&x, &w, None, &conv_params(&g)), a.matmul(&b))
             });

@@ -97,6 +97,10 @@ pub struct Img2ImgArgs {
     /// test-batch statistics, as the pix2pix paper) [eval]
     #[arg(long)]
     test_mode: Option<String>,
+    /// Operand precision of the convolutions (f32 accumulation; weights, optimizer state,
+    /// norms and losses in f32): f32, bf16, or f16 (with dynamic loss scaling) [f32]
+    #[arg(long, value_name = "P")]
+    precision: Option<String>,
     /// Run name: outputs go to <runs-dir>/<name> [<model>-<data>, numbered if taken]
     #[arg(long)]
     name: Option<String>,
@@ -154,6 +158,9 @@ impl Img2ImgArgs {
         if let Some(m) = &self.test_mode {
             c.test_mode = TestMode::parse(m)?;
         }
+        if let Some(p) = &self.precision {
+            c.precision = p.parse()?;
+        }
         c.validate()?;
         Ok(c)
     }
@@ -183,6 +190,7 @@ impl Img2ImgArgs {
             (self.beta2.is_some(), "--beta2"),
             (self.seed.is_some(), "--seed"),
             (self.test_mode.is_some(), "--test-mode"),
+            (self.precision.is_some(), "--precision"),
             (self.name.is_some(), "--name"),
         ];
         given.iter().filter(|g| g.0).map(|g| g.1).collect()

@@ -23,7 +23,8 @@ pub mod run;
 mod source;
 pub mod trainer;
 
+pub use crate::optim::LossScalers;
 pub use arch::Arch;
 pub use config::{DataSpec, ImageRows, OptimizerKind, TrainConfig};
 pub use objective::{Objective, Variant};
-pub use trainer::{LossScalers, StepMetrics, Trainer};
+pub use trainer::{StepMetrics, Trainer};

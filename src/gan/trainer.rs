@@ -33,8 +33,8 @@ use crate::nn::{load_state_dict, Module};
 use crate::ops::precision::{with_precision, Precision};
 use crate::ops::rng::Philox;
 use crate::optim::{
-    clip_weights, grad_norm, Adam, AdamConfig, LossScaler, Optimizer, RmsProp, RmsPropConfig, Sgd,
-    SgdConfig,
+    clip_weights, grad_norm, scaled_backward, unscale_for_step, Adam, AdamConfig, LossScaler,
+    LossScalers, Optimizer, RmsProp, RmsPropConfig, Sgd, SgdConfig,
 };
 use crate::tensor::Tensor;
 
@@ -109,13 +109,6 @@ pub struct Trainer {
     pub saved_cpu_threads: Option<usize>,
     /// f16 runs: the dynamic loss scaling of D's and G's losses (None otherwise).
     pub loss_scalers: Option<LossScalers>,
-}
-
-/// The loss scalers of an f16 run, one per network: each adapts to its own gradients.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
-pub struct LossScalers {
-    pub d: LossScaler,
-    pub g: LossScaler,
 }
 
 impl Trainer {
@@ -559,7 +552,7 @@ pub struct OptimizerCounters {
     pub param_steps: Vec<Option<u64>>,
 }
 
-/// Backpropagate `loss` (scaled by `scaler` and the gradients of `params` unscaled, when
+/// Backpropagate `loss` (scaled, and the gradients of `params` unscaled, when `scaler` is
 /// given) and say whether the optimizer may step: false when a scaled gradient overflowed
 /// (the gradients are then dropped and the scale backs off).
 fn backward_scaled(
@@ -567,13 +560,8 @@ fn backward_scaled(
     scaler: Option<&mut LossScaler>,
     params: &[Tensor],
 ) -> Result<bool> {
-    match scaler {
-        None => loss.backward().map(|()| true),
-        Some(s) => {
-            s.scaled(loss)?.backward()?;
-            s.unscale_or_skip(params)
-        }
-    }
+    scaled_backward(loss, scaler.as_deref())?;
+    unscale_for_step(scaler, params)
 }
 
 fn make_optimizer(c: &TrainConfig, lr: f64, params: Vec<Tensor>) -> Result<Box<dyn Optimizer>> {

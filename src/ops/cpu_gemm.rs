@@ -3,11 +3,13 @@
 //!
 //! - f64, and f32 at `Precision::F32`: the `gemm` crate (runtime-dispatched AVX-512 /
 //!   AVX2 / scalar microkernels).
-//! - f32 at `Precision::Bf16` on a CPU with bf16 units: [`gemm_bf16`](crate::ops::gemm_bf16)
+//! - f32 at `Precision::Bf16` on a CPU with bf16 units, for shapes that fill their blocks
+//!   of 32 (at most 25% padding): [`gemm_bf16`](crate::ops::gemm_bf16)
 //!   (AMX-BF16 or AVX512-BF16, detected at run time), its rows split over the rayon pool
 //!   when the caller asks for parallelism — bitwise the same for any split, because every
 //!   element's sum is formed in an order fixed by (m, n, k) alone.
-//! - f32 at `Precision::F16`, and at `Precision::Bf16` without bf16 units: the operands
+//! - f32 at `Precision::F16`, and at `Precision::Bf16` without bf16 units or for thin
+//!   shapes: the operands
 //!   are rounded (to nearest even; f16 beyond ±65504 becomes ±inf, as on a tensor core)
 //!   into this thread's workspaces, then the f32 GEMM runs on them. A product of two f16
 //!   (11 + 11 bits) or bf16 (8 + 8) values is exact in f32, so this is reduced-precision
@@ -141,7 +143,7 @@ impl GemmElem for f32 {
     ) {
         match precision {
             Precision::F32 => gemm_crate(m, n, k, dst, accumulate, lhs, rhs, par),
-            Precision::Bf16 if Bf16Path::detected() != Bf16Path::Portable => {
+            Precision::Bf16 if bf16_units_pay(m, n, k) => {
                 bf16_rows(m, n, k, dst, accumulate, lhs, rhs, par)
             }
             p => ROUNDED_OPERANDS.with(|cell| match cell.try_borrow_mut() {
@@ -165,6 +167,16 @@ impl GemmElem for f32 {
             }),
         }
     }
+}
+
+/// Whether the bf16 units are worth it for this shape: the CPU has them, and padding m, n
+/// and k to the units' blocks of 32 adds at most 25% work. Thin products (a 1-channel
+/// layer's k = 16, a Linear layer to one output, n = 1: 32× the work) take the rounded f32
+/// route instead — the same arithmetic, a different summation order (the choice depends on
+/// the shape only, never on the thread count).
+fn bf16_units_pay(m: usize, n: usize, k: usize) -> bool {
+    let padded = |x: usize| x.next_multiple_of(32) as f64 / x as f64;
+    Bf16Path::detected() != Bf16Path::Portable && padded(m) * padded(n) * padded(k) <= 1.25
 }
 
 /// Raw pointers are not `Send`; the row ranges below are disjoint and the operands only

@@ -75,8 +75,10 @@ impl Precision {
         match self {
             Precision::F32 => "f32 GEMM",
             Precision::Bf16 => match Bf16Path::detected() {
-                Bf16Path::Amx => "amx-bf16 tiles",
-                Bf16Path::Avx512 => "avx512-bf16 (vdpbf16ps)",
+                Bf16Path::Amx => "amx-bf16 tiles (thin shapes: f32 GEMM on bf16-rounded operands)",
+                Bf16Path::Avx512 => {
+                    "avx512-bf16 vdpbf16ps (thin shapes: f32 GEMM on bf16-rounded operands)"
+                }
                 Bf16Path::Portable => "no bf16 units: f32 GEMM on bf16-rounded operands",
             },
             Precision::F16 => "f32 GEMM on f16-rounded operands",

@@ -84,3 +84,28 @@ impl LossScaler {
         Ok(true)
     }
 }
+
+/// The loss scalers of a two-network (GAN) run, one per optimizer: each adapts to its own
+/// network's gradients.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct LossScalers {
+    pub d: LossScaler,
+    pub g: LossScaler,
+}
+
+/// `loss.backward()`, on `loss · S` when a scaler is given.
+pub fn scaled_backward(loss: &Tensor, scaler: Option<&LossScaler>) -> Result<()> {
+    match scaler {
+        None => loss.backward(),
+        Some(s) => s.scaled(loss)?.backward(),
+    }
+}
+
+/// After every backward pass an optimizer step collects: whether it may step — always
+/// without a scaler, else [`LossScaler::unscale_or_skip`].
+pub fn unscale_for_step(scaler: Option<&mut LossScaler>, params: &[Tensor]) -> Result<bool> {
+    match scaler {
+        None => Ok(true),
+        Some(s) => s.unscale_or_skip(params),
+    }
+}

@@ -36,7 +36,7 @@ mod sgd;
 
 pub use adam::{Adam, AdamConfig};
 pub use clip::{clip_grad_norm, clip_weights, grad_norm};
-pub use loss_scale::LossScaler;
+pub use loss_scale::{scaled_backward, unscale_for_step, LossScaler, LossScalers};
 pub use rmsprop::{RmsProp, RmsPropConfig};
 pub use sgd::{Sgd, SgdConfig};
 

@@ -18,6 +18,7 @@ pub mod trainer;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+use crate::ops::precision::Precision;
 pub use nets::Norm;
 pub use trainer::Img2ImgTrainer;
 
@@ -148,6 +149,10 @@ pub struct Img2ImgConfig {
     pub beta2: f64,
     pub seed: u64,
     pub test_mode: TestMode,
+    /// The operand precision of the networks' convolutions (`ops::precision`; absent in
+    /// files before it was stored: f32); f16 runs scale their losses.
+    #[serde(default)]
+    pub precision: Precision,
 }
 
 impl Img2ImgConfig {
@@ -206,6 +211,7 @@ impl Img2ImgConfig {
             beta2: 0.999,
             seed: 1,
             test_mode: TestMode::Eval,
+            precision: Precision::F32,
         }
     }
 

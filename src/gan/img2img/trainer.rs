@@ -33,7 +33,8 @@ use crate::error::{Error, Result};
 use crate::eval::similarity::{similarity, Similarity};
 use crate::nn::{init, Module, ParamRng};
 use crate::ops::loss::{bce_with_logits_scalar, l1, least_squares};
-use crate::optim::{Adam, AdamConfig, Optimizer};
+use crate::ops::precision::{with_precision, Precision};
+use crate::optim::{scaled_backward, unscale_for_step, Adam, AdamConfig, LossScalers, Optimizer};
 use crate::tensor::Tensor;
 
 const A_STREAM: u64 = 0x696d_6761_0000_0001;
@@ -85,6 +86,8 @@ pub struct Img2ImgTrainer {
     batches_a: Batches,
     batches_b: Batches,
     pub step: u64,
+    /// f16 runs: the loss scaling of the D and G optimizers' losses (None otherwise).
+    pub loss_scalers: Option<LossScalers>,
 }
 
 fn params(m: &dyn Module) -> Vec<Tensor> {
@@ -205,6 +208,7 @@ impl Img2ImgTrainer {
         let (opt_g, opt_d) = (adam(gp)?, adam(dp)?);
         let batches_a = Batches::new(data.train_a.len(), c.batch_size, c.seed ^ A_STREAM)?;
         let batches_b = Batches::new(data.train_b.len(), c.batch_size, c.seed ^ B_STREAM)?;
+        let loss_scalers = (c.precision == Precision::F16).then(LossScalers::default);
         Ok(Img2ImgTrainer {
             pool_a: ImagePool::new(c.pool_size, c.seed ^ POOL_A_STREAM),
             pool_b: ImagePool::new(c.pool_size, c.seed ^ POOL_B_STREAM),
@@ -220,6 +224,7 @@ impl Img2ImgTrainer {
             batches_a,
             batches_b,
             step: 0,
+            loss_scalers,
         })
     }
 
@@ -237,10 +242,13 @@ impl Img2ImgTrainer {
         let lr = self.current_lr();
         self.opt_g.set_lr(lr);
         self.opt_d.set_lr(lr);
-        let mut log = match self.config.model {
-            Model::Pix2pix => self.pix2pix_step()?,
-            Model::Cyclegan => self.cyclegan_step()?,
-        };
+        let mut log = with_precision(self.config.precision, || match self.config.model {
+            Model::Pix2pix => self.pix2pix_step(),
+            Model::Cyclegan => self.cyclegan_step(),
+        })?;
+        if let Some(s) = self.loss_scalers {
+            log.extend([("d_loss_scale", s.d.scale), ("g_loss_scale", s.g.scale)]);
+        }
         self.step += 1;
         log.push(("lr", lr));
         Ok(log)
@@ -260,8 +268,13 @@ impl Img2ImgTrainer {
         let d_fake = gan_loss(kind, &pred_fake, false)?;
         let d_real = gan_loss(kind, &pred_real, true)?;
         let d_loss = d_fake.add(&d_real)?.mul_scalar(0.5)?;
-        d_loss.backward()?;
-        self.opt_d.step()?;
+        scaled_backward(&d_loss, self.loss_scalers.as_ref().map(|s| &s.d))?;
+        if unscale_for_step(
+            self.loss_scalers.as_mut().map(|s| &mut s.d),
+            self.opt_d.params(),
+        )? {
+            self.opt_d.step()?;
+        }
         self.opt_g.zero_grad();
         let (g_gan, g_l1, g_loss) = {
             let _frozen = freeze(self.opt_d.params());
@@ -269,10 +282,15 @@ impl Img2ImgTrainer {
             let g_gan = gan_loss(kind, &pred, true)?;
             let g_l1 = l1(&fake, &y)?.mul_scalar(self.config.lambda_l1)?;
             let g_loss = g_gan.add(&g_l1)?;
-            g_loss.backward()?;
+            scaled_backward(&g_loss, self.loss_scalers.as_ref().map(|s| &s.g))?;
             (g_gan, g_l1, g_loss)
         };
-        self.opt_g.step()?;
+        if unscale_for_step(
+            self.loss_scalers.as_mut().map(|s| &mut s.g),
+            self.opt_g.params(),
+        )? {
+            self.opt_g.step()?;
+        }
         Ok(vec![
             ("d_loss", d_loss.item()?),
             ("d_real", d_real.item()?),
@@ -324,22 +342,33 @@ impl Img2ImgTrainer {
                 .add(&cyc_b)?
                 .add(&idt_a)?
                 .add(&idt_b)?;
-            total.backward()?;
+            scaled_backward(&total, self.loss_scalers.as_ref().map(|s| &s.g))?;
             [total, gan_a, gan_b, cyc_a, cyc_b, idt_a, idt_b]
         };
-        self.opt_g.step()?;
+        if unscale_for_step(
+            self.loss_scalers.as_mut().map(|s| &mut s.g),
+            self.opt_g.params(),
+        )? {
+            self.opt_g.step()?;
+        }
         self.opt_d.zero_grad();
         let shown_b = self.pool_b.query(&fake_b)?;
         let d_a_loss = gan_loss(kind, &self.d_a.forward(&b)?, true)?
             .add(&gan_loss(kind, &self.d_a.forward(&shown_b)?, false)?)?
             .mul_scalar(0.5)?;
-        d_a_loss.backward()?;
+        let d_scaler = self.loss_scalers.map(|s| s.d);
+        scaled_backward(&d_a_loss, d_scaler.as_ref())?;
         let shown_a = self.pool_a.query(&fake_a)?;
         let d_b_loss = gan_loss(kind, &d_b.forward(&a)?, true)?
             .add(&gan_loss(kind, &d_b.forward(&shown_a)?, false)?)?
             .mul_scalar(0.5)?;
-        d_b_loss.backward()?;
-        self.opt_d.step()?;
+        scaled_backward(&d_b_loss, d_scaler.as_ref())?;
+        if unscale_for_step(
+            self.loss_scalers.as_mut().map(|s| &mut s.d),
+            self.opt_d.params(),
+        )? {
+            self.opt_d.step()?;
+        }
         let mut log = vec![("d_a", d_a_loss.item()?), ("d_b", d_b_loss.item()?)];
         let names = [
             "g_loss", "g_a", "g_b", "cycle_a", "cycle_b", "idt_a", "idt_b",
@@ -351,9 +380,11 @@ impl Img2ImgTrainer {
     }
 
     /// Translate `x` (`[N, C, H, W]`, any device) A → B (`forward`) or B → A in the run's test mode, in
-    /// chunks of the batch size, without changing any training state; on the cpu.
+    /// chunks of the batch size, without changing any training state, in the run's
+    /// precision; on the cpu.
     pub fn translate(&mut self, forward: bool, x: &Tensor) -> Result<Tensor> {
         let (mode, bs) = (self.config.test_mode, self.config.batch_size);
+        let precision = self.config.precision;
         let net = if forward {
             &mut self.g_a
         } else {
@@ -361,7 +392,7 @@ impl Img2ImgTrainer {
                 Error::invalid("pix2pix translates A → B only (it has one generator)")
             })?
         };
-        translate(net, x, mode, bs, &self.device)
+        with_precision(precision, || translate(net, x, mode, bs, &self.device))
     }
 
     /// Scores on the held-out images (see [`EvalRow`]): each direction against the ground

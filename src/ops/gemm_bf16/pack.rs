@@ -122,6 +122,16 @@ pub(crate) unsafe fn pack_b(b: Src, kc: usize, n: usize, out: &mut [Line], vecto
                 }
                 let at = |p: usize| b.ptr.add(p * b.rs + j0 * b.cs);
                 #[cfg(target_arch = "x86_64")]
+                if vector && b.rs == 1 && b.cs != 1 {
+                    if q == 0 {
+                        // k runs along each column: pack the chunk's 16 lines at once.
+                        let lines = &mut out[(t * chunks + c) * CHUNK_LINES..][..CHUNK_LINES];
+                        let kn = (kc - c * 32).min(32);
+                        avx512::chunk_from_columns(at(c * 32), b.cs, jn, kn, lines);
+                    }
+                    continue;
+                }
+                #[cfg(target_arch = "x86_64")]
                 if vector {
                     let second = (rows == 2).then(|| at(p0 + 1));
                     avx512::pair_row16(at(p0), second, b.cs, jn, line);
@@ -216,6 +226,33 @@ pub(crate) mod avx512 {
         let out = line.0.as_mut_ptr() as *mut __m256i;
         _mm256_storeu_si256(out, _mm512_cvtepi32_epi16(lo));
         _mm256_storeu_si256(out.add(1), _mm512_cvtepi32_epi16(hi));
+    }
+
+    /// One B chunk (16 lines) from columns whose k values are contiguous: column `j`
+    /// (`j < cols ≤ 16`) holds `kn ≤ 32` values at `p + j·cs`. Each column's run rounded
+    /// as an A line is 16 32-bit words, word `q` the pair (2q, 2q + 1) — line `q`'s word
+    /// `j` of the B layout — so the chunk is the 16 x 16 transpose of those words.
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn chunk_from_columns(
+        p: *const f32,
+        cs: usize,
+        cols: usize,
+        kn: usize,
+        lines: &mut [Line],
+    ) {
+        let mut words = [[0u32; 16]; 16];
+        for (j, w) in words.iter_mut().enumerate().take(cols) {
+            let mut line = Line::default();
+            row32(p.add(j * cs), 1, kn, &mut line);
+            *w = std::mem::transmute::<[u16; 32], [u32; 16]>(line.0);
+        }
+        for (q, line) in lines.iter_mut().enumerate() {
+            let mut row = [0u32; 16];
+            for (j, r) in row.iter_mut().enumerate() {
+                *r = words[j][q];
+            }
+            line.0 = std::mem::transmute::<[u32; 16], [u16; 32]>(row);
+        }
     }
 
     /// One B line: for `count` (≤ 16) columns `j`, the pair `(p0[j·s], p1[j·s])` (p1 None:

@@ -60,6 +60,7 @@ impl Img2ImgTrainer {
             "pool_b_offered": self.pool_b.offered(),
             "opt_G": opt(&self.opt_g),
             "opt_D": opt(&self.opt_d),
+            "loss_scalers": self.loss_scalers,
         })
     }
 
@@ -93,6 +94,13 @@ impl Img2ImgTrainer {
         let mut t = Img2ImgTrainer::new(config, device)?;
         let u = |v: &Value, k: &str| v.get(k).and_then(Value::as_u64).ok_or_else(|| bad(k));
         t.step = u(&meta, "step")?;
+        if t.loss_scalers.is_some() {
+            t.loss_scalers = Some(
+                meta.get("loss_scalers")
+                    .and_then(|v| serde_json::from_value(v.clone()).ok())
+                    .ok_or_else(|| bad("loss_scalers"))?,
+            );
+        }
         let (na, nb) = (t.data.train_a.len(), t.data.train_b.len());
         for (key, batches, n) in [
             ("batches_a", &mut t.batches_a, na),
