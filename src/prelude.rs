@@ -1,6 +1,6 @@
 //! `use duel::prelude::*;` brings in what a program that builds and trains a model uses:
 //! tensors and devices, the layers and their options, the optimizers, the GAN losses and
-//! the autograd switches (examples/toy_gan.rs uses it).
+//! the autograd switches, the mixed-precision scope (examples/toy_gan.rs uses it).
 
 pub use crate::autograd::{freeze, no_grad};
 pub use crate::device::Device;
@@ -13,5 +13,6 @@ pub use crate::ops::conv::{Conv2dParams, ConvTranspose2dParams};
 pub use crate::ops::loss::{
     bce_with_logits, discriminator_loss, l1, mse, nonsaturating_generator_loss,
 };
-pub use crate::optim::{Adam, AdamConfig, Optimizer, Sgd, SgdConfig};
+pub use crate::ops::precision::{with_precision, Precision};
+pub use crate::optim::{Adam, AdamConfig, LossScaler, Optimizer, Sgd, SgdConfig};
 pub use crate::tensor::{DType, Shape, Tensor};

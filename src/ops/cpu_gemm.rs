@@ -239,28 +239,39 @@ thread_local! {
     static ROUNDED_OPERANDS: RefCell<(Vec<f32>, Vec<f32>)> = const { RefCell::new((Vec::new(), Vec::new())) };
 }
 
-/// `rows x cols` of a strided matrix, rounded to `p`, into `to` (row-major). Rows with
-/// unit column stride convert 16 at a time with AVX-512F (the same values as
-/// [`Precision::round`]).
+/// `rows x cols` of a strided matrix, rounded to `p`, into `to`; returns the copy's
+/// (row, col) strides: row-major, or column-major when the source's columns are the
+/// contiguous runs (a transposed view), so the copy always reads runs. Runs convert 16 at
+/// a time with AVX-512F (the same values as [`Precision::round`]).
 unsafe fn round_into(
     p: Precision,
     src: (*const f32, usize, usize),
     rows: usize,
     cols: usize,
     to: &mut Vec<f32>,
-) {
+) -> (usize, usize) {
+    // Runs of `len` values at stride `step`, `count` of them `gap` apart.
+    let column_major = src.1 == 1 && src.2 != 1;
+    let (count, len, gap, step) = match column_major {
+        true => (cols, rows, src.2, 1),
+        false => (rows, cols, src.1, src.2),
+    };
     to.clear();
     to.resize(rows * cols, 0.0);
-    for (i, row) in to.chunks_exact_mut(cols.max(1)).enumerate().take(rows) {
-        let from = src.0.add(i * src.1);
+    for (r, run) in to.chunks_exact_mut(len.max(1)).enumerate().take(count) {
+        let from = src.0.add(r * gap);
         #[cfg(target_arch = "x86_64")]
-        if src.2 == 1 && crate::device::cpu::isa::isa().avx512f {
-            round_run_avx512(p, std::slice::from_raw_parts(from, cols), row);
+        if step == 1 && crate::device::cpu::isa::isa().avx512f {
+            round_run_avx512(p, std::slice::from_raw_parts(from, len), run);
             continue;
         }
-        for (j, d) in row.iter_mut().enumerate() {
-            *d = p.round(*from.add(j * src.2));
+        for (j, d) in run.iter_mut().enumerate() {
+            *d = p.round(*from.add(j * step));
         }
+    }
+    match column_major {
+        true => (1, rows),
+        false => (cols, 1),
     }
 }
 
@@ -314,16 +325,16 @@ unsafe fn rounded(
     a: &mut Vec<f32>,
     b: &mut Vec<f32>,
 ) {
-    round_into(p, lhs, m, k, a);
-    round_into(p, rhs, k, n, b);
+    let (ars, acs) = round_into(p, lhs, m, k, a);
+    let (brs, bcs) = round_into(p, rhs, k, n, b);
     gemm_crate(
         m,
         n,
         k,
         dst,
         accumulate,
-        (a.as_ptr(), k, 1),
-        (b.as_ptr(), n, 1),
+        (a.as_ptr(), ars, acs),
+        (b.as_ptr(), brs, bcs),
         par,
     )
 }

@@ -17,6 +17,8 @@
 //!   backward `dx = W·im2col(dy)`, `dW = Σ_n x·im2col(dy)ᵀ`, `db = Σ dy`.
 //!
 //! Dtypes: f32 on every device, f64 on cpu. Results are fresh contiguous tensors.
+//! Precision: every GEMM of an op, forward and backward, runs in the `ops::precision` read
+//! when the op is called (the plan keeps it); im2col/col2im and the bias stay f32.
 //!
 //! Both ops, forward and backward, are written once below over three primitives (column
 //! products, the col2im product, the bias gradient; see "the primitives" below) that each

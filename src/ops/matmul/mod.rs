@@ -11,6 +11,9 @@
 //! is neither row- nor column-major (e.g. a strided slice of both axes).
 //!
 //! Dtypes: f32 on every device, f64 on cpu. The result is a fresh contiguous tensor.
+//! Precision: under `ops::precision`'s bf16 / f16 scope an f32 product has rounded
+//! operands and f32 accumulation (cpu: `ops::cpu_gemm`; simt: the tensor-core kernels);
+//! the node keeps the forward's precision for both gradients.
 //!
 //! Backends: `cpu.rs` (the `gemm` crate, runtime-dispatched AVX-512/AVX2 microkernels,
 //! rayon inside one large product or across the batch of small ones) and `simt.rs` (the
