@@ -17,6 +17,7 @@
 //!   (`gemm_bf16`'s portable loops are ~20x slower). It keeps bf16 subnormals, which the
 //!   bf16 units flush to zero (irrelevant unless data live near 1e-38).
 
+use crate::ops::cpu_shared::{with_pair, PairCell};
 use crate::ops::gemm_bf16::{gemm_bf16, Bf16Path};
 use crate::ops::precision::Precision;
 use gemm::Parallelism;
@@ -146,24 +147,8 @@ impl GemmElem for f32 {
             Precision::Bf16 if bf16_units_pay(m, n, k) => {
                 bf16_rows(m, n, k, dst, accumulate, lhs, rhs, par)
             }
-            p => ROUNDED_OPERANDS.with(|cell| match cell.try_borrow_mut() {
-                Ok(mut ws) => {
-                    let (a, b) = &mut *ws;
-                    rounded(p, m, n, k, dst, accumulate, lhs, rhs, par, a, b)
-                }
-                Err(_) => rounded(
-                    p,
-                    m,
-                    n,
-                    k,
-                    dst,
-                    accumulate,
-                    lhs,
-                    rhs,
-                    par,
-                    &mut Vec::new(),
-                    &mut Vec::new(),
-                ),
+            p => with_pair(&ROUNDED_OPERANDS, |a, b| {
+                rounded(p, m, n, k, dst, accumulate, lhs, rhs, par, a, b)
             }),
         }
     }
@@ -236,7 +221,7 @@ unsafe fn bf16_rows(
 
 thread_local! {
     /// This thread's rounded copies of the two operands.
-    static ROUNDED_OPERANDS: RefCell<(Vec<f32>, Vec<f32>)> = const { RefCell::new((Vec::new(), Vec::new())) };
+    static ROUNDED_OPERANDS: PairCell<f32> = const { RefCell::new((Vec::new(), Vec::new())) };
 }
 
 /// `rows x cols` of a strided matrix, rounded to `p`, into `to`; returns the copy's

@@ -1,7 +1,8 @@
 //! The cpu helpers that more than one op family's `cpu.rs` uses: reading a strided layout
 //! in row-major order, the one dispatch of the kernels that read one real tensor and
 //! write another, the one order of the f64 sums of a run ([`lane_sum`]), and running a
-//! loop compiled for AVX-512 ([`vectorized`]).
+//! loop compiled for AVX-512 ([`vectorized`]), and a thread's pair of reusable workspaces
+//! ([`with_pair`]).
 
 use crate::device::cpu::CpuBuffer;
 use crate::error::{Error, Result};
@@ -216,4 +217,25 @@ mod tests {
             "inputs too tame to tell orders apart"
         );
     }
+}
+
+/// A thread's pair of workspaces that grow to the largest size seen and are reused.
+pub(crate) type PairCell<T> = std::cell::RefCell<(Vec<T>, Vec<T>)>;
+
+/// Run `f` on this thread's pair in `cell`, or on a fresh pair when `f` is re-entered
+/// while the thread's pair is in use (a nested call: rayon may run another task on this
+/// thread while one waits).
+pub(crate) fn with_pair<T, R>(
+    cell: &'static std::thread::LocalKey<PairCell<T>>,
+    f: impl FnOnce(&mut Vec<T>, &mut Vec<T>) -> R,
+) -> R {
+    let mut f = Some(f);
+    let done = cell.with(|c| match c.try_borrow_mut() {
+        Ok(mut ws) => {
+            let (a, b) = &mut *ws;
+            Some((f.take().expect("called once"))(a, b))
+        }
+        Err(_) => None,
+    });
+    done.unwrap_or_else(|| (f.take().expect("called once"))(&mut Vec::new(), &mut Vec::new()))
 }

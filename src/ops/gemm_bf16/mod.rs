@@ -49,6 +49,7 @@ pub mod pack;
 mod portable;
 
 use crate::device::cpu::isa::isa;
+use crate::ops::cpu_shared::{with_pair, PairCell};
 use pack::{pack_a, pack_b, panel_lines, Line, Src, CHUNK_LINES};
 use std::cell::RefCell;
 
@@ -172,29 +173,14 @@ pub unsafe fn gemm_bf16_on(
         }
         return;
     }
-    WORKSPACE.with(|cell| match cell.try_borrow_mut() {
-        Ok(mut ws) => {
-            let (a, b) = &mut *ws;
-            run(path, m, n, k, dst, accumulate, lhs, rhs, a, b)
-        }
-        Err(_) => run(
-            path,
-            m,
-            n,
-            k,
-            dst,
-            accumulate,
-            lhs,
-            rhs,
-            &mut Vec::new(),
-            &mut Vec::new(),
-        ),
+    with_pair(&WORKSPACE, |a, b| {
+        run(path, m, n, k, dst, accumulate, lhs, rhs, a, b)
     })
 }
 
 thread_local! {
     /// The packed A and B panels of this thread.
-    static WORKSPACE: RefCell<(Vec<Line>, Vec<Line>)> = const { RefCell::new((Vec::new(), Vec::new())) };
+    static WORKSPACE: PairCell<Line> = const { RefCell::new((Vec::new(), Vec::new())) };
 }
 
 fn grow(ws: &mut Vec<Line>, lines: usize) {
