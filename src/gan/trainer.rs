@@ -61,7 +61,7 @@ pub struct StepMetrics {
     /// L2 norm of all of D's gradients in its last step, before clipping (NaN when an f16
     /// step was skipped because a scaled gradient overflowed).
     pub d_grad_norm: f64,
-    /// L2 norm of all of G's gradients in its step.
+    /// L2 norm of all of G's gradients in its step (NaN when an f16 step was skipped).
     pub g_grad_norm: f64,
     /// f16 runs: the loss scales of D and G after this iteration (None otherwise).
     pub loss_scales: Option<(f64, f64)>,
