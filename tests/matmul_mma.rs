@@ -303,6 +303,44 @@ fn nan_propagates_and_f16_overflows_to_inf() {
     }
 }
 
+#[test]
+fn gradients_use_the_forward_precision() {
+    // C = A·B under the precision, backward outside the scope: dA = dC·Bᵀ and dB = Aᵀ·dC
+    // are products in the forward's precision (their operands rounded, also dC).
+    let (m, k, n) = (18, 25, 14);
+    let (a, b, g) = (data(m * k, 61), data(k * n, 62), data(m * n, 63));
+    let transpose = |v: &[f32], r: usize, c: usize| {
+        let mut t = vec![0.0; v.len()];
+        for i in 0..r {
+            for j in 0..c {
+                t[j * r + i] = v[i * c + j];
+            }
+        }
+        t
+    };
+    let (at, bt) = (transpose(&a, m, k), transpose(&b, k, n));
+    for schedule in schedules() {
+        let dev = emu(schedule);
+        for p in MIXED {
+            let ta = Tensor::from_slice(&a, [m, k], &dev)
+                .unwrap()
+                .with_requires_grad();
+            let tb = Tensor::from_slice(&b, [k, n], &dev)
+                .unwrap()
+                .with_requires_grad();
+            let c = with_precision(p, || ta.matmul(&tb)).unwrap();
+            c.backward_with(&Tensor::from_slice(&g, [m, n], &dev).unwrap())
+                .unwrap();
+            let da = ta.grad().unwrap().to_vec::<f32>().unwrap();
+            let db = tb.grad().unwrap().to_vec::<f32>().unwrap();
+            let (want, abs) = reference(&g, &bt, (m, n, k), 1, |_| 0, |_| 0, p);
+            check(&format!("{schedule:?} {p} dA"), &da, &want, &abs, gamma(n));
+            let (want, abs) = reference(&at, &g, (k, m, n), 1, |_| 0, |_| 0, p);
+            check(&format!("{schedule:?} {p} dB"), &db, &want, &abs, gamma(m));
+        }
+    }
+}
+
 // ---- the emulator's built-ins against the PTX ISA layouts --------------------------------
 
 fn simt(dev: &Device) -> &SimtDevice {
