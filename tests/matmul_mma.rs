@@ -192,6 +192,13 @@ fn rounding_is_visible_in_the_result() {
         assert_eq!(in_precision(Precision::Bf16, &a, &b), vec![1.0]);
         assert_eq!(in_precision(Precision::F16, &a, &b), vec![x]);
         assert_eq!(in_precision(Precision::F32, &a, &b), vec![x]);
+        // f16 keeps subnormals: 1e-6 becomes 17·2^-24; one exact product, so the result
+        // is the rounded operand itself (the half crate's rounding, via Precision::round).
+        let tiny = Tensor::from_slice(&[1e-6f32], [1, 1], &dev).unwrap();
+        for p in MIXED {
+            assert_eq!(in_precision(p, &tiny, &b), vec![p.round(1e-6)], "{p}");
+        }
+        assert_eq!(Precision::F16.round(1e-6), 17.0 * 2f32.powi(-24));
     }
 }
 
