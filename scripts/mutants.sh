@@ -54,6 +54,11 @@ loss-shared-read | read past dynamic shared | kernels/loss.cu | float v = lane <
 norm-unwritten-shared | read of static shared no thread wrote | kernels/norm.cu | float t = lane < nwarps ? part[lane] : 0.0f; | float t = part[lane]; | --test norm
 norm-shared-rmw | non-atomic += on one shared slot | kernels/norm.cu | if (lane == 0) {\n        part[warp] = v;\n    }\n    __syncthreads();\n    if (warp == 0) {\n        float t = lane < nwarps ? part[lane] : 0.0f;\n        t = duel_norm_warp_sum(t);\n        if (lane == 0) {\n            part[32] = t;\n        }\n    } | if (threadIdx.x == 0) part[32] = 0.0f;\n    __syncthreads();\n    if (lane == 0) part[32] += v; | --test norm
 conv-shared-rmw | non-atomic += on one shared slot | kernels/conv.cu | partial[threadIdx.x] = acc;\n    __syncthreads();\n    for (int half = 128; half > 0; half >>= 1) {\n        if ((int)threadIdx.x < half) partial[threadIdx.x] += partial[threadIdx.x + half];\n        __syncthreads();\n    } | if (threadIdx.x == 0) partial[0] = 0.0f;\n    __syncthreads();\n    partial[0] += acc;\n    __syncthreads(); | --test conv
+mma-barrier | missing barrier | kernels/matmul_mma.cu | mma_stage(Bs[cur ^ 1], rb, kmB, bf16);\n        }\n        __syncthreads(); | mma_stage(Bs[cur ^ 1], rb, kmB, bf16);\n        } | --test matmul_mma
+mma-truncate | operands truncated, not rounded | kernels/matmul_mma.cu | (unsigned)__bfloat16_as_ushort(__float2bfloat16_rn(x)) | (__float_as_uint(x) >> 16) | --test matmul_mma
+mma-tail | vector tail past the end | kernels/matmul_mma.cu | if (vec && limit >= 4) { | if (vec && limit >= 1) { | --test matmul_mma
+mma-fragment | wrong ldmatrix row address | kernels/matmul_mma.cu | kk + (lane / 16) * 8]); | kk + ((lane / 8) % 2) * 8]); | --test matmul_mma
+mma-store-bound | off-by-one store bound | kernels/matmul_mma.cu | if (j + 1 < N) dst[1] = v1; | if (j + 1 <= N) dst[1] = v1; | --test matmul_mma
 grid-rounding | launch: grid rounded down | src/device/simt/runtime.rs | let blocks = n.div_ceil(threads as usize).max(1); | let blocks = (n / threads as usize).max(1); | --test view_grad --test fill --test cast --test reduce --test dropout --test rng
 LIST
 )

@@ -288,6 +288,13 @@ extern "C" void* duel_emu_static_shared(const duel_emu_shared_site* site, size_t
     return p;
 }
 
+// Whether `p` lies in the running block's shared-memory arena (ldmatrix's state space);
+// the access itself is then bounds-checked like any other.
+extern "C" int duel_emu_in_shared(const void* p) {
+    const Worker* w = tls_worker;
+    return reinterpret_cast<uintptr_t>(p) - reinterpret_cast<uintptr_t>(w->arena) < kArenaBytes;
+}
+
 // ---- AddressSanitizer hooks (-fsanitize=kernel-address, outline instrumentation) -------------
 #define DUEL_EMU_HOOKS(N)                                                                           \
     extern "C" void __asan_load##N##_noabort(uintptr_t a) { check(a, N, READ); }                    \

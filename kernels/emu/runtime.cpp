@@ -499,6 +499,13 @@ extern "C" unsigned duel_emu_warp_sync(unsigned mask, unsigned long long value, 
     return part;
 }
 
+// A warp-wide instruction a lane cannot take part in (shim.h: ldmatrix, mma.sync).
+extern "C" void duel_emu_warp_fault(const char* what, const char* file, int line) {
+    Worker* w = tls_worker;
+    fiber_fault(*w, "invalid warp operation in " + block_name(*w->launch) + ": thread " +
+                        std::to_string(w->cur->linear) + " at " + site(file, line) + " " + what);
+}
+
 // Lanes not exited, plus those that met this lane at its last warp op or barrier and may
 // have run on to exit since (on a GPU they would still be converged with it).
 extern "C" unsigned duel_emu_active_mask(void) {

@@ -493,3 +493,94 @@ inline __nv_bfloat16 __ushort_as_bfloat16(unsigned short u) { __nv_bfloat16 h; h
 DUEL_EMU_HALF_FNS(__half)
 DUEL_EMU_HALF_FNS(__nv_bfloat16)
 #undef DUEL_EMU_HALF_FNS
+
+// ---- tensor-core warp collectives: ldmatrix and mma.sync (kernels/mma.cuh wraps them) -----
+// Both are whole-warp operations, like the shuffles: every lane of a full warp (32 existing
+// threads) must arrive at the same call; an exited or absent lane is reported by
+// duel_emu_warp_sync like any warp operation. Fragment layouts are those of the PTX ISA
+// ("Matrix Fragments for mma.m16n8k16 with floating point type", "ldmatrix"), with
+// groupID = lane >> 2 and threadID_in_group = lane % 4; the lower-indexed 16-bit element
+// of a register is its low half.
+extern "C" void duel_emu_warp_fault(const char* what, const char* file, int line);
+extern "C" int duel_emu_in_shared(const void* p);
+
+// A warp with fewer than 32 threads cannot run a .aligned warp-wide instruction.
+inline void duel_emu_full_warp(const char* op, const char* file, int line) {
+    const uint3 t = duel_emu_thread_idx, d = duel_emu_block_dim;
+    const unsigned linear = t.x + t.y * d.x + t.z * d.x * d.y, n = d.x * d.y * d.z;
+    if (n - (linear & ~31u) < 32) {
+        char buf[160];
+        snprintf(buf, sizeof buf, "%s needs a full warp of 32 threads (the block has %u)", op, n);
+        duel_emu_warp_fault(buf, file, line);
+    }
+}
+
+// ldmatrix.sync.aligned.m8n8.x{num}.shared.b16: lanes 8j..8j+7 give the row addresses of
+// matrix j (j < num; the other lanes' addresses are not read). Each row is 16 bytes of
+// shared memory at a 16-byte aligned address, read by the lane that names it (so bounds
+// and races are checked as that lane's reads). Lane l receives in r[j] the elements
+// 2(l%4) and 2(l%4)+1 of row l/4 of matrix j.
+inline void duel_emu_ldmatrix(int num, unsigned* r, const void* row, const char* file, int line) {
+    duel_emu_full_warp("ldmatrix", file, line);
+    const unsigned lane = duel_emu_lane();
+    unsigned long long lo = 0, hi = 0;
+    if (lane < 8u * (unsigned)num) {
+        char buf[160];
+        if (!duel_emu_in_shared(row)) {
+            snprintf(buf, sizeof buf, "ldmatrix: lane %u's row address %p is not in shared memory", lane, row);
+            duel_emu_warp_fault(buf, file, line);
+        }
+        if (reinterpret_cast<uintptr_t>(row) & 15u) {
+            snprintf(buf, sizeof buf, "ldmatrix: lane %u's row address %p is not 16-byte aligned", lane, row);
+            duel_emu_warp_fault(buf, file, line);
+        }
+        // memcpy: the row holds 16-bit values (no strict-aliasing pun); checked as reads.
+        memcpy(&lo, row, 8);
+        memcpy(&hi, static_cast<const char*>(row) + 8, 8);
+    }
+    unsigned long long rows_lo[32], rows_hi[32];
+    duel_emu_warp_sync(0xffffffffu, lo, rows_lo, file, line);
+    duel_emu_warp_sync(0xffffffffu, hi, rows_hi, file, line);
+    const unsigned q = lane >> 2, e = lane & 3;  // row q, 32-bit word e of it (little-endian)
+    for (int j = 0; j < num; ++j) {
+        const unsigned long long w = e < 2 ? rows_lo[8 * j + q] : rows_hi[8 * j + q];
+        r[j] = (unsigned)(w >> (32 * (e & 1)));
+    }
+}
+
+// mma.sync.aligned.m16n8k16.row.col.f32.{bf16,f16}.{bf16,f16}.f32: D = A·B + C, A 16x16,
+// B 16x8, C and D 16x8 f32. Fragments of lane l (g = l/4, t = l%4):
+//   A: a[0] = (g, 2t..2t+1), a[1] = (g+8, 2t..), a[2] = (g, 2t+8..), a[3] = (g+8, 2t+8..)
+//   B: b[0] = (k 2t..2t+1, n g), b[1] = (k 2t+8..2t+9, n g)
+//   C, D: c[i] = (g + 8*(i/2), 2t + i%2)
+// Each lane's D elements are summed in a fixed order: acc = c, then acc = fmaf(a_k, b_k,
+// acc) for k = 0..15 (each product of two bf16 or two f16 values is exact in f32, so
+// every step rounds once). A GPU's tensor core sums in an order of its own.
+inline void duel_emu_mma_m16n8k16(int bf16, float* d, const unsigned* a, const unsigned* b, const float* c,
+                                  const char* file, int line) {
+    duel_emu_full_warp("mma.sync", file, line);
+    unsigned long long a01[32], a23[32], b01[32];
+    duel_emu_warp_sync(0xffffffffu, a[0] | (unsigned long long)a[1] << 32, a01, file, line);
+    duel_emu_warp_sync(0xffffffffu, a[2] | (unsigned long long)a[3] << 32, a23, file, line);
+    duel_emu_warp_sync(0xffffffffu, b[0] | (unsigned long long)b[1] << 32, b01, file, line);
+    auto value = [bf16](unsigned long long pair, int reg, int high) {
+        const unsigned short bits = (unsigned short)(pair >> (32 * reg + 16 * high));
+        return bf16 ? duel_emu_bf16_to_f32(bits) : duel_emu_f16_to_f32(bits);
+    };
+    // Element (row, k) of A is in lane (row%8)*4 + (k%8)/2, register (row/8) + 2*(k/8),
+    // half k%2; element (k, n) of B in lane n*4 + (k%8)/2, register k/8, half k%2.
+    auto a_at = [&](int row, int k) {
+        const int src = (row % 8) * 4 + (k % 8) / 2, reg = (row / 8) + 2 * (k / 8);
+        return value(reg < 2 ? a01[src] : a23[src], reg & 1, k & 1);
+    };
+    auto b_at = [&](int k, int n) { return value(b01[n * 4 + (k % 8) / 2], k / 8, k & 1); };
+    const int lane = (int)duel_emu_lane(), g = lane >> 2, t = lane & 3;
+    float out[4];
+    for (int i = 0; i < 4; ++i) {
+        const int row = g + 8 * (i / 2), col = 2 * t + (i % 2);
+        float acc = c[i];
+        for (int k = 0; k < 16; ++k) acc = fmaf(a_at(row, k), b_at(k, col), acc);
+        out[i] = acc;
+    }
+    for (int i = 0; i < 4; ++i) d[i] = out[i];  // d may alias c
+}

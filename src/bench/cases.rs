@@ -348,6 +348,45 @@ fn bf16_gemm_cases(sizes: Sizes, out: &mut Vec<Case>) {
     }
 }
 
+/// The simt tensor-core rows (kernels/matmul_mma.cu): the square products under
+/// `Precision::Bf16` / `F16`, keyed apart from the f32 rows. The cpu reference run computes
+/// the unrounded product (the check's bf16 tolerance covers both roundings).
+fn mma_cases(sizes: Sizes, out: &mut Vec<Case>) {
+    use crate::ops::precision::{with_precision, Precision};
+    for &s in sizes.squares {
+        for (label, kernel, precision) in [
+            ("square bf16", "bf16-mma", Precision::Bf16),
+            ("square f16", "f16-mma", Precision::F16),
+        ] {
+            out.push(Case {
+                op: "matmul",
+                direction: "forward",
+                label: label.into(),
+                shape: format!("{s}x{s}x{s}"),
+                kernel,
+                flops: 2.0 * (s * s * s) as f64,
+                bytes: 4.0 * 3.0 * (s * s) as f64,
+                full_only: s > 512,
+                build: Box::new(move |dev, dt| {
+                    let a = input(&[s, s], 21, dev, dt)?;
+                    let b = input(&[s, s], 22, dev, dt)?;
+                    let p = if dev.is_cpu() {
+                        Precision::F32
+                    } else {
+                        precision
+                    };
+                    Ok(Box::new(move |sw: &mut Stopwatch| {
+                        sw.start()?;
+                        let c = with_precision(p, || a.matmul(&b))?;
+                        sw.stop()?;
+                        Ok(vec![c])
+                    }) as Work)
+                }),
+            });
+        }
+    }
+}
+
 fn matmul_cases(sizes: Sizes, device: &Device, out: &mut Vec<Case>) {
     let kernels: Vec<(&'static str, MatmulKernel)> = if device.is_cpu() {
         vec![("default", MatmulKernel::default())]
@@ -380,6 +419,8 @@ fn matmul_cases(sizes: Sizes, device: &Device, out: &mut Vec<Case>) {
     }
     if device.is_cpu() {
         bf16_gemm_cases(sizes, out);
+    } else {
+        mma_cases(sizes, out);
     }
     // The DCGAN linear layers, as nn::Linear runs them: x[n, in] @ w[out, in]ᵀ.
     let n = sizes.batch;

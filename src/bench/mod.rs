@@ -29,7 +29,8 @@ use timing::{max_rel_err, Budget, Spread, Stopwatch};
 /// term, a wrong index) is off by O(1/√K) or more.
 pub const F32_TOLERANCE: f64 = 1e-4;
 
-/// The check tolerance of the bf16 GEMM rows (kernel `bf16-*`) against the f32/f64
+/// The check tolerance of the bf16 GEMM rows (kernel `bf16-*`; the f16 rows `f16-*`, whose
+/// roundings are 8× smaller, use it too) against the f32/f64
 /// product of the unrounded operands, normwise as every row (max |err| / max |want|):
 /// each product carries the operands' rounding, `2·2^-8 + 2^-16` relative (`ops::gemm_bf16`);
 /// for the benchmark's normal inputs the errors of a sum of k products grow like √k as the
@@ -202,7 +203,7 @@ fn check_against_reference(case: &Case, got: &[crate::tensor::Tensor]) -> Result
         }
         return Ok(Some(Check {
             max_rel_err: worst,
-            tolerance: if case.kernel.starts_with("bf16") {
+            tolerance: if case.kernel.starts_with("bf16") || case.kernel.starts_with("f16") {
                 BF16_TOLERANCE
             } else if case.kernel.starts_with("f16") {
                 F16_TOLERANCE

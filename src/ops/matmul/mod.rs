@@ -17,8 +17,9 @@
 //!
 //! Backends: `cpu.rs` (the `gemm` crate, runtime-dispatched AVX-512/AVX2 microkernels,
 //! rayon inside one large product or across the batch of small ones) and `simt.rs` (the
-//! launch logic for kernels/matmul.cu, shared by `cuda` and `emu`, with three kernel
-//! versions: [`MatmulKernel`]).
+//! launch logic for kernels/matmul.cu, shared by `cuda` and `emu`, with three f32 kernel
+//! versions: [`MatmulKernel`]; under a bf16 / f16 [`precision`](crate::ops::precision) it
+//! launches the tensor-core kernels of kernels/matmul_mma.cu instead).
 //!
 //! Autograd: `C = A·B` records one node; its backward is `dA = dC·Bᵀ`, `dB = Aᵀ·dC`
 //! computed by the same GEMM with transpose flags (the transposes are views), then summed
@@ -32,7 +33,9 @@ use crate::ops::precision::Precision;
 use crate::tensor::tape::{self, Backward};
 use crate::tensor::{DType, Layout, Shape, Tensor};
 
-/// Which kernel of kernels/matmul.cu the simt backends launch. The cpu backend ignores it.
+/// Which kernel of kernels/matmul.cu the simt backends launch for f32 operands. Under
+/// `Precision::Bf16` / `F16` the precision picks the kernel (kernels/matmul_mma.cu) and
+/// this is ignored; so does the cpu backend.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub enum MatmulKernel {
     /// `matmul_naive_f32`: one thread per output, the reference.

@@ -12,8 +12,12 @@
 //! - `gridDim.y` and `gridDim.z` are capped at 65535 by CUDA: larger M or batch counts
 //!   are split into several launches with offset pointers.
 //!
-//! Block shapes: naive and tiled 16x16 threads per 16x16 tile of C, regblock 256
-//! threads per 64x64 tile of C (see the header of kernels/matmul.cu).
+//! Kernels: under `Precision::F32` the [`MatmulKernel`] version of kernels/matmul.cu
+//! (naive and tiled 16x16 threads per 16x16 tile of C, regblock 256 threads per 64x64
+//! tile); under `Bf16` / `F16` the tensor-core kernel `matmul_mma_bf16` / `matmul_mma_f16`
+//! of kernels/matmul_mma.cu (128 threads per 64x64 tile, operands rounded as they are
+//! staged, f32 accumulation), with the same parameters, operand handling, batch groups
+//! and grid splitting.
 
 use super::{MatmulKernel, MatmulPlan, MatrixOperand};
 use crate::device::simt::{kernel_int, Arg, LaunchConfig, SimtDevice};
@@ -25,13 +29,21 @@ const OP: &str = "matmul";
 /// CUDA's limit on gridDim.y and gridDim.z.
 const MAX_GRID_YZ: usize = 65_535;
 
-impl MatmulKernel {
-    /// Rows and columns of C per block, and the block shape.
-    fn tile(&self) -> (usize, usize, (u32, u32, u32)) {
-        match self {
-            MatmulKernel::Naive | MatmulKernel::Tiled => (16, 16, (16, 16, 1)),
-            MatmulKernel::RegBlock => (64, 64, (256, 1, 1)),
+/// The kernel one product launches: `kernel`'s f32 version for `Precision::F32`, else the
+/// tensor-core kernel of kernels/matmul_mma.cu for the operand type (the f32 selector does
+/// not apply to it). Returns the name, the rows and columns of C per block, and the block
+/// shape.
+fn launch_kernel(
+    kernel: MatmulKernel,
+    precision: Precision,
+) -> (&'static str, usize, usize, (u32, u32, u32)) {
+    match (precision, kernel) {
+        (Precision::Bf16, _) => ("matmul_mma_bf16", 64, 64, (128, 1, 1)),
+        (Precision::F16, _) => ("matmul_mma_f16", 64, 64, (128, 1, 1)),
+        (Precision::F32, MatmulKernel::Naive | MatmulKernel::Tiled) => {
+            (kernel.kernel_name(), 16, 16, (16, 16, 1))
         }
+        (Precision::F32, MatmulKernel::RegBlock) => (kernel.kernel_name(), 64, 64, (256, 1, 1)),
     }
 }
 
@@ -90,7 +102,7 @@ fn operand(
     Ok((c, k))
 }
 
-/// `a` and `b` f32 (checked by `matmul`'s plan).
+/// `a` and `b` f32 (checked by `matmul`'s plan), computed in `precision`.
 pub(super) fn matmul(
     dev: &SimtDevice,
     a: &Tensor,
@@ -99,11 +111,6 @@ pub(super) fn matmul(
     kernel: MatmulKernel,
     precision: Precision,
 ) -> Result<Tensor> {
-    if precision != Precision::F32 {
-        return Err(Error::invalid(format!(
-            "matmul: --precision {precision} has no simt kernel yet; use --precision f32"
-        )));
-    }
     let (m, n, k) = (p.m, p.n, p.k);
     let batch = p.batch_count();
     let out_len = batch * m * n;
@@ -131,7 +138,7 @@ pub(super) fn matmul(
     int("N", n)?;
     int("K", k)?;
 
-    let (tile_m, tile_n, block) = kernel.tile();
+    let (name, tile_m, tile_n, block) = launch_kernel(kernel, precision);
     let grid_x = n.div_ceil(tile_n);
     int("grid x", grid_x)?;
     let rows_per_launch = MAX_GRID_YZ * tile_m;
@@ -176,7 +183,7 @@ pub(super) fn matmul(
                 Arg::val(sb as i32),
                 Arg::val(c_stride as i32),
             ];
-            dev.launch(kernel.kernel_name(), &cfg, &args)?;
+            dev.launch(name, &cfg, &args)?;
         }
     }
     Ok(Tensor::from_device_buffer(
