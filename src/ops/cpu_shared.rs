@@ -177,6 +177,27 @@ fn map_run_body<T: Copy, U: Copy>(out: &mut [T], a: &[T], b: &[U], f: impl Fn(T,
     }
 }
 
+/// A thread's pair of workspaces that grow to the largest size seen and are reused.
+pub(crate) type PairCell<T> = std::cell::RefCell<(Vec<T>, Vec<T>)>;
+
+/// Run `f` on this thread's pair in `cell`, or on a fresh pair when `f` is re-entered
+/// while the thread's pair is in use (a nested call: rayon may run another task on this
+/// thread while one waits).
+pub(crate) fn with_pair<T, R>(
+    cell: &'static std::thread::LocalKey<PairCell<T>>,
+    f: impl FnOnce(&mut Vec<T>, &mut Vec<T>) -> R,
+) -> R {
+    let mut f = Some(f);
+    let done = cell.with(|c| match c.try_borrow_mut() {
+        Ok(mut ws) => {
+            let (a, b) = &mut *ws;
+            Some((f.take().expect("called once"))(a, b))
+        }
+        Err(_) => None,
+    });
+    done.unwrap_or_else(|| (f.take().expect("called once"))(&mut Vec::new(), &mut Vec::new()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -217,25 +238,4 @@ mod tests {
             "inputs too tame to tell orders apart"
         );
     }
-}
-
-/// A thread's pair of workspaces that grow to the largest size seen and are reused.
-pub(crate) type PairCell<T> = std::cell::RefCell<(Vec<T>, Vec<T>)>;
-
-/// Run `f` on this thread's pair in `cell`, or on a fresh pair when `f` is re-entered
-/// while the thread's pair is in use (a nested call: rayon may run another task on this
-/// thread while one waits).
-pub(crate) fn with_pair<T, R>(
-    cell: &'static std::thread::LocalKey<PairCell<T>>,
-    f: impl FnOnce(&mut Vec<T>, &mut Vec<T>) -> R,
-) -> R {
-    let mut f = Some(f);
-    let done = cell.with(|c| match c.try_borrow_mut() {
-        Ok(mut ws) => {
-            let (a, b) = &mut *ws;
-            Some((f.take().expect("called once"))(a, b))
-        }
-        Err(_) => None,
-    });
-    done.unwrap_or_else(|| (f.take().expect("called once"))(&mut Vec::new(), &mut Vec::new()))
 }
