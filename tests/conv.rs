@@ -22,21 +22,16 @@ use duel::ops::conv::{
 };
 use duel::{DType, Device, Tensor};
 
+mod common;
+use common::lcg_data;
+
 fn emu() -> Device {
     Device::emu().expect("the emu device must be available for the parity tests")
 }
 
-/// Deterministic values in [-2, 2) (a small LCG: no dependence on other op families).
+/// The shared test data as f64 (every value is exact in both).
 fn data(n: usize, seed: u64) -> Vec<f64> {
-    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..n)
-        .map(|_| {
-            s = s
-                .wrapping_mul(6_364_136_223_846_793_005)
-                .wrapping_add(1_442_695_040_888_963_407);
-            ((s >> 40) as f64 / (1u64 << 24) as f64) * 4.0 - 2.0
-        })
-        .collect()
+    lcg_data(n, seed).into_iter().map(f64::from).collect()
 }
 
 fn t64(v: &[f64], shape: &[usize]) -> Tensor {

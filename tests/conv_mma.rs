@@ -16,6 +16,9 @@ use duel::ops::conv::{conv2d, conv_transpose2d, Conv2dParams, ConvTranspose2dPar
 use duel::ops::precision::{with_precision, Precision};
 use duel::{Device, Tensor};
 
+mod common;
+use common::lcg_data;
+
 const U: f64 = 1.0 / (1u64 << 24) as f64;
 
 fn gamma(k: usize) -> f64 {
@@ -30,19 +33,6 @@ fn schedules() -> Vec<Schedule> {
         v.push(env);
     }
     v
-}
-
-/// Deterministic values in [-2, 2) (a small LCG).
-fn data(n: usize, seed: u64) -> Vec<f32> {
-    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..n)
-        .map(|_| {
-            s = s
-                .wrapping_mul(6_364_136_223_846_793_005)
-                .wrapping_add(1_442_695_040_888_963_407);
-            ((s >> 40) as f32 / (1u64 << 24) as f32) * 4.0 - 2.0
-        })
-        .collect()
 }
 
 #[derive(Clone, Copy)]
@@ -102,15 +92,15 @@ fn check(what: &str, got: &[f64], want: &[f64], abs: &[f64], k: usize) {
 }
 
 fn parity(op: Op, xs: [usize; 4], ws: [usize; 4], seed: u64) {
-    let x = data(xs.iter().product(), seed);
-    let w = data(ws.iter().product(), seed + 1);
+    let x = lcg_data(xs.iter().product(), seed);
+    let w = lcg_data(ws.iter().product(), seed + 1);
     // The output shape (and so g's size) from one f32 cpu forward.
     let ys = {
         let xt = Tensor::from_slice(&x, xs, &Device::Cpu).unwrap();
         let wt = Tensor::from_slice(&w, ws, &Device::Cpu).unwrap();
         op.run(&xt, &wt).dims().to_vec()
     };
-    let g = data(ys.iter().product(), seed + 2);
+    let g = lcg_data(ys.iter().product(), seed + 2);
     let (n, hw, ohw) = (xs[0], xs[2] * xs[3], ys[2] * ys[3]);
     let kk = ws[2] * ws[3];
     let (name, ks) = match op {

@@ -20,6 +20,9 @@ use duel::device::emu::EmuOptions;
 use duel::ops::matmul::{matmul_with, MatmulKernel};
 use duel::{DType, Device, Tensor};
 
+mod common;
+use common::lcg_data;
+
 fn cpu(data: &[f32], shape: &[usize]) -> Tensor {
     Tensor::from_slice(data, shape, &Device::Cpu).unwrap()
 }
@@ -32,21 +35,8 @@ fn emu() -> Device {
     Device::emu().expect("the emu device must be available for the parity tests")
 }
 
-/// Deterministic values in [-2, 2) (a small LCG: no dependence on other op families).
-fn data(n: usize, seed: u64) -> Vec<f32> {
-    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..n)
-        .map(|_| {
-            s = s
-                .wrapping_mul(6_364_136_223_846_793_005)
-                .wrapping_add(1_442_695_040_888_963_407);
-            ((s >> 40) as f32 / (1u64 << 24) as f32) * 4.0 - 2.0
-        })
-        .collect()
-}
-
 fn rand_cpu(shape: &[usize], seed: u64) -> Tensor {
-    cpu(&data(shape.iter().product(), seed), shape)
+    cpu(&lcg_data(shape.iter().product(), seed), shape)
 }
 
 /// Plain f64 reference: `a @ b` for contiguous row-major batched data with explicit

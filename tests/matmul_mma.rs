@@ -23,6 +23,9 @@ use duel::ops::precision::{with_precision, Precision};
 use duel::{Device, Tensor};
 use half::{bf16, f16};
 
+mod common;
+use common::lcg_data;
+
 const U: f64 = 1.0 / (1u64 << 24) as f64;
 const MIXED: [Precision; 2] = [Precision::Bf16, Precision::F16];
 
@@ -48,19 +51,6 @@ fn emu(schedule: Schedule) -> Device {
         ..EmuOptions::from_env()
     })
     .expect("the emu device must be available")
-}
-
-/// Deterministic values in [-2, 2) (a small LCG).
-fn data(n: usize, seed: u64) -> Vec<f32> {
-    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..n)
-        .map(|_| {
-            s = s
-                .wrapping_mul(6_364_136_223_846_793_005)
-                .wrapping_add(1_442_695_040_888_963_407);
-            ((s >> 40) as f32 / (1u64 << 24) as f32) * 4.0 - 2.0
-        })
-        .collect()
 }
 
 /// `[m, k]` row-major `a` times `[k, n]` row-major `b` per batch entry (`za`, `zb` map the
@@ -152,8 +142,8 @@ fn odd_shapes_and_transposed_operands_match_the_rounded_reference_and_cpu_f32() 
     for schedule in schedules() {
         let dev = emu(schedule);
         for (si, &(m, k, n)) in shapes.iter().enumerate() {
-            let a = data(m * k, 10 + si as u64);
-            let b = data(k * n, 20 + si as u64);
+            let a = lcg_data(m * k, 10 + si as u64);
+            let b = lcg_data(k * n, 20 + si as u64);
             let cpu = matrix(&a, m, k, false, &Device::Cpu)
                 .matmul(&matrix(&b, k, n, false, &Device::Cpu))
                 .unwrap()
@@ -209,8 +199,8 @@ fn batched_and_broadcast_operands() {
         let dev = emu(schedule);
         for p in MIXED {
             // [3, m, k] @ [k, n]: B broadcast (batch stride 0), A transposed per entry.
-            let a = data(3 * m * k, 31);
-            let b = data(k * n, 32);
+            let a = lcg_data(3 * m * k, 31);
+            let b = lcg_data(k * n, 32);
             let mut at = vec![0.0; a.len()];
             for z in 0..3 {
                 for i in 0..m {
@@ -235,8 +225,8 @@ fn batched_and_broadcast_operands() {
             );
 
             // [1, m, k] @ [3, k, n]: A broadcast.
-            let a1 = data(m * k, 33);
-            let b3 = data(3 * k * n, 34);
+            let a1 = lcg_data(m * k, 33);
+            let b3 = lcg_data(3 * k * n, 34);
             let got = in_precision(
                 p,
                 &Tensor::from_slice(&a1, [1, m, k], &dev).unwrap(),
@@ -252,7 +242,7 @@ fn batched_and_broadcast_operands() {
             );
 
             // [2, 1, m, k] @ [1, 3, k, n]: no uniform batch stride, one launch per entry.
-            let a2 = data(2 * m * k, 35);
+            let a2 = lcg_data(2 * m * k, 35);
             let got = in_precision(
                 p,
                 &Tensor::from_slice(&a2, [2, 1, m, k], &dev).unwrap(),
@@ -274,11 +264,11 @@ fn batched_and_broadcast_operands() {
 fn nan_propagates_and_f16_overflows_to_inf() {
     let (m, k, n) = (5, 20, 7);
     // Positive B, so a row of A holding +inf gives +inf (never inf·0 or inf − inf).
-    let b: Vec<f32> = data(k * n, 41)
+    let b: Vec<f32> = lcg_data(k * n, 41)
         .iter()
         .map(|x| 1.0 + x.abs() / 4.0)
         .collect();
-    let mut a = data(m * k, 42);
+    let mut a = lcg_data(m * k, 42);
     a[k + 3] = f32::NAN; // row 1
     a[2 * k] = 70000.0; // row 2: beyond f16's 65504, rounds to +inf in f16; finite in bf16
     a[3 * k + 5] = 65504.0; // row 3: f16's largest finite value stays finite
@@ -315,7 +305,11 @@ fn gradients_use_the_forward_precision() {
     // C = A·B under the precision, backward outside the scope: dA = dC·Bᵀ and dB = Aᵀ·dC
     // are products in the forward's precision (their operands rounded, also dC).
     let (m, k, n) = (18, 25, 14);
-    let (a, b, g) = (data(m * k, 61), data(k * n, 62), data(m * n, 63));
+    let (a, b, g) = (
+        lcg_data(m * k, 61),
+        lcg_data(k * n, 62),
+        lcg_data(m * n, 63),
+    );
     let transpose = |v: &[f32], r: usize, c: usize| {
         let mut t = vec![0.0; v.len()];
         for i in 0..r {
@@ -441,7 +435,7 @@ fn mma_computes_a_times_b_plus_c_in_the_documented_layout() {
                 Precision::Bf16 => bf16::from_f32(x).to_bits(),
                 _ => f16::from_f32(x).to_bits(),
             };
-            let (av, bv, cv) = (data(256, 51), data(128, 52), data(128, 53));
+            let (av, bv, cv) = (lcg_data(256, 51), lcg_data(128, 52), lcg_data(128, 53));
             let mut regs = vec![0u32; 32 * 10];
             for l in 0..32 {
                 for i in 0..8 {

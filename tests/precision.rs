@@ -19,24 +19,14 @@ use duel::ops::conv::{conv2d, conv_transpose2d, Conv2dParams, ConvTranspose2dPar
 use duel::ops::precision::{with_precision, Precision};
 use duel::{Device, Tensor};
 
+mod common;
+use common::lcg_data;
+
 const U: f64 = 1.0 / (1u64 << 24) as f64;
 
 fn gamma(k: usize) -> f64 {
     let ku = k as f64 * U;
     ku / (1.0 - ku)
-}
-
-/// Deterministic values in [-2, 2).
-fn data(n: usize, seed: u64) -> Vec<f32> {
-    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..n)
-        .map(|_| {
-            s = s
-                .wrapping_mul(6_364_136_223_846_793_005)
-                .wrapping_add(1_442_695_040_888_963_407);
-            ((s >> 40) as f32 / (1u32 << 24) as f32) * 4.0 - 2.0
-        })
-        .collect()
 }
 
 fn leaf(v: &[f32], shape: &[usize]) -> Tensor {
@@ -115,7 +105,7 @@ fn matmul_reference(
 }
 
 fn check_matmul(p: Precision, (m, k, n): (usize, usize, usize), transposed: bool) {
-    let (av, bv, dcv) = (data(m * k, 1), data(k * n, 2), data(m * n, 3));
+    let (av, bv, dcv) = (lcg_data(m * k, 1), lcg_data(k * n, 2), lcg_data(m * n, 3));
     // With `transposed`, A is stored as [k, m] and used through the view `.t()`.
     let (a, a_stored) = if transposed {
         let at: Vec<f32> = (0..k * m).map(|x| av[(x % m) * k + x / m]).collect();
@@ -232,8 +222,12 @@ fn conv_params(g: &Conv) -> Conv2dParams {
 
 /// conv2d with a bias: forward, dx, dW against the references.
 fn check_conv2d(p: Precision, g: Conv) {
-    let (xv, wv, bv) = (data(g.x_len(), 4), data(g.w_len(), 5), data(g.o, 6));
-    let dyv = data(g.y_len(), 7);
+    let (xv, wv, bv) = (
+        lcg_data(g.x_len(), 4),
+        lcg_data(g.w_len(), 5),
+        lcg_data(g.o, 6),
+    );
+    let dyv = lcg_data(g.y_len(), 7);
     let (x, w, b) = (
         leaf(&xv, &[g.n, g.c, g.h, g.w]),
         leaf(&wv, &[g.o, g.c, g.kh, g.kw]),
@@ -258,8 +252,8 @@ fn check_conv2d(p: Precision, g: Conv) {
 /// gradient is conv2d's forward of the upstream gradient and its weight gradient is
 /// conv2d's dW with the roles of x and dy swapped.
 fn check_conv_transpose2d(p: Precision, g: Conv) {
-    let (zv, wv) = (data(g.y_len(), 8), data(g.w_len(), 9));
-    let upv = data(g.x_len(), 10);
+    let (zv, wv) = (lcg_data(g.y_len(), 8), lcg_data(g.w_len(), 9));
+    let upv = lcg_data(g.x_len(), 10);
     let z = leaf(&zv, &[g.n, g.o, g.ho(), g.wo()]);
     let w = leaf(&wv, &[g.o, g.c, g.kh, g.kw]);
     let params = ConvTranspose2dParams {
@@ -372,7 +366,7 @@ fn f16_operands_overflow_to_inf_beyond_65504() {
 
 #[test]
 fn f64_tensors_ignore_the_precision() {
-    let v: Vec<f64> = data(12, 11).into_iter().map(f64::from).collect();
+    let v: Vec<f64> = lcg_data(12, 11).into_iter().map(f64::from).collect();
     let a = Tensor::from_slice(&v, [3, 4], &Device::Cpu).unwrap();
     let b = a.t().unwrap();
     let exact = a.matmul(&b).unwrap().to_vec::<f64>().unwrap();
@@ -393,10 +387,10 @@ fn bf16_results_are_bitwise_the_same_on_1_2_and_3_threads() {
             .build()
             .unwrap();
         pool.install(|| {
-            let x = leaf(&data(g.x_len(), 4), &[g.n, g.c, g.h, g.w]);
-            let w = leaf(&data(g.w_len(), 5), &[g.o, g.c, g.kh, g.kw]);
-            let a = leaf(&data(320 * 192, 6), &[320, 192]);
-            let b = leaf(&data(192 * 256, 7), &[192, 256]);
+            let x = leaf(&lcg_data(g.x_len(), 4), &[g.n, g.c, g.h, g.w]);
+            let w = leaf(&lcg_data(g.w_len(), 5), &[g.o, g.c, g.kh, g.kw]);
+            let a = leaf(&lcg_data(320 * 192, 6), &[320, 192]);
+            let b = leaf(&lcg_data(192 * 256, 7), &[192, 256]);
             let (y, c) = with_precision(Precision::Bf16, || {
                 (conv2d(&x, &w, None, &conv_params(&g)), a.matmul(&b))
             });

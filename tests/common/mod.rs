@@ -1,5 +1,5 @@
 //! Helpers shared by integration tests: temp directories, PNG decoding, running the `duel`
-//! binary, and the exact bits of a tensor.
+//! binary, the exact bits of a tensor, and deterministic test data.
 
 #![allow(dead_code)] // each test binary compiles this module and uses a subset of it
 
@@ -88,3 +88,17 @@ pub const DETERMINISTIC_METRICS: [&str; 7] = [
     "d_grad_norm",
     "g_grad_norm",
 ];
+
+/// Deterministic values in [-2, 2), multiples of 2^-22 (exact in f32 and f64), from a small
+/// LCG: no dependence on the op families under test.
+pub fn lcg_data(n: usize, seed: u64) -> Vec<f32> {
+    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..n)
+        .map(|_| {
+            s = s
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            ((s >> 40) as f32 / (1u64 << 24) as f32) * 4.0 - 2.0
+        })
+        .collect()
+}
