@@ -11,29 +11,13 @@
 //! conv_transpose2d y Cin·kh·kw, dx Cout·kh·kw, dw N·H·W (upper bounds on the terms).
 //! The upstream gradient is rounded too: the backward GEMMs round their operands.
 
-use duel::device::emu::{EmuOptions, Schedule};
+use duel::device::emu::EmuOptions;
 use duel::ops::conv::{conv2d, conv_transpose2d, Conv2dParams, ConvTranspose2dParams};
 use duel::ops::precision::{with_precision, Precision};
 use duel::{Device, Tensor};
 
 mod common;
-use common::lcg_data;
-
-const U: f64 = 1.0 / (1u64 << 24) as f64;
-
-fn gamma(k: usize) -> f64 {
-    let ku = k as f64 * U;
-    ku / (1.0 - ku)
-}
-
-fn schedules() -> Vec<Schedule> {
-    let mut v = vec![Schedule::Forward, Schedule::Reverse];
-    let env = EmuOptions::from_env().schedule;
-    if !v.contains(&env) {
-        v.push(env);
-    }
-    v
-}
+use common::{emu_schedules, gamma, lcg_data};
 
 #[derive(Clone, Copy)]
 enum Op {
@@ -111,7 +95,7 @@ fn parity(op: Op, xs: [usize; 4], ws: [usize; 4], seed: u64) {
         let r = |a: f32| p.round(a) as f64;
         let exact = y_dx_dw(op, &Device::Cpu, (&x, xs), (&w, ws), &g, r);
         let abs = y_dx_dw(op, &Device::Cpu, (&x, xs), (&w, ws), &g, |a| r(a).abs());
-        for schedule in schedules() {
+        for schedule in emu_schedules() {
             let dev = Device::emu_with(EmuOptions {
                 schedule,
                 ..EmuOptions::from_env()

@@ -6,15 +6,11 @@
 
 use duel::device::cpu::isa::ISA_ENV;
 use duel::ops::gemm_bf16::pack::{bf16_to_f32, round_bf16};
+mod common;
+use common::gamma;
 use duel::ops::gemm_bf16::{bf16_path, gemm_bf16_parallel, gemm_bf16_slices, Bf16Path, MatRef};
 
-const U: f64 = 1.0 / (1u64 << 24) as f64; // f32 unit roundoff
 const UB: f64 = 1.0 / 256.0; // bf16 unit roundoff, 2^-8 (8 significant bits)
-
-fn gamma(n: usize) -> f64 {
-    let nu = n as f64 * U;
-    nu / (1.0 - nu)
-}
 
 struct Rng(u64);
 impl Rng {

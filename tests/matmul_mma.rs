@@ -24,26 +24,9 @@ use duel::{Device, Tensor};
 use half::{bf16, f16};
 
 mod common;
-use common::lcg_data;
+use common::{emu_schedules, gamma, lcg_data};
 
-const U: f64 = 1.0 / (1u64 << 24) as f64;
 const MIXED: [Precision; 2] = [Precision::Bf16, Precision::F16];
-
-fn gamma(k: usize) -> f64 {
-    let ku = k as f64 * U;
-    ku / (1.0 - ku)
-}
-
-/// Forward and reverse, plus DUEL_EMU_SCHEDULE's order when it is another (CI's random
-/// seed); races and the trace as the environment says.
-fn schedules() -> Vec<Schedule> {
-    let mut v = vec![Schedule::Forward, Schedule::Reverse];
-    let env = EmuOptions::from_env().schedule;
-    if !v.contains(&env) {
-        v.push(env);
-    }
-    v
-}
 
 fn emu(schedule: Schedule) -> Device {
     Device::emu_with(EmuOptions {
@@ -139,7 +122,7 @@ fn odd_shapes_and_transposed_operands_match_the_rounded_reference_and_cpu_f32() 
         (33, 70, 100),
         (3, 0, 5),
     ];
-    for schedule in schedules() {
+    for schedule in emu_schedules() {
         let dev = emu(schedule);
         for (si, &(m, k, n)) in shapes.iter().enumerate() {
             let a = lcg_data(m * k, 10 + si as u64);
@@ -175,7 +158,7 @@ fn rounding_is_visible_in_the_result() {
     // 1 + 2^-9 is 1 in bf16 and exact in f16: [1 + 2^-9] · [1] shows which rounding ran
     // (f32 would give 1 + 2^-9 too, so a kernel that forgot to round fails the bf16 case).
     let x = 1.0 + 2f32.powi(-9);
-    for schedule in schedules() {
+    for schedule in emu_schedules() {
         let dev = emu(schedule);
         let a = Tensor::from_slice(&[x], [1, 1], &dev).unwrap();
         let b = Tensor::from_slice(&[1.0f32], [1, 1], &dev).unwrap();
@@ -195,7 +178,7 @@ fn rounding_is_visible_in_the_result() {
 #[test]
 fn batched_and_broadcast_operands() {
     let (m, k, n) = (19, 21, 23);
-    for schedule in schedules() {
+    for schedule in emu_schedules() {
         let dev = emu(schedule);
         for p in MIXED {
             // [3, m, k] @ [k, n]: B broadcast (batch stride 0), A transposed per entry.
@@ -272,7 +255,7 @@ fn nan_propagates_and_f16_overflows_to_inf() {
     a[k + 3] = f32::NAN; // row 1
     a[2 * k] = 70000.0; // row 2: beyond f16's 65504, rounds to +inf in f16; finite in bf16
     a[3 * k + 5] = 65504.0; // row 3: f16's largest finite value stays finite
-    for schedule in schedules() {
+    for schedule in emu_schedules() {
         let dev = emu(schedule);
         for p in MIXED {
             let got = in_precision(
@@ -320,7 +303,7 @@ fn gradients_use_the_forward_precision() {
         t
     };
     let (at, bt) = (transpose(&a, m, k), transpose(&b, k, n));
-    for schedule in schedules() {
+    for schedule in emu_schedules() {
         let dev = emu(schedule);
         for p in MIXED {
             let ta = Tensor::from_slice(&a, [m, k], &dev)
@@ -374,7 +357,7 @@ fn one_warp(threads: u32) -> LaunchConfig {
 fn ldmatrix_hands_each_lane_the_documented_pieces() {
     // PTX ISA, ldmatrix: lanes 8j..8j+7 address the rows of matrix j; lane l receives
     // row l/4, 16-bit elements 2(l%4) (low half) and 2(l%4)+1 (high half) of each matrix.
-    for schedule in schedules() {
+    for schedule in emu_schedules() {
         let dev = emu(schedule);
         let s = simt(&dev);
         let out = upload(s, &[0u32; 32 * 6]);
@@ -426,7 +409,7 @@ fn c_pos(l: usize, i: usize) -> (usize, usize) {
 
 #[test]
 fn mma_computes_a_times_b_plus_c_in_the_documented_layout() {
-    for schedule in schedules() {
+    for schedule in emu_schedules() {
         let dev = emu(schedule);
         let s = simt(&dev);
         for p in MIXED {
@@ -502,7 +485,7 @@ fn misused_warp_collectives_are_errors() {
         (3, 32, &["out-of-bounds read", "static __shared__ `s`"]),
         (4, 16, &["invalid warp operation", "full warp", "16"]),
     ];
-    for schedule in schedules() {
+    for schedule in emu_schedules() {
         let dev = Device::emu_with(EmuOptions {
             schedule,
             races: false,

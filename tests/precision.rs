@@ -20,14 +20,7 @@ use duel::ops::precision::{with_precision, Precision};
 use duel::{Device, Tensor};
 
 mod common;
-use common::lcg_data;
-
-const U: f64 = 1.0 / (1u64 << 24) as f64;
-
-fn gamma(k: usize) -> f64 {
-    let ku = k as f64 * U;
-    ku / (1.0 - ku)
-}
+use common::{gamma, lcg_data};
 
 fn leaf(v: &[f32], shape: &[usize]) -> Tensor {
     Tensor::from_slice(v, shape, &Device::Cpu)

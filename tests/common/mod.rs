@@ -1,5 +1,6 @@
 //! Helpers shared by integration tests: temp directories, PNG decoding, running the `duel`
-//! binary, the exact bits of a tensor, and deterministic test data.
+//! binary, the exact bits of a tensor, deterministic test data, the f32 summation bound and
+//! the emulator schedules the parity tests run in.
 
 #![allow(dead_code)] // each test binary compiles this module and uses a subset of it
 
@@ -101,4 +102,26 @@ pub fn lcg_data(n: usize, seed: u64) -> Vec<f32> {
             ((s >> 40) as f32 / (1u64 << 24) as f32) * 4.0 - 2.0
         })
         .collect()
+}
+
+/// f32's unit roundoff, 2^-24.
+pub const U: f64 = 1.0 / (1u64 << 24) as f64;
+
+/// `γ_k = k·u/(1 − k·u)`: any order of k f32 additions is off the exact sum by at most
+/// `γ_k·Σ|terms|` (Higham, Thm 4.4).
+pub fn gamma(k: usize) -> f64 {
+    let ku = k as f64 * U;
+    ku / (1.0 - ku)
+}
+
+/// Forward and reverse, plus DUEL_EMU_SCHEDULE's order when it is another (CI's random
+/// seed); races and the trace as the environment says.
+pub fn emu_schedules() -> Vec<duel::device::emu::Schedule> {
+    use duel::device::emu::{EmuOptions, Schedule};
+    let mut v = vec![Schedule::Forward, Schedule::Reverse];
+    let env = EmuOptions::from_env().schedule;
+    if !v.contains(&env) {
+        v.push(env);
+    }
+    v
 }
