@@ -121,6 +121,7 @@ fn conv2d_forward_and_gradients_in_bf16_and_f16() {
         dilation: (1, 1),
     };
     parity(Op::Conv(p), [2, 3, 7, 6], [5, 3, 3, 3], 1);
+    parity(Op::Conv(p), [1, 3, 7, 6], [5, 3, 3, 3], 11); // batch 1
 }
 
 #[test]
@@ -132,6 +133,7 @@ fn conv_transpose2d_forward_and_gradients_in_bf16_and_f16() {
         dilation: (1, 1),
     };
     parity(Op::ConvT(p), [2, 4, 5, 4], [4, 3, 4, 4], 7);
+    parity(Op::ConvT(p), [1, 4, 5, 4], [4, 3, 4, 4], 17); // batch 1
 }
 
 #[test]
