@@ -925,17 +925,19 @@ fn conv2d_cpu_dcgan_layers_batch_64_match_reference_loops() {
 
 /// Forward and gradients of a batch equal those of its images run one at a time (summed
 /// for the weight and bias): checks the cpu batch chunking across threads and the blocks
-/// of images sharing one GEMM (here L = 256 gives blocks of 2 images, with a partial
-/// last block). f64, tolerance 1e-11 (sums of < 100 terms of magnitude <= 4 in another
-/// order).
+/// of images sharing one GEMM (here L = 256 gives blocks of 3 or 4 images, with a partial
+/// last block). `c` is the channel count of the image the weight gradient's columns come
+/// from: 2 takes the per-batch-task path, 6 the split by channel groups (1, 1, 2, 2
+/// channels). f64, tolerance 1e-11 (sums of < 600 terms of magnitude <= 4 in another
+/// order: 600·4·2^-53 ≈ 3e-13, with margin) and 1e-10 for the sums over the batch.
 #[test]
 fn conv2d_and_conv_transpose2d_cpu_batch_equals_per_image() {
-    for convt in [false, true] {
+    for (convt, c) in [(false, 2), (false, 6), (true, 2), (true, 6)] {
         let n = 9;
         let (xs, ws) = if convt {
-            ([n, 3, 16, 16], [3, 2, 3, 3])
+            ([n, 3, 16, 16], [3, c, 3, 3])
         } else {
-            ([n, 2, 16, 16], [3, 2, 3, 3])
+            ([n, c, 16, 16], [3, c, 3, 3])
         };
         let x = data(xs.iter().product(), 71);
         let w = t64(&data(ws.iter().product(), 72), &ws);
@@ -989,7 +991,11 @@ fn conv2d_and_conv_transpose2d_cpu_batch_equals_per_image() {
             conv2d(&xt, &wt, Some(&bt), &cp(1, 1, 1)).unwrap()
         };
         y.backward_with(&t64(&gs, y.dims())).unwrap();
-        let name = if convt { "convT" } else { "conv" };
+        let name = if convt {
+            format!("convT c={c}")
+        } else {
+            format!("conv c={c}")
+        };
         assert_close(&format!("{name} y"), &y.to_f64_vec().unwrap(), &ys, 1e-11);
         assert_close(
             &format!("{name} dx"),

@@ -38,7 +38,7 @@ pub(crate) trait GemmElem: Copy + Default + Send + Sync + 'static {
         m: usize,
         n: usize,
         k: usize,
-        dst: &mut [Self],
+        dst: (&mut [Self], usize),
         accumulate: bool,
         lhs: (*const Self, usize, usize),
         rhs: (*const Self, usize, usize),
@@ -46,35 +46,42 @@ pub(crate) trait GemmElem: Copy + Default + Send + Sync + 'static {
     );
 }
 
-/// `dst (m x n, row stride n) (+)= lhs · rhs` in `precision`; `par` lets one product use
-/// the rayon pool. `k = 0` gives zeros (or leaves `dst` when accumulating).
+/// `dst (m x n, row stride ldd ≥ n) (+)= lhs · rhs` in `precision`; `par` lets one
+/// product use the rayon pool. `k = 0` gives zeros (or leaves `dst` when accumulating).
+/// A padded `ldd` keeps the rows of a product whose width is a multiple of 4 KiB out of
+/// one cache set (see `conv::cpu::column_stride`).
 ///
 /// # Safety
 /// `lhs` must be readable at every `i·rs + p·cs` (i < m, p < k), `rhs` at every
-/// `p·rs + j·cs` (p < k, j < n), and `dst` must hold `m·n` elements.
+/// `p·rs + j·cs` (p < k, j < n), and `dst` must hold `(m − 1)·ldd + n` elements.
 #[allow(clippy::too_many_arguments)]
 pub(crate) unsafe fn gemm<T: GemmElem>(
     precision: Precision,
     m: usize,
     n: usize,
     k: usize,
-    dst: &mut [T],
+    (dst, ldd): (&mut [T], usize),
     accumulate: bool,
     lhs: (*const T, usize, usize),
     rhs: (*const T, usize, usize),
     par: Parallelism,
 ) {
-    debug_assert!(dst.len() >= m * n);
     if m == 0 || n == 0 {
         return;
     }
+    assert!(
+        ldd >= n && dst.len() >= (m - 1) * ldd + n,
+        "cpu_gemm: dst too short"
+    );
     if k == 0 {
         if !accumulate {
-            dst[..m * n].fill(T::default());
+            dst.chunks_mut(ldd)
+                .take(m)
+                .for_each(|row| row[..n].fill(T::default()));
         }
         return;
     }
-    T::gemm_at(precision, m, n, k, dst, accumulate, lhs, rhs, par)
+    T::gemm_at(precision, m, n, k, (dst, ldd), accumulate, lhs, rhs, par)
 }
 
 /// The `gemm` crate on strided operands (f32 or f64 arithmetic).
@@ -83,7 +90,7 @@ unsafe fn gemm_crate<T: GemmElem>(
     m: usize,
     n: usize,
     k: usize,
-    dst: &mut [T],
+    (dst, ldd): (&mut [T], usize),
     accumulate: bool,
     lhs: (*const T, usize, usize),
     rhs: (*const T, usize, usize),
@@ -95,7 +102,7 @@ unsafe fn gemm_crate<T: GemmElem>(
         k,
         dst.as_mut_ptr(),
         1,
-        n as isize,
+        ldd as isize,
         accumulate,
         lhs.0,
         lhs.2 as isize,
@@ -119,13 +126,13 @@ impl GemmElem for f64 {
         m: usize,
         n: usize,
         k: usize,
-        dst: &mut [f64],
+        (dst, ldd): (&mut [f64], usize),
         accumulate: bool,
         lhs: (*const f64, usize, usize),
         rhs: (*const f64, usize, usize),
         par: Parallelism,
     ) {
-        gemm_crate(m, n, k, dst, accumulate, lhs, rhs, par)
+        gemm_crate(m, n, k, (dst, ldd), accumulate, lhs, rhs, par)
     }
 }
 
@@ -136,19 +143,19 @@ impl GemmElem for f32 {
         m: usize,
         n: usize,
         k: usize,
-        dst: &mut [f32],
+        (dst, ldd): (&mut [f32], usize),
         accumulate: bool,
         lhs: (*const f32, usize, usize),
         rhs: (*const f32, usize, usize),
         par: Parallelism,
     ) {
         match precision {
-            Precision::F32 => gemm_crate(m, n, k, dst, accumulate, lhs, rhs, par),
+            Precision::F32 => gemm_crate(m, n, k, (dst, ldd), accumulate, lhs, rhs, par),
             Precision::Bf16 if bf16_units_pay(m, n, k) => {
-                bf16_rows(m, n, k, dst, accumulate, lhs, rhs, par)
+                bf16_rows(m, n, k, (dst, ldd), accumulate, lhs, rhs, par)
             }
             p => with_pair(&ROUNDED_OPERANDS, |a, b| {
-                rounded(p, m, n, k, dst, accumulate, lhs, rhs, par, a, b)
+                rounded(p, m, n, k, (dst, ldd), accumulate, lhs, rhs, par, a, b)
             }),
         }
     }
@@ -184,7 +191,7 @@ unsafe fn bf16_rows(
     m: usize,
     n: usize,
     k: usize,
-    dst: &mut [f32],
+    (dst, ldd): (&mut [f32], usize),
     accumulate: bool,
     lhs: (*const f32, usize, usize),
     rhs: (*const f32, usize, usize),
@@ -195,22 +202,23 @@ unsafe fn bf16_rows(
         _ => rayon::current_num_threads(),
     };
     if threads <= 1 || m <= 32 {
-        return gemm_bf16(m, n, k, dst, accumulate, lhs, rhs);
+        return gemm_bf16(m, n, k, (dst, ldd), accumulate, lhs, rhs);
     }
     let rows = m.div_ceil(threads).next_multiple_of(32);
     let (a, b) = (Shared(lhs.0), Shared(rhs.0));
-    dst[..m * n]
-        .par_chunks_mut(rows * n)
+    dst[..(m - 1) * ldd + n]
+        .par_chunks_mut(rows * ldd)
         .enumerate()
         .for_each(|(t, part)| {
             let a = a.get().wrapping_add(t * rows * lhs.1);
-            // SAFETY: rows t·rows .. t·rows + part/n of lhs are within the caller's bounds.
+            // SAFETY: rows t·rows .. t·rows + (its rows) of lhs are within the caller's
+            // bounds; `part` holds them at stride ldd (the last one ends at its n-th column).
             unsafe {
                 gemm_bf16(
-                    part.len() / n,
+                    rows.min(m - t * rows),
                     n,
                     k,
-                    part,
+                    (part, ldd),
                     accumulate,
                     (a, lhs.1, lhs.2),
                     (b.get(), rhs.1, rhs.2),
@@ -302,7 +310,7 @@ unsafe fn rounded(
     m: usize,
     n: usize,
     k: usize,
-    dst: &mut [f32],
+    (dst, ldd): (&mut [f32], usize),
     accumulate: bool,
     lhs: (*const f32, usize, usize),
     rhs: (*const f32, usize, usize),
@@ -316,7 +324,7 @@ unsafe fn rounded(
         m,
         n,
         k,
-        dst,
+        (dst, ldd),
         accumulate,
         (a.as_ptr(), ars, acs),
         (b.as_ptr(), brs, bcs),

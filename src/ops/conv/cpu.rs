@@ -8,16 +8,20 @@
 //! - [`col2im_product`]: per image `img[n] = col2im(Wᵀ·a[n])`.
 //! - [`bias_grad`]: `db[c] = Σ_{n, l} dy[n, c, l]`.
 //!
-//! Batching: images are processed in blocks of `B = ceil(512 / L)` whose column matrices
-//! sit side by side (`[R, B·L]`), so every GEMM has at least ~512 columns even where one
-//! image has few window positions (the 7x7 grid of the DCGAN's second layer) or a thin
-//! `R` (the 1-channel layers, `R = kh·kw = 16`). Outputs are copied from the block
-//! product to each image, and the `a` operand of the weight gradient is gathered likewise.
+//! Batching: images are processed in blocks (see [`block_images`]) whose column matrices
+//! sit side by side (`[R, B·L]`, rows padded by [`column_stride`]), so every GEMM has
+//! hundreds of columns even where one image has few window positions (the 7x7 grid of
+//! the DCGAN's second layer) or a thin `R` (the 1-channel layers, `R = kh·kw = 16`), and
+//! a block stays about the size of a core's L2. Outputs are copied from the block product
+//! to each image, and the `a` operand of the weight gradient is gathered likewise.
 //!
 //! Threading: the batch is split by [`partition`] into tasks of whole blocks, a partition
 //! fixed by the geometry and never by the thread count; each task runs its GEMMs on one
-//! thread and the weight gradient is accumulated per task, then summed in task order, so
-//! results are bitwise the same for any number of threads.
+//! thread. The weight gradient alone is split by input channels instead
+//! ([`weight_grad_by_channels`]: each task owns columns of `dW`, so none repeats another's
+//! im2col and nothing is summed across tasks); layers with fewer channels than tasks
+//! accumulate it per batch task and sum the partials in task order. Either way results
+//! are bitwise the same for any number of threads.
 //!
 //! Workspaces: the column matrix and the block product of each thread live in a
 //! thread-local `Vec` that grows to the largest size seen and is reused by every later
@@ -28,182 +32,17 @@
 //! 4x4/2/1): 17–19 ms against 0.65 ms for im2col + blocked GEMM, so the thin layers
 //! take the GEMM path too; blocking the batch is what makes their GEMM wide.
 
-#[cfg(target_arch = "x86_64")]
-use super::cols::avx512;
 use super::cols::{col2im, im2col, scratch_len};
+use super::elem::Elem;
 use super::{Columns, Geom, Plan};
-use crate::device::cpu::isa::isa;
 use crate::device::cpu::CpuBuffer;
 use crate::error::{Error, Result};
-use crate::ops::cpu_gemm::{self, GemmElem};
+use crate::ops::cpu_gemm;
 use crate::ops::precision::Precision;
 use crate::tensor::{DType, Tensor};
 use gemm::Parallelism;
 use rayon::prelude::*;
-use std::cell::RefCell;
-use std::ops::{Add, AddAssign, Mul};
 use std::sync::RwLockReadGuard;
-
-/// The element types of the cpu convolution.
-pub(crate) trait Elem:
-    GemmElem + Add<Output = Self> + Mul<Output = Self> + AddAssign + PartialEq
-{
-    const ZERO: Self;
-    /// Run `f` on this thread's workspace of at least `len` elements (contents unspecified).
-    fn with_ws<R>(len: usize, f: impl FnOnce(&mut [Self]) -> R) -> R;
-    /// The elements of a buffer of this type (None for another dtype).
-    fn slice(b: &CpuBuffer) -> Option<&[Self]>;
-    fn wrap(v: Vec<Self>) -> CpuBuffer;
-    /// `dst = src` for a short run (the lengths are equal).
-    fn copy_run(dst: &mut [Self], src: &[Self]) {
-        dst.copy_from_slice(src)
-    }
-    /// `dst[k] += src[k]` for a short run (the lengths are equal).
-    fn add_run(dst: &mut [Self], src: &[Self]) {
-        dst.iter_mut().zip(src).for_each(|(d, &s)| *d += s)
-    }
-    /// `dst[k] = src[k·stride]` by a vector loop where there is one; false: none ran.
-    fn gather_fast(_dst: &mut [Self], _src: &[Self], _stride: usize) -> bool {
-        false
-    }
-    /// `dst[k·stride] += src[k]` by a vector loop where there is one; false: none ran.
-    fn scatter_add_fast(_dst: &mut [Self], _src: &[Self], _stride: usize) -> bool {
-        false
-    }
-    /// `cols::im2col` by a whole-image vector loop where there is one; false: none ran.
-    fn im2col_fast(
-        _img: &[Self],
-        _g: &Geom,
-        _col: &mut [Self],
-        _ld: usize,
-        _s: &mut [Self],
-    ) -> bool {
-        false
-    }
-    /// `cols::col2im` by a whole-image vector loop where there is one; false: none ran.
-    fn col2im_fast(
-        _col: &[Self],
-        _g: &Geom,
-        _img: &mut [Self],
-        _ld: usize,
-        _s: &mut [Self],
-    ) -> bool {
-        false
-    }
-}
-
-thread_local! {
-    static WS_F32: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
-    static WS_F64: RefCell<Vec<f64>> = const { RefCell::new(Vec::new()) };
-}
-
-/// Borrow the thread-local workspace, or fall back to a fresh buffer when it is already
-/// borrowed (a rayon thread that picked up another image while waiting inside a GEMM).
-fn with_ws_in<T: Copy + Default, R>(
-    key: &'static std::thread::LocalKey<RefCell<Vec<T>>>,
-    len: usize,
-    f: impl FnOnce(&mut [T]) -> R,
-) -> R {
-    key.with(|cell| match cell.try_borrow_mut() {
-        Ok(mut ws) => {
-            if ws.len() < len {
-                ws.resize(len, T::default());
-            }
-            f(&mut ws[..len])
-        }
-        Err(_) => f(&mut vec![T::default(); len]),
-    })
-}
-
-impl Elem for f32 {
-    const ZERO: Self = 0.0;
-    fn with_ws<R>(len: usize, f: impl FnOnce(&mut [Self]) -> R) -> R {
-        with_ws_in(&WS_F32, len, f)
-    }
-    fn slice(b: &CpuBuffer) -> Option<&[Self]> {
-        match b {
-            CpuBuffer::F32(v) => Some(v),
-            _ => None,
-        }
-    }
-    fn wrap(v: Vec<Self>) -> CpuBuffer {
-        CpuBuffer::F32(v)
-    }
-    #[cfg(target_arch = "x86_64")]
-    fn copy_run(dst: &mut [Self], src: &[Self]) {
-        assert_eq!(dst.len(), src.len(), "copy_run takes equal lengths");
-        if isa().avx512f {
-            // SAFETY: AVX-512F detected; the lengths are equal (checked above).
-            unsafe { avx512::copy_run(dst, src) }
-        } else {
-            dst.copy_from_slice(src)
-        }
-    }
-    #[cfg(target_arch = "x86_64")]
-    fn gather_fast(dst: &mut [Self], src: &[Self], stride: usize) -> bool {
-        let fast = stride == 2 && isa().avx512f;
-        // SAFETY: AVX-512F detected; `cols::gather` cut `src` to 2·(len − 1) + 1 elements.
-        if fast {
-            unsafe { avx512::gather2(dst, src) }
-        }
-        fast
-    }
-    #[cfg(target_arch = "x86_64")]
-    fn scatter_add_fast(dst: &mut [Self], src: &[Self], stride: usize) -> bool {
-        let fast = stride == 2 && isa().avx512f;
-        // SAFETY: AVX-512F detected; `cols::scatter_add` cut `dst` to 2·(len − 1) + 1.
-        if fast {
-            unsafe { avx512::scatter_add2(dst, src) }
-        }
-        fast
-    }
-    #[cfg(target_arch = "x86_64")]
-    fn im2col_fast(img: &[Self], g: &Geom, col: &mut [Self], ld: usize, s: &mut [Self]) -> bool {
-        if !isa().avx512f {
-            return false;
-        }
-        // SAFETY: AVX-512F detected, each loop's geometry checked; sizes asserted inside.
-        if avx512::flat_taps(g) {
-            unsafe { avx512::im2col_flat(img, g, col, ld, s) }
-        } else if avx512::contiguous_taps(g) {
-            unsafe { avx512::im2col(img, g, col, ld, s) }
-        } else {
-            return false;
-        }
-        true
-    }
-    #[cfg(target_arch = "x86_64")]
-    fn col2im_fast(col: &[Self], g: &Geom, img: &mut [Self], ld: usize, s: &mut [Self]) -> bool {
-        if !isa().avx512f {
-            return false;
-        }
-        // SAFETY: as `im2col_fast`.
-        if avx512::flat_taps(g) {
-            unsafe { avx512::col2im_flat(col, g, img, ld, s) }
-        } else if avx512::contiguous_taps(g) {
-            unsafe { avx512::col2im(col, g, img, ld, s) }
-        } else {
-            return false;
-        }
-        true
-    }
-}
-
-impl Elem for f64 {
-    const ZERO: Self = 0.0;
-    fn with_ws<R>(len: usize, f: impl FnOnce(&mut [Self]) -> R) -> R {
-        with_ws_in(&WS_F64, len, f)
-    }
-    fn slice(b: &CpuBuffer) -> Option<&[Self]> {
-        match b {
-            CpuBuffer::F64(v) => Some(v),
-            _ => None,
-        }
-    }
-    fn wrap(v: Vec<Self>) -> CpuBuffer {
-        CpuBuffer::F64(v)
-    }
-}
 
 /// Multiply-adds of one GEMM from which it is split across threads (when the batch is not).
 const PARALLEL_FLOPS: usize = 1 << 18;
@@ -261,13 +100,100 @@ fn for_tasks<R: Send>(
     }
 }
 
+/// Columns of one block: at most [`BLOCK_COLS`], and fewer where the column matrix is
+/// tall, so that a block of `R x cols` values stays near [`BLOCK_ELEMS`] (1 MiB of f32,
+/// a core's L2 here) while im2col writes it and the GEMM reads it — or the GEMM writes
+/// it and col2im reads it. Measured on dcgan64's 16x16 and 8x8 layers (`R` = 2048, 4096):
+/// the input gradient of D.conv4 22 → 15 ms. Never below 256 columns, so the GEMMs stay
+/// wide.
 const BLOCK_COLS: usize = 1024;
+const BLOCK_ELEMS: usize = 1 << 18;
 
-/// Images per block of a task of `count` images: the task cut into equal blocks of at
-/// most about [`BLOCK_COLS`] columns (one block when a whole task fits).
-fn block_images(l: usize, count: usize) -> usize {
-    let blocks = (count * l).div_ceil(BLOCK_COLS).max(1);
+/// Images per block of a task of `count` images with `r` rows of columns: the task cut
+/// into equal blocks of at most about the target width above (one block when a whole
+/// task fits).
+fn block_images(l: usize, count: usize, r: usize) -> usize {
+    let target = (BLOCK_ELEMS / r.max(1)).clamp(256, BLOCK_COLS);
+    let blocks = (count * l).div_ceil(target).max(1);
     count.div_ceil(blocks).max(1)
+}
+
+/// The row stride of a column block of `cols` columns: padded to an odd number of
+/// 64-byte lines, so that the GEMM's reads down consecutive columns (the weight
+/// gradient's `colᵀ`) do not all fall in one cache set, as they do when a row is a
+/// multiple of 4 KiB (`B·L = 1024` on dcgan64's 16x16 layers).
+fn column_stride(cols: usize) -> usize {
+    let lines = cols.div_ceil(16);
+    (lines | 1) * 16
+}
+
+/// `dW [O, R] = Σ_n a[n]·im2col(img[n])ᵀ` split by input channels: [`partition`] cuts the
+/// `C` channels into fixed groups, and each group (one task) forms its rows
+/// `c·kh·kw ..` of the columns for the whole batch, block by block, accumulating
+/// `dW[:, its rows] += a_blk · col_blkᵀ` in block order. Unlike splitting the batch, no
+/// task repeats another's im2col, there are no per-task partials to add, and every GEMM
+/// runs over ~1024 window positions at once; the groups are fixed by `C`, so the sums are
+/// the same for any thread count. Needs `C ≥ TASKS` (thin layers split the batch).
+fn weight_grad_by_channels<T: Elem>(
+    g: &Geom,
+    prec: Precision,
+    o: usize,
+    img: &[T],
+    a: &[T],
+) -> Vec<T> {
+    let (r, l) = (g.rows(), g.cols());
+    let (il, plane) = (g.image_len(), g.h * g.w);
+    let b = block_images(l, g.n, g.rows().div_ceil(TASKS));
+    let ld = column_stride(b * l);
+    let parts: Vec<Vec<T>> = partition(g.c)
+        .into_par_iter()
+        .map(|(c0, cn)| {
+            let sub = Geom { c: cn, ..*g };
+            let rp = sub.rows();
+            let mut part = vec![T::ZERO; o * rp];
+            T::with_ws(rp * ld + o * ld + scratch_len(&sub), |ws| {
+                let (col, rest) = ws.split_at_mut(rp * ld);
+                let (tmp, scratch) = rest.split_at_mut(o * ld);
+                for n0 in (0..g.n).step_by(b) {
+                    let nb = b.min(g.n - n0);
+                    for k in 0..nb {
+                        let channels = &img[(n0 + k) * il + c0 * plane..][..cn * plane];
+                        im2col(channels, &sub, &mut col[k * l..], ld, scratch);
+                        let an = &a[(n0 + k) * o * l..][..o * l];
+                        for (co, src) in an.chunks_exact(l).enumerate() {
+                            T::copy_run(&mut tmp[co * ld + k * l..][..l], src);
+                        }
+                    }
+                    // part [O, rp] += a_blk [O, nb·L] · col_blkᵀ [nb·L, rp]
+                    unsafe {
+                        cpu_gemm::gemm(
+                            prec,
+                            o,
+                            rp,
+                            nb * l,
+                            (&mut part, rp),
+                            n0 > 0,
+                            (tmp.as_ptr(), ld, 1),
+                            (col.as_ptr(), 1, ld),
+                            Parallelism::None,
+                        )
+                    };
+                }
+            });
+            part
+        })
+        .collect();
+    let mut dw = vec![T::ZERO; o * r];
+    let mut c0 = 0;
+    for part in &parts {
+        let rp = part.len() / o.max(1);
+        for (row, src) in dw.chunks_exact_mut(r).zip(part.chunks_exact(rp.max(1))) {
+            row[c0..c0 + rp].copy_from_slice(src);
+        }
+        c0 += rp;
+    }
+    debug_assert_eq!(c0, r);
+    dw
 }
 
 /// Per block of images `col = [im2col(img[n]) …]` (`[R, B·L]`); then `out[n] = W·col (+
@@ -290,8 +216,8 @@ fn im2col_products<T: Elem>(
     let il = g.image_len();
     let partials = for_tasks(g.n, flops, |first, count, par| {
         let mut dw = a.map(|_| vec![T::ZERO; o * r]);
-        let b = block_images(l, count);
-        let ld = b * l;
+        let b = block_images(l, count, r);
+        let ld = column_stride(b * l);
         // Workspace: the columns [R, B·L], the products / gathered a [O, B·L], the phases.
         T::with_ws(r * ld + o * ld + scratch_len(g), |ws| {
             let (col, rest) = ws.split_at_mut(r * ld);
@@ -316,7 +242,7 @@ fn im2col_products<T: Elem>(
                             o,
                             cols,
                             r,
-                            tmp,
+                            (tmp, ld),
                             false,
                             (w.as_ptr(), r, 1),
                             (col.as_ptr(), ld, 1),
@@ -329,7 +255,7 @@ fn im2col_products<T: Elem>(
                             std::slice::from_raw_parts_mut(out.get().add((n0 + k) * o * l), o * l)
                         };
                         for (co, row) in dst.chunks_exact_mut(l).enumerate() {
-                            let src = &tmp[co * cols + k * l..][..l];
+                            let src = &tmp[co * ld + k * l..][..l];
                             match bias {
                                 Some(bv) => {
                                     let bv = bv[co];
@@ -341,11 +267,12 @@ fn im2col_products<T: Elem>(
                     }
                 }
                 if let (Some(a), Some(dw)) = (a, dw.as_mut()) {
-                    // Gather a [O, B·L] from the images, then dW [O, R] += a · colᵀ.
+                    // Gather a [O, B·L] (row stride `ld`, like col) from the images,
+                    // then dW [O, R] += a · colᵀ.
                     for k in 0..nb {
                         let an = &a[(n0 + k) * o * l..][..o * l];
                         for (co, src) in an.chunks_exact(l).enumerate() {
-                            T::copy_run(&mut tmp[co * cols + k * l..][..l], src);
+                            T::copy_run(&mut tmp[co * ld + k * l..][..l], src);
                         }
                     }
                     unsafe {
@@ -354,9 +281,9 @@ fn im2col_products<T: Elem>(
                             o,
                             r,
                             cols,
-                            dw,
+                            (dw, r),
                             true,
-                            (tmp.as_ptr(), cols, 1),
+                            (tmp.as_ptr(), ld, 1),
                             (col.as_ptr(), 1, ld),
                             par,
                         )
@@ -390,8 +317,8 @@ fn col2im_into<T: Elem>(
     let img_ptr = SendPtr(img.as_mut_ptr());
     let il = g.image_len();
     for_tasks(g.n, g.n * o * r * l, |first, count, par| {
-        let b = block_images(l, count);
-        let ld = b * l;
+        let b = block_images(l, count, r);
+        let ld = column_stride(b * l);
         T::with_ws(r * ld + o * ld + scratch_len(g), |ws| {
             let (col, rest) = ws.split_at_mut(r * ld);
             let (tmp, scratch) = rest.split_at_mut(o * ld);
@@ -401,20 +328,20 @@ fn col2im_into<T: Elem>(
                 for k in 0..nb {
                     let an = &a[(n0 + k) * o * l..][..o * l];
                     for (co, src) in an.chunks_exact(l).enumerate() {
-                        T::copy_run(&mut tmp[co * cols + k * l..][..l], src);
+                        T::copy_run(&mut tmp[co * ld + k * l..][..l], src);
                     }
                 }
-                // col [R, B·L] = Wᵀ [R, O] · a [O, B·L]
+                // col [R, B·L] = Wᵀ [R, O] · a [O, B·L], both at row stride `ld`
                 unsafe {
                     cpu_gemm::gemm(
                         prec,
                         r,
                         cols,
                         o,
-                        col,
+                        (col, ld),
                         false,
                         (w.as_ptr(), 1, r),
-                        (tmp.as_ptr(), cols, 1),
+                        (tmp.as_ptr(), ld, 1),
                         par,
                     )
                 };
@@ -423,7 +350,7 @@ fn col2im_into<T: Elem>(
                     let dst = unsafe {
                         std::slice::from_raw_parts_mut(img_ptr.get().add((n0 + k) * il), il)
                     };
-                    col2im(&col[k * l..], g, dst, cols, scratch);
+                    col2im(&col[k * l..], g, dst, ld, scratch);
                     if let Some(bv) = bias {
                         let hw = g.h * g.w;
                         for (plane, &b) in dst.chunks_exact_mut(hw).zip(bv) {
@@ -515,16 +442,25 @@ fn column_products_of<T: Elem>(
     let b_s = b_g.as_ref().map(Operand::elems::<T>).transpose()?;
     let a_s = a_g.as_ref().map(Operand::elems::<T>).transpose()?;
     let mut out = w_s.map(|_| vec![T::ZERO; g.n * o * g.cols()]);
-    let dw = im2col_products(
-        g,
-        plan.precision,
-        o,
-        img_g.elems::<T>()?,
-        w_s,
-        b_s,
-        out.as_deref_mut(),
-        a_s,
-    );
+    let dw = match (w_s, a_s) {
+        (None, Some(a)) if g.c >= TASKS => Some(weight_grad_by_channels(
+            g,
+            plan.precision,
+            o,
+            img_g.elems::<T>()?,
+            a,
+        )),
+        _ => im2col_products(
+            g,
+            plan.precision,
+            o,
+            img_g.elems::<T>()?,
+            w_s,
+            b_s,
+            out.as_deref_mut(),
+            a_s,
+        ),
+    };
     Ok(Columns {
         product: out
             .map(|v| Tensor::from_cpu_buffer(T::wrap(v), [g.n, o, g.cols()]))

@@ -114,24 +114,33 @@ pub fn bf16_path() -> &'static str {
     Bf16Path::detected().name()
 }
 
-/// `dst (m x n, row-major, row stride n) (+)= bf16(lhs) · bf16(rhs)`, f32 accumulation, on
-/// the detected path. `lhs`, `rhs`: f32 matrices by pointer and (row stride, col stride)
-/// in elements, rounded to bf16 (to nearest even) while packing. One thread.
+/// `dst (m x n, row-major, row stride ldd ≥ n) (+)= bf16(lhs) · bf16(rhs)`, f32
+/// accumulation, on the detected path. `lhs`, `rhs`: f32 matrices by pointer and (row
+/// stride, col stride) in elements, rounded to bf16 (to nearest even) while packing. One
+/// thread.
 ///
 /// # Safety
 /// `lhs` must be readable at every `i·rs + p·cs` (i < m, p < k), `rhs` at every
-/// `p·rs + j·cs` (p < k, j < n), and `dst` must hold `m·n` elements.
-#[allow(dead_code)] // wired into conv/matmul by the lead
+/// `p·rs + j·cs` (p < k, j < n), and `dst` must hold `(m − 1)·ldd + n` elements.
 pub(crate) unsafe fn gemm_bf16(
     m: usize,
     n: usize,
     k: usize,
-    dst: &mut [f32],
+    (dst, ldd): (&mut [f32], usize),
     accumulate: bool,
     lhs: (*const f32, usize, usize),
     rhs: (*const f32, usize, usize),
 ) {
-    gemm_bf16_on(Bf16Path::detected(), m, n, k, dst, accumulate, lhs, rhs)
+    gemm_bf16_on(
+        Bf16Path::detected(),
+        m,
+        n,
+        k,
+        (dst, ldd),
+        accumulate,
+        lhs,
+        rhs,
+    )
 }
 
 /// [`gemm_bf16`] on a given path (tests and `duel bench` run each).
@@ -140,7 +149,7 @@ pub(crate) unsafe fn gemm_bf16(
 /// As [`gemm_bf16`].
 ///
 /// # Panics
-/// When `path` is not available on this CPU, or `dst` is shorter than `m·n`.
+/// When `path` is not available on this CPU, or `dst` is shorter than `(m − 1)·ldd + n`.
 #[doc(hidden)]
 #[allow(clippy::too_many_arguments)]
 pub unsafe fn gemm_bf16_on(
@@ -148,7 +157,7 @@ pub unsafe fn gemm_bf16_on(
     m: usize,
     n: usize,
     k: usize,
-    dst: &mut [f32],
+    (dst, ldd): (&mut [f32], usize),
     accumulate: bool,
     lhs: (*const f32, usize, usize),
     rhs: (*const f32, usize, usize),
@@ -158,23 +167,25 @@ pub unsafe fn gemm_bf16_on(
         "the {} path is not available here",
         path.name()
     );
-    assert!(
-        dst.len() >= m * n,
-        "dst holds {} < m·n = {}",
-        dst.len(),
-        m * n
-    );
     if m == 0 || n == 0 {
         return;
     }
+    let need = (m - 1) * ldd + n;
+    assert!(
+        ldd >= n && dst.len() >= need,
+        "dst holds {} < (m − 1)·ldd + n = {need} (ldd {ldd}, n {n})",
+        dst.len(),
+    );
     if k == 0 {
         if !accumulate {
-            dst[..m * n].fill(0.0);
+            dst.chunks_mut(ldd)
+                .take(m)
+                .for_each(|row| row[..n].fill(0.0));
         }
         return;
     }
     with_pair(&WORKSPACE, |a, b| {
-        run(path, m, n, k, dst, accumulate, lhs, rhs, a, b)
+        run(path, m, n, k, (dst, ldd), accumulate, lhs, rhs, a, b)
     })
 }
 
@@ -198,7 +209,7 @@ unsafe fn run(
     m: usize,
     n: usize,
     k: usize,
-    dst: &mut [f32],
+    (dst, ldd): (&mut [f32], usize),
     accumulate: bool,
     lhs: (*const f32, usize, usize),
     rhs: (*const f32, usize, usize),
@@ -246,21 +257,21 @@ unsafe fn run(
                 for j in (0..nc).step_by(32) {
                     let b_blk = b_ws.as_ptr().add(j / 16 * strip);
                     let cols = (nc - j).min(32);
-                    let cp = c.add(i * n + nb + j);
+                    let cp = c.add(i * ldd + nb + j);
                     if rows == 32 && cols == 32 {
-                        block(a_blk, b_blk, chunks, cp, n, load);
+                        block(a_blk, b_blk, chunks, cp, ldd, load);
                         continue;
                     }
                     let mut stage = [0f32; 32 * 32];
                     if load {
                         for r in 0..rows {
-                            let from = std::slice::from_raw_parts(cp.add(r * n), cols);
+                            let from = std::slice::from_raw_parts(cp.add(r * ldd), cols);
                             stage[r * 32..r * 32 + cols].copy_from_slice(from);
                         }
                     }
                     block(a_blk, b_blk, chunks, stage.as_mut_ptr(), 32, load);
                     for r in 0..rows {
-                        std::slice::from_raw_parts_mut(cp.add(r * n), cols)
+                        std::slice::from_raw_parts_mut(cp.add(r * ldd), cols)
                             .copy_from_slice(&stage[r * 32..r * 32 + cols]);
                     }
                 }
@@ -331,7 +342,7 @@ pub fn gemm_bf16_slices(
     lhs.check(m, k, "lhs");
     rhs.check(k, n, "rhs");
     // SAFETY: the reads are in bounds (checked above); gemm_bf16_on checks dst.
-    unsafe { gemm_bf16_on(path, m, n, k, dst, accumulate, lhs.raw(0), rhs.raw(0)) }
+    unsafe { gemm_bf16_on(path, m, n, k, (dst, n), accumulate, lhs.raw(0), rhs.raw(0)) }
 }
 
 /// [`gemm_bf16_slices`] with m split into `parts` fixed ranges (multiples of 32 rows) run on
@@ -369,6 +380,17 @@ pub fn gemm_bf16_parallel(
             let i0 = t * rows;
             let mt = part.len() / n;
             // SAFETY: rows i0..i0+mt of lhs are in bounds (checked above), rhs as checked.
-            unsafe { gemm_bf16_on(path, mt, n, k, part, accumulate, lhs.raw(i0), rhs.raw(0)) }
+            unsafe {
+                gemm_bf16_on(
+                    path,
+                    mt,
+                    n,
+                    k,
+                    (part, n),
+                    accumulate,
+                    lhs.raw(i0),
+                    rhs.raw(0),
+                )
+            }
         });
 }

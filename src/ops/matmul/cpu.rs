@@ -61,7 +61,7 @@ fn run<T: GemmElem>(a: &[T], b: &[T], p: &MatmulPlan, precision: Precision) -> R
                 m,
                 n,
                 k,
-                dst,
+                (dst, n),
                 false,
                 (a_ptr.0.add(p.a.offsets[z]), p.a.row_stride, p.a.col_stride),
                 (b_ptr.0.add(p.b.offsets[z]), p.b.row_stride, p.b.col_stride),

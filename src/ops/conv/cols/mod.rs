@@ -15,7 +15,7 @@
 //! values or adds them in the same order as the plain loop, so the results are bitwise the
 //! same on all of them.
 
-use super::cpu::Elem;
+use super::elem::Elem;
 use super::Geom;
 
 /// The valid window positions along one axis for kernel tap `t`: the range of output
