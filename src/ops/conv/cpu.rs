@@ -127,6 +127,25 @@ fn column_stride(cols: usize) -> usize {
     (lines | 1) * 16
 }
 
+/// `tmp [O, nb·L]` (row stride `ld`, like the columns) = images `n0 .. n0 + nb` of `a`
+/// (`[N, O, L]`) side by side: the block operand of a GEMM against the column block.
+fn gather_block<T: Elem>(
+    a: &[T],
+    n0: usize,
+    nb: usize,
+    o: usize,
+    l: usize,
+    tmp: &mut [T],
+    ld: usize,
+) {
+    for k in 0..nb {
+        let an = &a[(n0 + k) * o * l..][..o * l];
+        for (co, src) in an.chunks_exact(l).enumerate() {
+            T::copy_run(&mut tmp[co * ld + k * l..][..l], src);
+        }
+    }
+}
+
 /// `dW [O, R] = Σ_n a[n]·im2col(img[n])ᵀ` split by input channels: [`partition`] cuts the
 /// `C` channels into fixed groups, and each group (one task) forms its rows
 /// `c·kh·kw ..` of the columns for the whole batch, block by block, accumulating
@@ -143,7 +162,7 @@ fn weight_grad_by_channels<T: Elem>(
 ) -> Vec<T> {
     let (r, l) = (g.rows(), g.cols());
     let (il, plane) = (g.image_len(), g.h * g.w);
-    let b = block_images(l, g.n, g.rows().div_ceil(TASKS));
+    let b = block_images(l, g.n, r.div_ceil(TASKS));
     let ld = column_stride(b * l);
     let parts: Vec<Vec<T>> = partition(g.c)
         .into_par_iter()
@@ -159,11 +178,8 @@ fn weight_grad_by_channels<T: Elem>(
                     for k in 0..nb {
                         let channels = &img[(n0 + k) * il + c0 * plane..][..cn * plane];
                         im2col(channels, &sub, &mut col[k * l..], ld, scratch);
-                        let an = &a[(n0 + k) * o * l..][..o * l];
-                        for (co, src) in an.chunks_exact(l).enumerate() {
-                            T::copy_run(&mut tmp[co * ld + k * l..][..l], src);
-                        }
                     }
+                    gather_block(a, n0, nb, o, l, tmp, ld);
                     // part [O, rp] += a_blk [O, nb·L] · col_blkᵀ [nb·L, rp]
                     unsafe {
                         cpu_gemm::gemm(
@@ -269,12 +285,7 @@ fn im2col_products<T: Elem>(
                 if let (Some(a), Some(dw)) = (a, dw.as_mut()) {
                     // Gather a [O, B·L] (row stride `ld`, like col) from the images,
                     // then dW [O, R] += a · colᵀ.
-                    for k in 0..nb {
-                        let an = &a[(n0 + k) * o * l..][..o * l];
-                        for (co, src) in an.chunks_exact(l).enumerate() {
-                            T::copy_run(&mut tmp[co * ld + k * l..][..l], src);
-                        }
-                    }
+                    gather_block(a, n0, nb, o, l, tmp, ld);
                     unsafe {
                         cpu_gemm::gemm(
                             prec,
@@ -325,12 +336,7 @@ fn col2im_into<T: Elem>(
             for n0 in (first..first + count).step_by(b) {
                 let nb = b.min(first + count - n0);
                 let cols = nb * l;
-                for k in 0..nb {
-                    let an = &a[(n0 + k) * o * l..][..o * l];
-                    for (co, src) in an.chunks_exact(l).enumerate() {
-                        T::copy_run(&mut tmp[co * ld + k * l..][..l], src);
-                    }
-                }
+                gather_block(a, n0, nb, o, l, tmp, ld);
                 // col [R, B·L] = Wᵀ [R, O] · a [O, B·L], both at row stride `ld`
                 unsafe {
                     cpu_gemm::gemm(
