@@ -86,6 +86,15 @@ pub(crate) unsafe fn pack_a(a: Src, m: usize, kc: usize, out: &mut [Line], vecto
                     ..a
                 };
                 #[cfg(target_arch = "x86_64")]
+                if vector && a.rs == 1 && a.cs != 1 {
+                    if r == 0 {
+                        // i runs along each column: pack the chunk's 16 lines at once.
+                        let lines = &mut out[(s * chunks + c) * CHUNK_LINES..][..CHUNK_LINES];
+                        avx512::chunk_from_rows(from.ptr, a.cs, (m - i).min(16), kn, lines);
+                    }
+                    continue;
+                }
+                #[cfg(target_arch = "x86_64")]
                 if vector {
                     avx512::row32(from.ptr, from.cs, kn, line);
                     continue;
@@ -228,6 +237,42 @@ pub(crate) mod avx512 {
         _mm256_storeu_si256(out.add(1), _mm512_cvtepi32_epi16(hi));
     }
 
+    /// The 16 x 16 transpose of 32-bit words: afterwards lane `j` of `rows[i]` is what lane
+    /// `i` of `rows[j]` was. Four butterfly stages; stage `d` swaps bit `d` of the row and
+    /// lane indices (two `vpermt2d` per pair of rows).
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    unsafe fn transpose16(rows: &mut [__m512i; 16]) {
+        for d in [8, 4, 2, 1] {
+            let (mut keep, mut take) = ([0i32; 16], [0i32; 16]);
+            for j in 0..16 {
+                let (lo, hi) = if j & d == 0 {
+                    (j, j + d)
+                } else {
+                    (16 + j - d, 16 + j)
+                };
+                keep[j] = lo as i32;
+                take[j] = hi as i32;
+            }
+            let keep = _mm512_loadu_si512(keep.as_ptr() as *const _);
+            let take = _mm512_loadu_si512(take.as_ptr() as *const _);
+            for i in (0..16).filter(|i| i & d == 0) {
+                let (a, b) = (rows[i], rows[i + d]);
+                rows[i] = _mm512_permutex2var_epi32(a, keep, b);
+                rows[i + d] = _mm512_permutex2var_epi32(a, take, b);
+            }
+        }
+    }
+
+    /// Store 16 words-of-pairs vectors as the 16 lines of a chunk.
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    unsafe fn store_lines(words: &[__m512i; 16], lines: &mut [Line]) {
+        for (line, w) in lines.iter_mut().zip(words) {
+            _mm512_storeu_si512(line.0.as_mut_ptr() as *mut __m512i, *w);
+        }
+    }
+
     /// One B chunk (16 lines) from columns whose k values are contiguous: column `j`
     /// (`j < cols ≤ 16`) holds `kn ≤ 32` values at `p + j·cs`. Each column's run rounded
     /// as an A line is 16 32-bit words, word `q` the pair (2q, 2q + 1) — line `q`'s word
@@ -240,19 +285,35 @@ pub(crate) mod avx512 {
         kn: usize,
         lines: &mut [Line],
     ) {
-        let mut words = [[0u32; 16]; 16];
+        let mut words = [_mm512_setzero_si512(); 16];
         for (j, w) in words.iter_mut().enumerate().take(cols) {
             let mut line = Line::default();
             row32(p.add(j * cs), 1, kn, &mut line);
-            *w = std::mem::transmute::<[u16; 32], [u32; 16]>(line.0);
+            *w = _mm512_loadu_si512(line.0.as_ptr() as *const _);
         }
-        for (q, line) in lines.iter_mut().enumerate() {
-            let mut row = [0u32; 16];
-            for (j, r) in row.iter_mut().enumerate() {
-                *r = words[j][q];
-            }
-            line.0 = std::mem::transmute::<[u32; 16], [u16; 32]>(row);
+        transpose16(&mut words);
+        store_lines(&words, lines);
+    }
+
+    /// One A chunk (16 lines) from rows whose values at one k are contiguous: value
+    /// `(r, p)` (`r < rows ≤ 16`, `p < kn ≤ 32`) at `ptr + r + p·cs`. The pairs of k rounded
+    /// as B lines give word `r` of vector `q` = the pair (2q, 2q + 1) of row `r` — word `q`
+    /// of A's line `r` — so the chunk is again the 16 x 16 transpose.
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn chunk_from_rows(
+        p: *const f32,
+        cs: usize,
+        rows: usize,
+        kn: usize,
+        lines: &mut [Line],
+    ) {
+        let mut words = [_mm512_setzero_si512(); 16];
+        for (q, w) in words.iter_mut().enumerate().take(kn.div_ceil(2)) {
+            let second = (2 * q + 1 < kn).then(|| p.add((2 * q + 1) * cs));
+            *w = pair_words(p.add(2 * q * cs), second, 1, rows);
         }
+        transpose16(&mut words);
+        store_lines(&words, lines);
     }
 
     /// One B line: for `count` (≤ 16) columns `j`, the pair `(p0[j·s], p1[j·s])` (p1 None:
@@ -265,12 +326,20 @@ pub(crate) mod avx512 {
         count: usize,
         line: &mut Line,
     ) {
+        let word = pair_words(p0, p1, s, count);
+        _mm512_storeu_si512(line.0.as_mut_ptr() as *mut __m512i, word);
+    }
+
+    /// For `count` (≤ 16) lanes `j`: `(ρ(p1[j·s]) << 16) | ρ(p0[j·s])` (p1 None: zero high
+    /// halves), zeros after.
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    unsafe fn pair_words(p0: *const f32, p1: Option<*const f32>, s: usize, count: usize) -> __m512i {
         let lo = round16(load16(p0, s, count));
         let hi = match p1 {
             Some(p1) => round16(load16(p1, s, count)),
             None => _mm512_setzero_si512(),
         };
-        let word = _mm512_or_si512(lo, _mm512_slli_epi32::<16>(hi));
-        _mm512_storeu_si512(line.0.as_mut_ptr() as *mut __m512i, word);
+        _mm512_or_si512(lo, _mm512_slli_epi32::<16>(hi))
     }
 }
