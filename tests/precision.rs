@@ -372,7 +372,8 @@ fn f64_tensors_ignore_the_precision() {
 
 #[test]
 fn bf16_results_are_bitwise_the_same_on_1_2_and_3_threads() {
-    // Shapes on the bf16 units' path (multiples of 32), split over the threads by rows.
+    // Shapes on the bf16 units' path (multiples of 32), split over the threads by rows
+    // (m ≥ n) and by columns (m < n: `p·q`, 600 columns in uneven parts, and p's gradient).
     let g = CONVS[3];
     let run = |threads: usize| {
         let pool = rayon::ThreadPoolBuilder::new()
@@ -384,18 +385,27 @@ fn bf16_results_are_bitwise_the_same_on_1_2_and_3_threads() {
             let w = leaf(&lcg_data(g.w_len(), 5), &[g.o, g.c, g.kh, g.kw]);
             let a = leaf(&lcg_data(320 * 192, 6), &[320, 192]);
             let b = leaf(&lcg_data(192 * 256, 7), &[192, 256]);
-            let (y, c) = with_precision(Precision::Bf16, || {
-                (conv2d(&x, &w, None, &conv_params(&g)), a.matmul(&b))
+            let p = leaf(&lcg_data(64 * 160, 8), &[64, 160]);
+            let q = leaf(&lcg_data(160 * 600, 9), &[160, 600]);
+            let (y, c, r) = with_precision(Precision::Bf16, || {
+                (
+                    conv2d(&x, &w, None, &conv_params(&g)),
+                    a.matmul(&b),
+                    p.matmul(&q),
+                )
             });
-            let (y, c) = (y.unwrap(), c.unwrap());
+            let (y, c, r) = (y.unwrap(), c.unwrap(), r.unwrap());
             y.sum_all().unwrap().backward().unwrap();
             c.sum_all().unwrap().backward().unwrap();
+            r.sum_all().unwrap().backward().unwrap();
             [
                 y,
                 c,
+                r,
                 x.grad().unwrap(),
                 w.grad().unwrap(),
                 a.grad().unwrap(),
+                p.grad().unwrap(),
             ]
             .map(|t| values(&t).iter().map(|v| v.to_bits()).collect::<Vec<_>>())
         })

@@ -4,9 +4,10 @@
 //! - f64, and f32 at `Precision::F32`: the `gemm` crate (runtime-dispatched AVX-512 /
 //!   AVX2 / scalar microkernels).
 //! - f32 at `Precision::Bf16` on a CPU with bf16 units, for shapes that fill their blocks
-//!   of 32 (at most 25% padding): [`gemm_bf16`](crate::ops::gemm_bf16)
-//!   (AMX-BF16 or AVX512-BF16, detected at run time), its rows split over the rayon pool
-//!   when the caller asks for parallelism — bitwise the same for any split, because every
+//!   of 32 (at most 50% padding): [`gemm_bf16`](crate::ops::gemm_bf16)
+//!   (AMX-BF16 or AVX512-BF16, detected at run time), its rows (or, when there are fewer
+//!   rows than columns, its columns) split over the rayon pool when the caller asks for
+//!   parallelism — bitwise the same for any split, because every
 //!   element's sum is formed in an order fixed by (m, n, k) alone.
 //! - f32 at `Precision::F16`, and at `Precision::Bf16` without bf16 units or for thin
 //!   shapes: the operands
@@ -18,7 +19,7 @@
 //!   bf16 units flush to zero (irrelevant unless data live near 1e-38).
 
 use crate::ops::cpu_shared::{with_pair, PairCell};
-use crate::ops::gemm_bf16::{gemm_bf16, Bf16Path};
+use crate::ops::gemm_bf16::{gemm_bf16, gemm_bf16_ptr, Bf16Path};
 use crate::ops::precision::Precision;
 use gemm::Parallelism;
 use rayon::prelude::*;
@@ -162,13 +163,16 @@ impl GemmElem for f32 {
 }
 
 /// Whether the bf16 units are worth it for this shape: the CPU has them, and padding m, n
-/// and k to the units' blocks of 32 adds at most 25% work. Thin products (a 1-channel
+/// and k to the units' blocks of 32 adds at most 50% work — the units run ~2x the f32
+/// FMA rate (`vdpbf16ps`, 16 chains: ~540 GFLOP/s on one Zen 5 thread against ~270 for
+/// f32 FMA), so such a shape still wins, and it skips the rounded copies of the f32
+/// route (dcgan28's Linear layer, k = 100 → 128, is one). Thin products (a 1-channel
 /// layer's k = 16, a Linear layer to one output, n = 1: 32× the work) take the rounded f32
 /// route instead — the same arithmetic, a different summation order (the choice depends on
 /// the shape only, never on the thread count).
 fn bf16_units_pay(m: usize, n: usize, k: usize) -> bool {
     let padded = |x: usize| x.next_multiple_of(32) as f64 / x as f64;
-    Bf16Path::detected() != Bf16Path::Portable && padded(m) * padded(n) * padded(k) <= 1.25
+    Bf16Path::detected() != Bf16Path::Portable && padded(m) * padded(n) * padded(k) <= 1.5
 }
 
 /// Raw pointers are not `Send`; the row ranges below are disjoint and the operands only
@@ -184,8 +188,10 @@ impl Shared {
     }
 }
 
-/// The bf16 GEMM, rows split into ranges of a multiple of 32 over the pool when `par`
-/// allows (the split does not change a bit: see the module doc).
+/// The bf16 GEMM split over the pool when `par` allows: into ranges of rows (multiples of
+/// 32), or of columns when there are fewer rows than columns — each part packs only its
+/// own share of the larger operand, and the split does not change a bit (see the module
+/// doc).
 #[allow(clippy::too_many_arguments)]
 unsafe fn bf16_rows(
     m: usize,
@@ -201,30 +207,32 @@ unsafe fn bf16_rows(
         Parallelism::None => 1,
         _ => rayon::current_num_threads(),
     };
-    if threads <= 1 || m <= 32 {
+    let by_columns = n > m;
+    let (along, _) = if by_columns { (n, m) } else { (m, n) };
+    if threads <= 1 || along <= 32 {
         return gemm_bf16(m, n, k, (dst, ldd), accumulate, lhs, rhs);
     }
-    let rows = m.div_ceil(threads).next_multiple_of(32);
-    let (a, b) = (Shared(lhs.0), Shared(rhs.0));
-    dst[..(m - 1) * ldd + n]
-        .par_chunks_mut(rows * ldd)
-        .enumerate()
-        .for_each(|(t, part)| {
-            let a = a.get().wrapping_add(t * rows * lhs.1);
-            // SAFETY: rows t·rows .. t·rows + (its rows) of lhs are within the caller's
-            // bounds; `part` holds them at stride ldd (the last one ends at its n-th column).
-            unsafe {
-                gemm_bf16(
-                    rows.min(m - t * rows),
-                    n,
-                    k,
-                    (part, ldd),
-                    accumulate,
-                    (a, lhs.1, lhs.2),
-                    (b.get(), rhs.1, rhs.2),
-                )
+    let span = along.div_ceil(threads).next_multiple_of(32);
+    let parts = along.div_ceil(span);
+    let (a, b, c) = (Shared(lhs.0), Shared(rhs.0), Shared(dst.as_mut_ptr()));
+    (0..parts).into_par_iter().for_each(|t| {
+        let (from, count) = (t * span, span.min(along - t * span));
+        // SAFETY: part t writes only rows (or columns) from..from+count of dst, which no
+        // other part touches, and reads operand rows/columns inside the caller's bounds;
+        // `dst` holds (m − 1)·ldd + n elements (checked by `gemm`).
+        unsafe {
+            let c = c.get() as *mut f32;
+            if by_columns {
+                let rhs = (b.get().wrapping_add(from * rhs.2), rhs.1, rhs.2);
+                let lhs = (a.get(), lhs.1, lhs.2);
+                gemm_bf16_ptr(m, count, k, (c.add(from), ldd), accumulate, lhs, rhs)
+            } else {
+                let lhs = (a.get().wrapping_add(from * lhs.1), lhs.1, lhs.2);
+                let rhs = (b.get(), rhs.1, rhs.2);
+                gemm_bf16_ptr(count, n, k, (c.add(from * ldd), ldd), accumulate, lhs, rhs)
             }
-        });
+        }
+    });
 }
 
 thread_local! {

@@ -176,16 +176,52 @@ pub unsafe fn gemm_bf16_on(
         "dst holds {} < (m − 1)·ldd + n = {need} (ldd {ldd}, n {n})",
         dst.len(),
     );
+    on_ptr(path, m, n, k, (dst.as_mut_ptr(), ldd), accumulate, lhs, rhs)
+}
+
+/// [`gemm_bf16`] on `dst` by pointer: for callers that split one output between threads
+/// by columns (parts whose rows interleave in memory, so they cannot be disjoint slices).
+///
+/// # Safety
+/// As [`gemm_bf16`], with `dst` writable at `i·ldd + j` (i < m, j < n), `ldd ≥ n`, and no
+/// other thread touching those elements during the call.
+#[allow(clippy::too_many_arguments)]
+pub(crate) unsafe fn gemm_bf16_ptr(
+    m: usize,
+    n: usize,
+    k: usize,
+    dst: (*mut f32, usize),
+    accumulate: bool,
+    lhs: (*const f32, usize, usize),
+    rhs: (*const f32, usize, usize),
+) {
+    on_ptr(Bf16Path::detected(), m, n, k, dst, accumulate, lhs, rhs)
+}
+
+#[allow(clippy::too_many_arguments)]
+unsafe fn on_ptr(
+    path: Bf16Path,
+    m: usize,
+    n: usize,
+    k: usize,
+    (c, ldd): (*mut f32, usize),
+    accumulate: bool,
+    lhs: (*const f32, usize, usize),
+    rhs: (*const f32, usize, usize),
+) {
+    if m == 0 || n == 0 {
+        return;
+    }
     if k == 0 {
         if !accumulate {
-            dst.chunks_mut(ldd)
-                .take(m)
-                .for_each(|row| row[..n].fill(0.0));
+            for i in 0..m {
+                std::slice::from_raw_parts_mut(c.add(i * ldd), n).fill(0.0);
+            }
         }
         return;
     }
     with_pair(&WORKSPACE, |a, b| {
-        run(path, m, n, k, (dst, ldd), accumulate, lhs, rhs, a, b)
+        run(path, m, n, k, (c, ldd), accumulate, lhs, rhs, a, b)
     })
 }
 
@@ -209,7 +245,7 @@ unsafe fn run(
     m: usize,
     n: usize,
     k: usize,
-    (dst, ldd): (&mut [f32], usize),
+    (c, ldd): (*mut f32, usize),
     accumulate: bool,
     lhs: (*const f32, usize, usize),
     rhs: (*const f32, usize, usize),
@@ -231,7 +267,6 @@ unsafe fn run(
     if path == Bf16Path::Amx {
         amx::begin();
     }
-    let c = dst.as_mut_ptr();
     for kb in (0..k).step_by(KC) {
         let kc = (k - kb).min(KC);
         let chunks = kc.div_ceil(32);

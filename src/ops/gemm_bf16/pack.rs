@@ -334,7 +334,12 @@ pub(crate) mod avx512 {
     /// halves), zeros after.
     #[inline]
     #[target_feature(enable = "avx512f")]
-    unsafe fn pair_words(p0: *const f32, p1: Option<*const f32>, s: usize, count: usize) -> __m512i {
+    unsafe fn pair_words(
+        p0: *const f32,
+        p1: Option<*const f32>,
+        s: usize,
+        count: usize,
+    ) -> __m512i {
         let lo = round16(load16(p0, s, count));
         let hi = match p1 {
             Some(p1) => round16(load16(p1, s, count)),
