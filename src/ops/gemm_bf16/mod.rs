@@ -50,7 +50,7 @@ mod portable;
 
 use crate::device::cpu::isa::isa;
 use crate::ops::cpu_shared::{with_pair, PairCell};
-use pack::{pack_a, pack_b, panel_lines, Line, Src, CHUNK_LINES};
+use pack::{pack_a, pack_b, panel_lines, Line, Packer, Src, CHUNK_LINES};
 use std::cell::RefCell;
 
 /// k per packed block (a multiple of 32).
@@ -252,7 +252,7 @@ unsafe fn run(
     a_ws: &mut Vec<Line>,
     b_ws: &mut Vec<Line>,
 ) {
-    let vector = cfg!(target_arch = "x86_64") && isa().avx512f;
+    let packer = Packer::detected();
     let block: BlockFn = match path {
         #[cfg(target_arch = "x86_64")]
         Bf16Path::Amx => amx::block,
@@ -277,7 +277,7 @@ unsafe fn run(
             rs: lhs.1,
             cs: lhs.2,
         };
-        pack_a(a, m, kc, a_ws, vector);
+        pack_a(a, m, kc, a_ws, packer);
         for nb in (0..n).step_by(NC) {
             let nc = (n - nb).min(NC);
             let b = Src {
@@ -285,7 +285,7 @@ unsafe fn run(
                 rs: rhs.1,
                 cs: rhs.2,
             };
-            pack_b(b, kc, nc, b_ws, vector);
+            pack_b(b, kc, nc, b_ws, packer);
             for i in (0..m).step_by(32) {
                 let a_blk = a_ws.as_ptr().add(i / 16 * strip);
                 let rows = (m - i).min(32);
