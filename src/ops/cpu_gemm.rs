@@ -25,6 +25,16 @@ use gemm::Parallelism;
 use rayon::prelude::*;
 use std::cell::RefCell;
 
+/// The row stride of a GEMM operand stored as runs of `len` values: padded to an odd
+/// number of 64-byte lines, so that the GEMM's reads down consecutive runs (a transposed
+/// operand, as the weight gradient's `colᵀ`) do not all fall in one cache set, as they do
+/// when a run is a multiple of 4 KiB (`B·L = 1024` on dcgan64's 16x16 layers). Used for
+/// conv's column blocks and the rounded copies below.
+pub(crate) fn padded_stride(len: usize) -> usize {
+    let lines = len.div_ceil(16);
+    (lines | 1) * 16
+}
+
 /// The element types of the cpu GEMM.
 pub(crate) trait GemmElem: Copy + Default + Send + Sync + 'static {
     const ONE: Self;
@@ -50,7 +60,7 @@ pub(crate) trait GemmElem: Copy + Default + Send + Sync + 'static {
 /// `dst (m x n, row stride ldd ≥ n) (+)= lhs · rhs` in `precision`; `par` lets one
 /// product use the rayon pool. `k = 0` gives zeros (or leaves `dst` when accumulating).
 /// A padded `ldd` keeps the rows of a product whose width is a multiple of 4 KiB out of
-/// one cache set (see `conv::cpu::column_stride`).
+/// one cache set (see [`padded_stride`]).
 ///
 /// # Safety
 /// `lhs` must be readable at every `i·rs + p·cs` (i < m, p < k), `rhs` at every
@@ -257,9 +267,14 @@ unsafe fn round_into(
         true => (cols, rows, src.2, 1),
         false => (rows, cols, src.1, src.2),
     };
-    to.clear();
-    to.resize(rows * cols, 0.0);
-    for (r, run) in to.chunks_exact_mut(len.max(1)).enumerate().take(count) {
+    let lead = padded_stride(len.max(1));
+    // Every run is written before the GEMM reads it; the padding is never read, so the
+    // workspace only grows (no zero-fill per call).
+    if to.len() < count * lead {
+        to.resize(count * lead, 0.0);
+    }
+    for (r, run) in to.chunks_exact_mut(lead).enumerate().take(count) {
+        let run = &mut run[..len];
         let from = src.0.add(r * gap);
         #[cfg(target_arch = "x86_64")]
         if step == 1 && crate::device::cpu::isa::isa().avx512f {
@@ -271,8 +286,8 @@ unsafe fn round_into(
         }
     }
     match column_major {
-        true => (1, rows),
-        false => (cols, 1),
+        true => (1, lead),
+        false => (lead, 1),
     }
 }
 

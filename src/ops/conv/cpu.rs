@@ -9,7 +9,7 @@
 //! - [`bias_grad`]: `db[c] = Σ_{n, l} dy[n, c, l]`.
 //!
 //! Batching: images are processed in blocks (see [`block_images`]) whose column matrices
-//! sit side by side (`[R, B·L]`, rows padded by [`column_stride`]), so every GEMM has
+//! sit side by side (`[R, B·L]`, rows padded by [`padded_stride`]), so every GEMM has
 //! hundreds of columns even where one image has few window positions (the 7x7 grid of
 //! the DCGAN's second layer) or a thin `R` (the 1-channel layers, `R = kh·kw = 16`), and
 //! a block stays about the size of a core's L2. Outputs are copied from the block product
@@ -37,7 +37,7 @@ use super::elem::Elem;
 use super::{Columns, Geom, Plan};
 use crate::device::cpu::CpuBuffer;
 use crate::error::{Error, Result};
-use crate::ops::cpu_gemm;
+use crate::ops::cpu_gemm::{self, padded_stride};
 use crate::ops::precision::Precision;
 use crate::tensor::{DType, Tensor};
 use gemm::Parallelism;
@@ -150,15 +150,6 @@ fn strip_images(l: usize, count: usize, r: usize) -> usize {
         .unwrap_or(1)
 }
 
-/// The row stride of a column block of `cols` columns: padded to an odd number of
-/// 64-byte lines, so that the GEMM's reads down consecutive columns (the weight
-/// gradient's `colᵀ`) do not all fall in one cache set, as they do when a row is a
-/// multiple of 4 KiB (`B·L = 1024` on dcgan64's 16x16 layers).
-fn column_stride(cols: usize) -> usize {
-    let lines = cols.div_ceil(16);
-    (lines | 1) * 16
-}
-
 /// `tmp [O, nb·L]` (row stride `ld`, like the columns) = images `n0 .. n0 + nb` of `a`
 /// (`[N, O, L]`) side by side: the block operand of a GEMM against the column block.
 fn gather_block<T: Elem>(
@@ -195,7 +186,7 @@ fn weight_grad_by_channels<T: Elem>(
     let (r, l) = (g.rows(), g.cols());
     let (il, plane) = (g.image_len(), g.h * g.w);
     let b = block_images(l, g.n, r.div_ceil(TASKS));
-    let ld = column_stride(b * l);
+    let ld = padded_stride(b * l);
     let parts: Vec<Vec<T>> = partition(g.c)
         .into_par_iter()
         .map(|(c0, cn)| {
@@ -265,7 +256,7 @@ fn im2col_products<T: Elem>(
     let partials = for_tasks(g.n, flops, |first, count, par| {
         let mut dw = a.map(|_| vec![T::ZERO; o * r]);
         let b = strip_images(l, count, r);
-        let ld = column_stride(b * l);
+        let ld = padded_stride(b * l);
         // Workspace: the columns [R, B·L], the products / gathered a [O, B·L], the phases.
         T::with_ws(r * ld + o * ld + scratch_len(g), |ws| {
             let (col, rest) = ws.split_at_mut(r * ld);
@@ -361,7 +352,7 @@ fn col2im_into<T: Elem>(
     let il = g.image_len();
     for_tasks(g.n, g.n * o * r * l, |first, count, par| {
         let b = strip_images(l, count, r);
-        let ld = column_stride(b * l);
+        let ld = padded_stride(b * l);
         T::with_ws(r * ld + o * ld + scratch_len(g), |ws| {
             let (col, rest) = ws.split_at_mut(r * ld);
             let (tmp, scratch) = rest.split_at_mut(o * ld);
