@@ -1017,3 +1017,41 @@ fn conv2d_and_conv_transpose2d_cpu_batch_equals_per_image() {
         );
     }
 }
+
+/// A transposed conv whose column matrix is tall (R = 301·4·4 = 4816 rows) runs its
+/// GEMM + col2im in tiles of output channels (`conv::cpu::col2im_channels`; the same code
+/// gives conv2d's input gradient). Each output channel depends only on its own rows, in
+/// the same order, so it must equal, bit for bit, the product for that channel alone (16
+/// rows: one tile) — the channels checked sit on both sides of the tile boundaries.
+#[test]
+fn col2im_channel_tiles_give_the_bits_of_each_channel_alone() {
+    let (n, ci, co, h, ho) = (2, 64, 301, 8, 16);
+    let d = Device::Cpu;
+    let (x, w) = (data(n * ci * h * h, 11), data(ci * co * 16, 12));
+    let xt = t32(&x, &[n, ci, h, h], &d);
+    let p = ctp(2, 1, 0, 1);
+    let y = conv_transpose2d(&xt, &t32(&w, &[ci, co, 4, 4], &d), None, &p)
+        .unwrap()
+        .to_vec::<f32>()
+        .unwrap();
+    let plane = ho * ho;
+    for c in [0, 99, 100, 101, 150, 151, 202, 203, 300] {
+        let wc: Vec<f64> = (0..ci)
+            .flat_map(|i| w[(i * co + c) * 16..][..16].to_vec())
+            .collect();
+        let alone = conv_transpose2d(&xt, &t32(&wc, &[ci, 1, 4, 4], &d), None, &p)
+            .unwrap()
+            .to_vec::<f32>()
+            .unwrap();
+        for img in 0..n {
+            let got = &y[(img * co + c) * plane..][..plane];
+            let want = &alone[img * plane..][..plane];
+            assert!(
+                got.iter()
+                    .zip(want)
+                    .all(|(a, b)| a.to_bits() == b.to_bits()),
+                "output channel {c} of image {img} differs from its product alone"
+            );
+        }
+    }
+}

@@ -336,6 +336,22 @@ fn im2col_products<T: Elem>(
     Some(total)
 }
 
+/// Channels per tile of a col2im block: the GEMM writes the tile's `channels·kh·kw` rows
+/// of the block and col2im adds them into those channels while they are still in L2
+/// (tiles of about [`BLOCK_ELEMS`], a quarter more allowed before a block is cut, cut into
+/// equal tiles), instead of the whole block going out to L3 and back (`R` = 4096 on
+/// dcgan64's 8x8 and 4x4 layers: 4 MiB; its D.conv4 input gradient 21 → 12 ms). Each
+/// pixel's terms come from its own channel's rows, in the same order, so the tiling
+/// changes no bit of col2im; the GEMM's elements are the same dot products (the `gemm`
+/// crate blocks k by k alone, `gemm_bf16` by fixed blocks of 32).
+fn col2im_channels(g: &Geom, ld: usize) -> usize {
+    let per_channel = (g.kh * g.kw * ld).max(1);
+    let tiles = (g.c * per_channel)
+        .div_ceil(BLOCK_ELEMS + BLOCK_ELEMS / 4)
+        .max(1);
+    g.c.div_ceil(tiles).max(1)
+}
+
 /// Per image `img[n] = col2im(Wᵀ·a[n]) (+ bias per image channel)`; `a` is `[N, O, L]`,
 /// `w` is `[O, R]`, `img` is `[N, C, h, w]`. Blocks of images share one GEMM as above.
 fn col2im_into<T: Elem>(
@@ -353,34 +369,51 @@ fn col2im_into<T: Elem>(
     for_tasks(g.n, g.n * o * r * l, |first, count, par| {
         let b = strip_images(l, count, r);
         let ld = padded_stride(b * l);
-        T::with_ws(r * ld + o * ld + scratch_len(g), |ws| {
-            let (col, rest) = ws.split_at_mut(r * ld);
+        let (kk, tile) = (g.kh * g.kw, col2im_channels(g, ld));
+        let tile_rows = tile * kk;
+        T::with_ws(tile_rows * ld + o * ld + scratch_len(g), |ws| {
+            let (col, rest) = ws.split_at_mut(tile_rows * ld);
             let (tmp, scratch) = rest.split_at_mut(o * ld);
             for n0 in (first..first + count).step_by(b) {
                 let nb = b.min(first + count - n0);
                 let cols = nb * l;
                 gather_block(a, n0, nb, o, l, tmp, ld);
-                // col [R, B·L] = Wᵀ [R, O] · a [O, B·L], both at row stride `ld`
-                unsafe {
-                    cpu_gemm::gemm(
-                        prec,
-                        r,
-                        cols,
-                        o,
-                        (col, ld),
-                        false,
-                        (w.as_ptr(), 1, r),
-                        (tmp.as_ptr(), ld, 1),
-                        par,
-                    )
-                };
-                for k in 0..nb {
-                    // SAFETY: image n owns img[n·il .. (n+1)·il]; chunks are disjoint.
-                    let dst = unsafe {
-                        std::slice::from_raw_parts_mut(img_ptr.get().add((n0 + k) * il), il)
+                for c0 in (0..g.c).step_by(tile) {
+                    let sub = Geom {
+                        c: tile.min(g.c - c0),
+                        ..*g
                     };
-                    col2im(&col[k * l..], g, dst, ld, scratch);
-                    if let Some(bv) = bias {
+                    // col [R', B·L] = Wᵀ [R', O] · a [O, B·L] for the tile's rows R' (its
+                    // channels' taps), both at row stride `ld`
+                    unsafe {
+                        cpu_gemm::gemm(
+                            prec,
+                            sub.rows(),
+                            cols,
+                            o,
+                            (col, ld),
+                            false,
+                            (w.as_ptr().add(c0 * kk), 1, r),
+                            (tmp.as_ptr(), ld, 1),
+                            par,
+                        )
+                    };
+                    for k in 0..nb {
+                        // SAFETY: image n owns img[n·il .. (n+1)·il], its channels from c0
+                        // the tile's part of it; chunks are disjoint.
+                        let dst = unsafe {
+                            let at = (n0 + k) * il + c0 * g.h * g.w;
+                            std::slice::from_raw_parts_mut(img_ptr.get().add(at), sub.image_len())
+                        };
+                        col2im(&col[k * l..], &sub, dst, ld, scratch);
+                    }
+                }
+                if let Some(bv) = bias {
+                    for k in 0..nb {
+                        // SAFETY: as above, the whole image.
+                        let dst = unsafe {
+                            std::slice::from_raw_parts_mut(img_ptr.get().add((n0 + k) * il), il)
+                        };
                         let hw = g.h * g.w;
                         for (plane, &b) in dst.chunks_exact_mut(hw).zip(bv) {
                             plane.iter_mut().for_each(|v| *v += b);
