@@ -11,7 +11,7 @@ non-saturating G), Adam (lr, betas) as `duel train`'s defaults, one D step then 
 with D frozen, the gradient norms and the .item() reads duel's trainer makes. Runs on the
 cpu only (duel's comparison point on a machine without a GPU). PyTorch is not a
 dependency of duel: install it with
-    pip install torch --index-url https://download.pytorch.org/whl/cpu
+    pip install torch
 """
 
 import argparse
@@ -31,7 +31,7 @@ try:
 except ImportError:
     sys.stderr.write(
         "error: PyTorch is not installed; install it with\n"
-        "  pip install torch --index-url https://download.pytorch.org/whl/cpu\n"
+        "  pip install torch\n"
         "then rerun: python3 scripts/bench_pytorch.py > torch.json\n"
     )
     sys.exit(2)
