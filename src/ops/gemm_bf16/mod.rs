@@ -198,6 +198,22 @@ pub(crate) unsafe fn gemm_bf16_ptr(
     on_ptr(Bf16Path::detected(), m, n, k, dst, accumulate, lhs, rhs)
 }
 
+thread_local! {
+    /// The packed A and B panels of this thread.
+    static WORKSPACE: PairCell<Line> = const { RefCell::new((Vec::new(), Vec::new())) };
+}
+
+fn grow(ws: &mut Vec<Line>, lines: usize) {
+    if ws.len() < lines {
+        ws.resize(lines, Line::default());
+    }
+}
+
+/// `C[32x32] (+)= A·B` of one block (see `amx::block`).
+type BlockFn = unsafe fn(*const Line, *const Line, usize, *mut f32, usize, bool);
+
+/// The product on `path`: the k = 0 and empty edges, then the blocked loop of the
+/// module doc on this thread's packed panels.
 #[allow(clippy::too_many_arguments)]
 unsafe fn on_ptr(
     path: Bf16Path,
@@ -220,103 +236,74 @@ unsafe fn on_ptr(
         }
         return;
     }
-    with_pair(&WORKSPACE, |a, b| {
-        run(path, m, n, k, (c, ldd), accumulate, lhs, rhs, a, b)
-    })
-}
-
-thread_local! {
-    /// The packed A and B panels of this thread.
-    static WORKSPACE: PairCell<Line> = const { RefCell::new((Vec::new(), Vec::new())) };
-}
-
-fn grow(ws: &mut Vec<Line>, lines: usize) {
-    if ws.len() < lines {
-        ws.resize(lines, Line::default());
-    }
-}
-
-/// `C[32x32] (+)= A·B` of one block (see `amx::block`).
-type BlockFn = unsafe fn(*const Line, *const Line, usize, *mut f32, usize, bool);
-
-#[allow(clippy::too_many_arguments)]
-unsafe fn run(
-    path: Bf16Path,
-    m: usize,
-    n: usize,
-    k: usize,
-    (c, ldd): (*mut f32, usize),
-    accumulate: bool,
-    lhs: (*const f32, usize, usize),
-    rhs: (*const f32, usize, usize),
-    a_ws: &mut Vec<Line>,
-    b_ws: &mut Vec<Line>,
-) {
-    let packer = Packer::detected();
-    let block: BlockFn = match path {
-        #[cfg(target_arch = "x86_64")]
-        Bf16Path::Amx => amx::block,
-        #[cfg(target_arch = "x86_64")]
-        Bf16Path::Avx512 => avx512::block,
-        _ => portable::block,
-    };
-    let chunks_max = k.min(KC).div_ceil(32);
-    grow(a_ws, panel_lines(m, chunks_max));
-    grow(b_ws, panel_lines(n.min(NC), chunks_max));
-    #[cfg(target_arch = "x86_64")]
-    if path == Bf16Path::Amx {
-        amx::begin();
-    }
-    for kb in (0..k).step_by(KC) {
-        let kc = (k - kb).min(KC);
-        let chunks = kc.div_ceil(32);
-        let strip = chunks * CHUNK_LINES;
-        let load = accumulate || kb > 0;
-        let a = Src {
-            ptr: lhs.0.wrapping_add(kb * lhs.2),
-            rs: lhs.1,
-            cs: lhs.2,
+    // The packed panels live in this thread's workspace (no allocation once warm).
+    with_pair(&WORKSPACE, |a_ws, b_ws| {
+        let packer = Packer::detected();
+        let block: BlockFn = match path {
+            #[cfg(target_arch = "x86_64")]
+            Bf16Path::Amx => amx::block,
+            #[cfg(target_arch = "x86_64")]
+            Bf16Path::Avx512 => avx512::block,
+            _ => portable::block,
         };
-        pack_a(a, m, kc, a_ws, packer);
-        for nb in (0..n).step_by(NC) {
-            let nc = (n - nb).min(NC);
-            let b = Src {
-                ptr: rhs.0.wrapping_add(kb * rhs.1 + nb * rhs.2),
-                rs: rhs.1,
-                cs: rhs.2,
+        let chunks_max = k.min(KC).div_ceil(32);
+        grow(a_ws, panel_lines(m, chunks_max));
+        grow(b_ws, panel_lines(n.min(NC), chunks_max));
+        #[cfg(target_arch = "x86_64")]
+        if path == Bf16Path::Amx {
+            amx::begin();
+        }
+        for kb in (0..k).step_by(KC) {
+            let kc = (k - kb).min(KC);
+            let chunks = kc.div_ceil(32);
+            let strip = chunks * CHUNK_LINES;
+            let load = accumulate || kb > 0;
+            let a = Src {
+                ptr: lhs.0.wrapping_add(kb * lhs.2),
+                rs: lhs.1,
+                cs: lhs.2,
             };
-            pack_b(b, kc, nc, b_ws, packer);
-            for i in (0..m).step_by(32) {
-                let a_blk = a_ws.as_ptr().add(i / 16 * strip);
-                let rows = (m - i).min(32);
-                for j in (0..nc).step_by(32) {
-                    let b_blk = b_ws.as_ptr().add(j / 16 * strip);
-                    let cols = (nc - j).min(32);
-                    let cp = c.add(i * ldd + nb + j);
-                    if rows == 32 && cols == 32 {
-                        block(a_blk, b_blk, chunks, cp, ldd, load);
-                        continue;
-                    }
-                    let mut stage = [0f32; 32 * 32];
-                    if load {
-                        for r in 0..rows {
-                            let from = std::slice::from_raw_parts(cp.add(r * ldd), cols);
-                            stage[r * 32..r * 32 + cols].copy_from_slice(from);
+            pack_a(a, m, kc, a_ws, packer);
+            for nb in (0..n).step_by(NC) {
+                let nc = (n - nb).min(NC);
+                let b = Src {
+                    ptr: rhs.0.wrapping_add(kb * rhs.1 + nb * rhs.2),
+                    rs: rhs.1,
+                    cs: rhs.2,
+                };
+                pack_b(b, kc, nc, b_ws, packer);
+                for i in (0..m).step_by(32) {
+                    let a_blk = a_ws.as_ptr().add(i / 16 * strip);
+                    let rows = (m - i).min(32);
+                    for j in (0..nc).step_by(32) {
+                        let b_blk = b_ws.as_ptr().add(j / 16 * strip);
+                        let cols = (nc - j).min(32);
+                        let cp = c.add(i * ldd + nb + j);
+                        if rows == 32 && cols == 32 {
+                            block(a_blk, b_blk, chunks, cp, ldd, load);
+                            continue;
                         }
-                    }
-                    block(a_blk, b_blk, chunks, stage.as_mut_ptr(), 32, load);
-                    for r in 0..rows {
-                        std::slice::from_raw_parts_mut(cp.add(r * ldd), cols)
-                            .copy_from_slice(&stage[r * 32..r * 32 + cols]);
+                        let mut stage = [0f32; 32 * 32];
+                        if load {
+                            for r in 0..rows {
+                                let from = std::slice::from_raw_parts(cp.add(r * ldd), cols);
+                                stage[r * 32..r * 32 + cols].copy_from_slice(from);
+                            }
+                        }
+                        block(a_blk, b_blk, chunks, stage.as_mut_ptr(), 32, load);
+                        for r in 0..rows {
+                            std::slice::from_raw_parts_mut(cp.add(r * ldd), cols)
+                                .copy_from_slice(&stage[r * 32..r * 32 + cols]);
+                        }
                     }
                 }
             }
         }
-    }
-    #[cfg(target_arch = "x86_64")]
-    if path == Bf16Path::Amx {
-        amx::end();
-    }
+        #[cfg(target_arch = "x86_64")]
+        if path == Bf16Path::Amx {
+            amx::end();
+        }
+    })
 }
 
 /// A strided f32 matrix over a slice: element `(i, j)` at `data[i·rs + j·cs]`.
