@@ -6,9 +6,10 @@
 use super::{NormForward, NormGeom, Stats};
 use crate::device::cpu::{CpuBuffer, PARALLEL_THRESHOLD};
 use crate::error::{Error, Result};
-use crate::ops::cpu_shared::{lane_sum, lane_sum2, map_run};
+use crate::ops::cpu_shared::{lane_sum, lane_sum2, map_run, written_vec};
 use crate::tensor::{Element, Tensor};
 use rayon::prelude::*;
+use std::mem::MaybeUninit;
 use std::ops::Range;
 
 /// Groups per task of [`fold_groups`]: about 8 tasks, whatever the shape.
@@ -226,20 +227,23 @@ fn forward_typed<T: Element>(
     let y_of = |v: T, &(mu, is, wv, bv): &(f64, f64, f64, f64)| {
         T::from_f64((v.to_f64() - mu) * is * wv + bv)
     };
-    let mut y: Vec<T> = bytemuck::zeroed_vec(geom.numel());
-    {
+    let y: Vec<T> = {
         let xb = x.cpu_buffer(op)?;
         let xs = slice::<T>(&xb, x);
-        for_runs(geom, &mut y, |out, span, g0, one_group| {
-            let src = &xs[span];
-            if one_group {
-                let p = affine[g0];
-                map_run(out, src, src, |v, _| y_of(v, &p));
-            } else {
-                map_run(out, src, &affine[g0..g0 + out.len()], |v, p| y_of(v, &p));
-            }
-        });
-    }
+        let fill = |y: &mut [MaybeUninit<T>]| {
+            for_runs(geom, y, |out, span, g0, one_group| {
+                let src = &xs[span];
+                if one_group {
+                    let p = affine[g0];
+                    map_run(out, src, src, |v, _| y_of(v, &p));
+                } else {
+                    map_run(out, src, &affine[g0..g0 + out.len()], |v, p| y_of(v, &p));
+                }
+            })
+        };
+        // SAFETY: for_runs hands each element to one run, and every run is written whole.
+        unsafe { written_vec(geom.numel(), fill) }
+    };
     let g = geom.groups;
     let to_t = |v: &[f64]| v.iter().map(|&a| T::from_f64(a)).collect::<Vec<T>>();
     Ok(NormForward {
@@ -335,19 +339,22 @@ fn backward_typed<T: Element>(
             k * d
         })
     };
-    let mut dx: Vec<T> = bytemuck::zeroed_vec(geom.numel());
-    for_runs(geom, &mut dx, |out, span, g0, one_group| {
-        let (xr, dr) = (&xs[span.clone()], &ds[span]);
-        if one_group {
-            let p = coef[g0];
-            map_run(out, xr, dr, |xv, d| dx_of(xv, d, &p));
-        } else {
-            let ps = &coef[g0..g0 + out.len()];
-            for ((o, (&xv, &d)), p) in out.iter_mut().zip(xr.iter().zip(dr)).zip(ps) {
-                *o = dx_of(xv, d, p);
+    let fill = |dx: &mut [MaybeUninit<T>]| {
+        for_runs(geom, dx, |out, span, g0, one_group| {
+            let (xr, dr) = (&xs[span.clone()], &ds[span]);
+            if one_group {
+                let p = coef[g0];
+                map_run(out, xr, dr, |xv, d| dx_of(xv, d, &p));
+            } else {
+                let ps = &coef[g0..g0 + out.len()];
+                for ((o, (&xv, &d)), p) in out.iter_mut().zip(xr.iter().zip(dr)).zip(ps) {
+                    o.write(dx_of(xv, d, p));
+                }
             }
-        }
-    });
+        })
+    };
+    // SAFETY: as in the forward, every element is written by its run.
+    let dx: Vec<T> = unsafe { written_vec(geom.numel(), fill) };
     let dev = x.device();
     let g = geom.groups;
     let sum_dy: Vec<T> = sums.iter().map(|s| T::from_f64(s.0)).collect();

@@ -5,8 +5,10 @@
 #[cfg(target_arch = "x86_64")]
 use crate::device::cpu::isa::isa;
 use crate::device::cpu::PARALLEL_THRESHOLD;
+use crate::ops::cpu_shared::written_vec;
 use crate::tensor::{Element, Layout, Shape};
 use rayon::prelude::*;
+use std::mem::MaybeUninit;
 
 /// The output shape with size-1 dims removed and mergeable dims merged, and for each of
 /// the `N` inputs its offset and strides over those dims. Rank is at least 1.
@@ -109,7 +111,7 @@ impl<const N: usize> Plan<N> {
 }
 
 /// Run `chunk(start, out_chunk)` over the output, in parallel for large outputs.
-fn run_chunks<T: Element>(out: &mut [T], chunk: impl Fn(usize, &mut [T]) + Sync) {
+fn run_chunks<T: Send>(out: &mut [T], chunk: impl Fn(usize, &mut [T]) + Sync) {
     let n = out.len();
     if n < PARALLEL_THRESHOLD {
         chunk(0, out);
@@ -126,27 +128,29 @@ fn run_chunks<T: Element>(out: &mut [T], chunk: impl Fn(usize, &mut [T]) + Sync)
 /// `out[i] = f(x at logical position i)` for the layout `xl`.
 pub(super) fn map1<T: Element, F: Fn(T) -> T + Sync>(x: &[T], xl: &Layout, f: F) -> Vec<T> {
     let n = xl.numel();
-    let mut out: Vec<T> = bytemuck::zeroed_vec(n);
     if n == 0 {
-        return out;
+        return Vec::new();
     }
     let plan = Plan::new([xl]);
-    debug_assert_eq!(plan.numel(), n);
-    run_chunks(&mut out, |start, o| {
-        plan.for_rows(start, start + o.len(), |pos, len, [bx], [sx]| {
-            let dst = &mut o[pos - start..pos - start + len];
-            match sx {
-                1 => contiguous_row(dst, &x[bx..bx + len], &f),
-                0 => dst.fill(f(x[bx])),
-                _ => {
-                    for (j, d) in dst.iter_mut().enumerate() {
-                        *d = f(x[bx + j * sx]);
+    assert_eq!(plan.numel(), n, "the plan covers the output");
+    // SAFETY: the plan's rows cover positions 0..n once each, and every row is written.
+    let fill = |out: &mut [MaybeUninit<T>]| {
+        run_chunks(out, |start, o| {
+            plan.for_rows(start, start + o.len(), |pos, len, [bx], [sx]| {
+                let dst = &mut o[pos - start..pos - start + len];
+                match sx {
+                    1 => contiguous_row(dst, &x[bx..bx + len], &f),
+                    0 => dst.fill(MaybeUninit::new(f(x[bx]))),
+                    _ => {
+                        for (j, d) in dst.iter_mut().enumerate() {
+                            d.write(f(x[bx + j * sx]));
+                        }
                     }
                 }
-            }
-        });
-    });
-    out
+            });
+        })
+    };
+    unsafe { written_vec(n, fill) }
 }
 
 /// `dst[i] = f(src[i])`, the hot row of every unary op. Where AVX-512 was detected the
@@ -154,22 +158,26 @@ pub(super) fn map1<T: Element, F: Fn(T) -> T + Sync>(x: &[T], xl: &Layout, f: F)
 /// 16 lanes wide instead of the baseline's 4. Both run the same IEEE operations per element
 /// (Rust never fuses `a * b + c` into an FMA), so the results are bitwise equal.
 #[inline(always)]
-fn contiguous_row<T: Copy, F: Fn(T) -> T>(dst: &mut [T], src: &[T], f: &F) {
+fn contiguous_row<T: Copy, F: Fn(T) -> T>(dst: &mut [MaybeUninit<T>], src: &[T], f: &F) {
     #[cfg(target_arch = "x86_64")]
     if isa().avx512f {
         // SAFETY: AVX-512F was detected at run time.
         return unsafe { contiguous_row_avx512(dst, src, f) };
     }
     for (d, &v) in dst.iter_mut().zip(src) {
-        *d = f(v);
+        d.write(f(v));
     }
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
-unsafe fn contiguous_row_avx512<T: Copy, F: Fn(T) -> T>(dst: &mut [T], src: &[T], f: &F) {
+unsafe fn contiguous_row_avx512<T: Copy, F: Fn(T) -> T>(
+    dst: &mut [MaybeUninit<T>],
+    src: &[T],
+    f: &F,
+) {
     for (d, &v) in dst.iter_mut().zip(src) {
-        *d = f(v);
+        d.write(f(v));
     }
 }
 
@@ -183,43 +191,45 @@ pub(super) fn map2<T: Element, F: Fn(T, T) -> T + Sync>(
     f: F,
 ) -> Vec<T> {
     let n = shape.numel();
-    let mut out: Vec<T> = bytemuck::zeroed_vec(n);
     if n == 0 {
-        return out;
+        return Vec::new();
     }
     let plan = Plan::new([al, bl]);
-    debug_assert_eq!(plan.numel(), n);
-    run_chunks(&mut out, |start, o| {
-        plan.for_rows(start, start + o.len(), |pos, len, [ba, bb], [sa, sb]| {
-            let dst = &mut o[pos - start..pos - start + len];
-            match (sa, sb) {
-                (1, 1) => {
-                    let (x, y) = (&a[ba..ba + len], &b[bb..bb + len]);
-                    for ((d, &u), &v) in dst.iter_mut().zip(x).zip(y) {
-                        *d = f(u, v);
+    assert_eq!(plan.numel(), n, "the plan covers the output");
+    // SAFETY: the plan's rows cover positions 0..n once each, and every row is written.
+    let fill = |out: &mut [MaybeUninit<T>]| {
+        run_chunks(out, |start, o| {
+            plan.for_rows(start, start + o.len(), |pos, len, [ba, bb], [sa, sb]| {
+                let dst = &mut o[pos - start..pos - start + len];
+                match (sa, sb) {
+                    (1, 1) => {
+                        let (x, y) = (&a[ba..ba + len], &b[bb..bb + len]);
+                        for ((d, &u), &v) in dst.iter_mut().zip(x).zip(y) {
+                            d.write(f(u, v));
+                        }
+                    }
+                    (1, 0) => {
+                        let v = b[bb];
+                        for (d, &u) in dst.iter_mut().zip(&a[ba..ba + len]) {
+                            d.write(f(u, v));
+                        }
+                    }
+                    (0, 1) => {
+                        let u = a[ba];
+                        for (d, &v) in dst.iter_mut().zip(&b[bb..bb + len]) {
+                            d.write(f(u, v));
+                        }
+                    }
+                    _ => {
+                        for (j, d) in dst.iter_mut().enumerate() {
+                            d.write(f(a[ba + j * sa], b[bb + j * sb]));
+                        }
                     }
                 }
-                (1, 0) => {
-                    let v = b[bb];
-                    for (d, &u) in dst.iter_mut().zip(&a[ba..ba + len]) {
-                        *d = f(u, v);
-                    }
-                }
-                (0, 1) => {
-                    let u = a[ba];
-                    for (d, &v) in dst.iter_mut().zip(&b[bb..bb + len]) {
-                        *d = f(u, v);
-                    }
-                }
-                _ => {
-                    for (j, d) in dst.iter_mut().enumerate() {
-                        *d = f(a[ba + j * sa], b[bb + j * sb]);
-                    }
-                }
-            }
-        });
-    });
-    out
+            });
+        })
+    };
+    unsafe { written_vec(n, fill) }
 }
 
 /// `out[i] = f(a[i], b[i], c[i])` with `al`, `bl`, `cl` all of the output's shape
@@ -234,32 +244,34 @@ pub(super) fn map3<T: Element, F: Fn(T, T, T) -> T + Sync>(
     f: &F,
 ) -> Vec<T> {
     let n = cl.numel();
-    let mut out: Vec<T> = bytemuck::zeroed_vec(n);
     if n == 0 {
-        return out;
+        return Vec::new();
     }
     let plan = Plan::new([al, bl, cl]);
-    debug_assert_eq!(plan.numel(), n);
-    run_chunks(&mut out, |start, o| {
-        plan.for_rows(
-            start,
-            start + o.len(),
-            |pos, len, [ba, bb, bc], [sa, sb, sc]| {
-                let dst = &mut o[pos - start..pos - start + len];
-                if (sa, sb, sc) == (1, 1, 1) {
-                    let (x, y, z) = (&a[ba..ba + len], &b[bb..bb + len], &c[bc..bc + len]);
-                    for (((d, &u), &v), &w) in dst.iter_mut().zip(x).zip(y).zip(z) {
-                        *d = f(u, v, w);
+    assert_eq!(plan.numel(), n, "the plan covers the output");
+    // SAFETY: the plan's rows cover positions 0..n once each, and every row is written.
+    let fill = |out: &mut [MaybeUninit<T>]| {
+        run_chunks(out, |start, o| {
+            plan.for_rows(
+                start,
+                start + o.len(),
+                |pos, len, [ba, bb, bc], [sa, sb, sc]| {
+                    let dst = &mut o[pos - start..pos - start + len];
+                    if (sa, sb, sc) == (1, 1, 1) {
+                        let (x, y, z) = (&a[ba..ba + len], &b[bb..bb + len], &c[bc..bc + len]);
+                        for (((d, &u), &v), &w) in dst.iter_mut().zip(x).zip(y).zip(z) {
+                            d.write(f(u, v, w));
+                        }
+                    } else {
+                        for (j, d) in dst.iter_mut().enumerate() {
+                            d.write(f(a[ba + j * sa], b[bb + j * sb], c[bc + j * sc]));
+                        }
                     }
-                } else {
-                    for (j, d) in dst.iter_mut().enumerate() {
-                        *d = f(a[ba + j * sa], b[bb + j * sb], c[bc + j * sc]);
-                    }
-                }
-            },
-        );
-    });
-    out
+                },
+            );
+        })
+    };
+    unsafe { written_vec(n, fill) }
 }
 
 #[cfg(test)]
