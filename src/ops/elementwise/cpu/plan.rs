@@ -133,7 +133,6 @@ pub(super) fn map1<T: Element, F: Fn(T) -> T + Sync>(x: &[T], xl: &Layout, f: F)
     }
     let plan = Plan::new([xl]);
     assert_eq!(plan.numel(), n, "the plan covers the output");
-    // SAFETY: the plan's rows cover positions 0..n once each, and every row is written.
     let fill = |out: &mut [MaybeUninit<T>]| {
         run_chunks(out, |start, o| {
             plan.for_rows(start, start + o.len(), |pos, len, [bx], [sx]| {
@@ -150,6 +149,7 @@ pub(super) fn map1<T: Element, F: Fn(T) -> T + Sync>(x: &[T], xl: &Layout, f: F)
             });
         })
     };
+    // SAFETY: the plan's rows cover positions 0..n once each, and every row is written.
     unsafe { written_vec(n, fill) }
 }
 
@@ -196,7 +196,6 @@ pub(super) fn map2<T: Element, F: Fn(T, T) -> T + Sync>(
     }
     let plan = Plan::new([al, bl]);
     assert_eq!(plan.numel(), n, "the plan covers the output");
-    // SAFETY: the plan's rows cover positions 0..n once each, and every row is written.
     let fill = |out: &mut [MaybeUninit<T>]| {
         run_chunks(out, |start, o| {
             plan.for_rows(start, start + o.len(), |pos, len, [ba, bb], [sa, sb]| {
@@ -229,6 +228,7 @@ pub(super) fn map2<T: Element, F: Fn(T, T) -> T + Sync>(
             });
         })
     };
+    // SAFETY: the plan's rows cover positions 0..n once each, and every row is written.
     unsafe { written_vec(n, fill) }
 }
 
@@ -249,7 +249,6 @@ pub(super) fn map3<T: Element, F: Fn(T, T, T) -> T + Sync>(
     }
     let plan = Plan::new([al, bl, cl]);
     assert_eq!(plan.numel(), n, "the plan covers the output");
-    // SAFETY: the plan's rows cover positions 0..n once each, and every row is written.
     let fill = |out: &mut [MaybeUninit<T>]| {
         run_chunks(out, |start, o| {
             plan.for_rows(
@@ -271,6 +270,7 @@ pub(super) fn map3<T: Element, F: Fn(T, T, T) -> T + Sync>(
             );
         })
     };
+    // SAFETY: the plan's rows cover positions 0..n once each, and every row is written.
     unsafe { written_vec(n, fill) }
 }
 
