@@ -125,32 +125,50 @@ fn run_chunks<T: Send>(out: &mut [T], chunk: impl Fn(usize, &mut [T]) + Sync) {
         .for_each(|(i, o)| chunk(i * size, o));
 }
 
-/// `out[i] = f(x at logical position i)` for the layout `xl`.
-pub(super) fn map1<T: Element, F: Fn(T) -> T + Sync>(x: &[T], xl: &Layout, f: F) -> Vec<T> {
-    let n = xl.numel();
+/// The `n` output values over `layouts` (all of the output's shape), each row written by
+/// `row(dst, bases, strides)` in parallel chunks, with no zero-fill first; `len` of a row
+/// is `dst.len()`.
+///
+/// # Safety
+/// `row` must write every element of its `dst`.
+unsafe fn write_rows<T: Send, const N: usize>(
+    n: usize,
+    layouts: [&Layout; N],
+    row: impl Fn(&mut [MaybeUninit<T>], [usize; N], [usize; N]) + Sync,
+) -> Vec<T> {
     if n == 0 {
         return Vec::new();
     }
-    let plan = Plan::new([xl]);
+    let plan = Plan::new(layouts);
     assert_eq!(plan.numel(), n, "the plan covers the output");
     let fill = |out: &mut [MaybeUninit<T>]| {
         run_chunks(out, |start, o| {
-            plan.for_rows(start, start + o.len(), |pos, len, [bx], [sx]| {
-                let dst = &mut o[pos - start..pos - start + len];
-                match sx {
-                    1 => contiguous_row(dst, &x[bx..bx + len], &f),
-                    0 => dst.fill(MaybeUninit::new(f(x[bx]))),
-                    _ => {
-                        for (j, d) in dst.iter_mut().enumerate() {
-                            d.write(f(x[bx + j * sx]));
-                        }
-                    }
-                }
-            });
+            plan.for_rows(start, start + o.len(), |pos, len, bases, strides| {
+                row(&mut o[pos - start..pos - start + len], bases, strides)
+            })
         })
     };
-    // SAFETY: the plan's rows cover positions 0..n once each, and every row is written.
-    unsafe { written_vec(n, fill) }
+    // SAFETY: the plan's rows cover positions 0..n once each, and `row` writes each whole
+    // (the caller's contract).
+    written_vec(n, fill)
+}
+
+/// `out[i] = f(x at logical position i)` for the layout `xl`.
+pub(super) fn map1<T: Element, F: Fn(T) -> T + Sync>(x: &[T], xl: &Layout, f: F) -> Vec<T> {
+    let row = |dst: &mut [MaybeUninit<T>], [bx]: [usize; 1], [sx]: [usize; 1]| {
+        let len = dst.len();
+        match sx {
+            1 => contiguous_row(dst, &x[bx..bx + len], &f),
+            0 => dst.fill(MaybeUninit::new(f(x[bx]))),
+            _ => {
+                for (j, d) in dst.iter_mut().enumerate() {
+                    d.write(f(x[bx + j * sx]));
+                }
+            }
+        }
+    };
+    // SAFETY: every arm writes all of `dst`.
+    unsafe { write_rows(xl.numel(), [xl], row) }
 }
 
 /// `dst[i] = f(src[i])`, the hot row of every unary op. Where AVX-512 was detected the
@@ -190,46 +208,36 @@ pub(super) fn map2<T: Element, F: Fn(T, T) -> T + Sync>(
     shape: &Shape,
     f: F,
 ) -> Vec<T> {
-    let n = shape.numel();
-    if n == 0 {
-        return Vec::new();
-    }
-    let plan = Plan::new([al, bl]);
-    assert_eq!(plan.numel(), n, "the plan covers the output");
-    let fill = |out: &mut [MaybeUninit<T>]| {
-        run_chunks(out, |start, o| {
-            plan.for_rows(start, start + o.len(), |pos, len, [ba, bb], [sa, sb]| {
-                let dst = &mut o[pos - start..pos - start + len];
-                match (sa, sb) {
-                    (1, 1) => {
-                        let (x, y) = (&a[ba..ba + len], &b[bb..bb + len]);
-                        for ((d, &u), &v) in dst.iter_mut().zip(x).zip(y) {
-                            d.write(f(u, v));
-                        }
-                    }
-                    (1, 0) => {
-                        let v = b[bb];
-                        for (d, &u) in dst.iter_mut().zip(&a[ba..ba + len]) {
-                            d.write(f(u, v));
-                        }
-                    }
-                    (0, 1) => {
-                        let u = a[ba];
-                        for (d, &v) in dst.iter_mut().zip(&b[bb..bb + len]) {
-                            d.write(f(u, v));
-                        }
-                    }
-                    _ => {
-                        for (j, d) in dst.iter_mut().enumerate() {
-                            d.write(f(a[ba + j * sa], b[bb + j * sb]));
-                        }
-                    }
+    let row = |dst: &mut [MaybeUninit<T>], [ba, bb]: [usize; 2], [sa, sb]: [usize; 2]| {
+        let len = dst.len();
+        match (sa, sb) {
+            (1, 1) => {
+                let (x, y) = (&a[ba..ba + len], &b[bb..bb + len]);
+                for ((d, &u), &v) in dst.iter_mut().zip(x).zip(y) {
+                    d.write(f(u, v));
                 }
-            });
-        })
+            }
+            (1, 0) => {
+                let v = b[bb];
+                for (d, &u) in dst.iter_mut().zip(&a[ba..ba + len]) {
+                    d.write(f(u, v));
+                }
+            }
+            (0, 1) => {
+                let u = a[ba];
+                for (d, &v) in dst.iter_mut().zip(&b[bb..bb + len]) {
+                    d.write(f(u, v));
+                }
+            }
+            _ => {
+                for (j, d) in dst.iter_mut().enumerate() {
+                    d.write(f(a[ba + j * sa], b[bb + j * sb]));
+                }
+            }
+        }
     };
-    // SAFETY: the plan's rows cover positions 0..n once each, and every row is written.
-    unsafe { written_vec(n, fill) }
+    // SAFETY: every arm writes all of `dst` (the slices zipped with it have its length).
+    unsafe { write_rows(shape.numel(), [al, bl], row) }
 }
 
 /// `out[i] = f(a[i], b[i], c[i])` with `al`, `bl`, `cl` all of the output's shape
@@ -243,35 +251,21 @@ pub(super) fn map3<T: Element, F: Fn(T, T, T) -> T + Sync>(
     cl: &Layout,
     f: &F,
 ) -> Vec<T> {
-    let n = cl.numel();
-    if n == 0 {
-        return Vec::new();
-    }
-    let plan = Plan::new([al, bl, cl]);
-    assert_eq!(plan.numel(), n, "the plan covers the output");
-    let fill = |out: &mut [MaybeUninit<T>]| {
-        run_chunks(out, |start, o| {
-            plan.for_rows(
-                start,
-                start + o.len(),
-                |pos, len, [ba, bb, bc], [sa, sb, sc]| {
-                    let dst = &mut o[pos - start..pos - start + len];
-                    if (sa, sb, sc) == (1, 1, 1) {
-                        let (x, y, z) = (&a[ba..ba + len], &b[bb..bb + len], &c[bc..bc + len]);
-                        for (((d, &u), &v), &w) in dst.iter_mut().zip(x).zip(y).zip(z) {
-                            d.write(f(u, v, w));
-                        }
-                    } else {
-                        for (j, d) in dst.iter_mut().enumerate() {
-                            d.write(f(a[ba + j * sa], b[bb + j * sb], c[bc + j * sc]));
-                        }
-                    }
-                },
-            );
-        })
+    let row = |dst: &mut [MaybeUninit<T>], [ba, bb, bc]: [usize; 3], [sa, sb, sc]: [usize; 3]| {
+        let len = dst.len();
+        if (sa, sb, sc) == (1, 1, 1) {
+            let (x, y, z) = (&a[ba..ba + len], &b[bb..bb + len], &c[bc..bc + len]);
+            for (((d, &u), &v), &w) in dst.iter_mut().zip(x).zip(y).zip(z) {
+                d.write(f(u, v, w));
+            }
+        } else {
+            for (j, d) in dst.iter_mut().enumerate() {
+                d.write(f(a[ba + j * sa], b[bb + j * sb], c[bc + j * sc]));
+            }
+        }
     };
-    // SAFETY: the plan's rows cover positions 0..n once each, and every row is written.
-    unsafe { written_vec(n, fill) }
+    // SAFETY: both branches write all of `dst`.
+    unsafe { write_rows(cl.numel(), [al, bl, cl], row) }
 }
 
 #[cfg(test)]
