@@ -290,8 +290,9 @@ fn devices() -> Result<(), Failure> {
         }
     );
     out += &format!(
-        "bf16 GEMM {} (cpu; DUEL_CPU_ISA=baseline|avx512|avx512bf16 limits it)\n",
-        duel::ops::gemm_bf16::bf16_path()
+        "bf16 GEMM {}; DUEL_CPU_ISA={} limits the cpu's instruction sets\n",
+        duel::ops::gemm_bf16::bf16_path_reason(),
+        duel::device::cpu::isa::ISA_VALUES.join("|")
     );
     out += &format!(
         "precision cpu matmul/conv: bf16 {}; f16 {}\n",

@@ -326,8 +326,8 @@ impl Machine {
             format!("CPU        {} ({} threads used)", self.cpu, self.threads),
             format!("ISA        {}", self.features.join(" ")),
             format!(
-                "bf16 GEMM  {} (DUEL_CPU_ISA limits it); --precision bf16: {}, f16: {}",
-                crate::ops::gemm_bf16::bf16_path(),
+                "bf16 GEMM  {}; --precision bf16: {}, f16: {}",
+                crate::ops::gemm_bf16::bf16_path_reason(),
                 Precision::Bf16.cpu_route(),
                 Precision::F16.cpu_route()
             ),

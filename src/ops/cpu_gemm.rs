@@ -253,7 +253,7 @@ thread_local! {
 /// `rows x cols` of a strided matrix, rounded to `p`, into `to`; returns the copy's
 /// (row, col) strides: row-major, or column-major when the source's columns are the
 /// contiguous runs (a transposed view), so the copy always reads runs. Runs convert 16 at
-/// a time with AVX-512F (the same values as [`Precision::round`]).
+/// a time with AVX-512F, 8 with AVX2 and F16C (the same values as [`Precision::round`]).
 unsafe fn round_into(
     p: Precision,
     src: (*const f32, usize, usize),
@@ -277,9 +277,19 @@ unsafe fn round_into(
         let run = &mut run[..len];
         let from = src.0.add(r * gap);
         #[cfg(target_arch = "x86_64")]
-        if step == 1 && crate::device::cpu::isa::isa().avx512f {
-            round_run_avx512(p, std::slice::from_raw_parts(from, len), run);
-            continue;
+        if step == 1 {
+            let (isa, from) = (
+                crate::device::cpu::isa::isa(),
+                std::slice::from_raw_parts(from, len),
+            );
+            if isa.avx512f {
+                round_run_avx512(p, from, run);
+                continue;
+            }
+            if isa.avx2 {
+                round_run_avx2(p, from, run);
+                continue;
+            }
         }
         for (j, d) in run.iter_mut().enumerate() {
             *d = p.round(*from.add(j * step));
@@ -327,6 +337,43 @@ unsafe fn round_run_avx512(p: Precision, from: &[f32], to: &mut [f32]) {
     }
 }
 
+/// [`round_run_avx512`] in 8 lanes: `vcvtps2ph` / `vcvtph2ps` (F16C) for f16, the same
+/// integer rounding for bf16.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,f16c")]
+unsafe fn round_run_avx2(p: Precision, from: &[f32], to: &mut [f32]) {
+    use std::arch::x86_64::*;
+    // `vcvtps2ph`'s 3-bit rounding field: 0 is to nearest even.
+    const RNE: i32 = _MM_FROUND_TO_NEAREST_INT;
+    assert_eq!(from.len(), to.len(), "round_run_avx2 takes equal lengths");
+    let (mut src, mut dst) = (from.chunks_exact(8), to.chunks_exact_mut(8));
+    let round = |v: __m256| match p {
+        Precision::F16 => _mm256_cvtph_ps(_mm256_cvtps_ph::<RNE>(v)),
+        Precision::Bf16 => {
+            let high = _mm256_set1_epi32(0xffff_0000u32 as i32);
+            let bits = _mm256_castps_si256(v);
+            let odd = _mm256_and_si256(_mm256_srli_epi32::<16>(bits), _mm256_set1_epi32(1));
+            let up = _mm256_add_epi32(_mm256_add_epi32(bits, _mm256_set1_epi32(0x7fff)), odd);
+            let quiet = _mm256_or_si256(bits, _mm256_set1_epi32(0x0040_0000));
+            let nan = _mm256_castps_si256(_mm256_cmp_ps::<_CMP_UNORD_Q>(v, v));
+            _mm256_castsi256_ps(_mm256_and_si256(_mm256_blendv_epi8(up, quiet, nan), high))
+        }
+        Precision::F32 => v,
+    };
+    for (s, d) in (&mut src).zip(&mut dst) {
+        _mm256_storeu_ps(d.as_mut_ptr(), round(_mm256_loadu_ps(s.as_ptr())));
+    }
+    // The last few through a zero-padded lane set (a masked store is slow on some CPUs).
+    let (s, d) = (src.remainder(), dst.into_remainder());
+    if !s.is_empty() {
+        let mut lanes = [0f32; 8];
+        lanes[..s.len()].copy_from_slice(s);
+        let mut out = [0f32; 8];
+        _mm256_storeu_ps(out.as_mut_ptr(), round(_mm256_loadu_ps(lanes.as_ptr())));
+        d.copy_from_slice(&out[..s.len()]);
+    }
+}
+
 #[allow(clippy::too_many_arguments)]
 unsafe fn rounded(
     p: Precision,
@@ -363,10 +410,11 @@ mod tests {
     /// of input: ties both ways, the largest values, infinities, subnormals, NaNs.
     #[test]
     fn vector_rounding_matches_the_scalar_rule() {
-        if !crate::device::cpu::isa::isa().avx512f {
-            eprintln!("no AVX-512F on this CPU: only the scalar rule runs");
-            return;
-        }
+        let isa = crate::device::cpu::isa::isa();
+        assert!(
+            isa.avx2 || isa.avx512f,
+            "this test checks the vector rounding and needs a CPU with AVX2 (F16C) or AVX-512F"
+        );
         let mut v: Vec<f32> = vec![
             1.0 + 2f32.powi(-8),       // bf16 tie, rounds to even (down)
             1.0 + 3.0 * 2f32.powi(-8), // bf16 tie, rounds up
@@ -393,16 +441,30 @@ mod tests {
             s ^= s << 5;
             v.push(f32::from_bits(s));
         }
-        for p in [Precision::Bf16, Precision::F16] {
-            let mut out = vec![0.0; v.len()];
-            unsafe { round_run_avx512(p, &v, &mut out) };
-            for (x, r) in v.iter().zip(&out) {
-                let want = p.round(*x);
-                assert!(
-                    (want.is_nan() && r.is_nan()) || want.to_bits() == r.to_bits(),
-                    "{p}: {x:e} ({:#x}) -> {r:e}, want {want:e}",
-                    x.to_bits()
-                );
+        type Run = unsafe fn(Precision, &[f32], &mut [f32]);
+        let mut runs: Vec<(&str, Run)> = Vec::new();
+        if isa.avx512f {
+            runs.push(("avx512", round_run_avx512));
+        }
+        if isa.avx2 {
+            runs.push(("avx2", round_run_avx2));
+        }
+        for (name, run) in runs {
+            for p in [Precision::Bf16, Precision::F16] {
+                // Every tail length: the vector loops' last partial step.
+                for len in [v.len(), v.len() - 1, 7, 3, 1, 0] {
+                    let mut out = vec![0.0; len];
+                    // SAFETY: the instruction set checked above.
+                    unsafe { run(p, &v[..len], &mut out) };
+                    for (x, r) in v.iter().zip(&out) {
+                        let want = p.round(*x);
+                        assert!(
+                            (want.is_nan() && r.is_nan()) || want.to_bits() == r.to_bits(),
+                            "{name} {p}: {x:e} ({:#x}) -> {r:e}, want {want:e}",
+                            x.to_bits()
+                        );
+                    }
+                }
             }
         }
     }

@@ -3,8 +3,10 @@
 //! Every fast path asks here, never `is_x86_feature_detected!` itself, so one switch limits
 //! them all. `DUEL_CPU_ISA` takes:
 //! - unset (or empty): everything detected;
-//! - `baseline`: nothing, every kernel takes its portable loop (what a CPU without AVX-512
+//! - `baseline`: nothing, every kernel takes its portable loop (what a CPU without AVX2
 //!   runs);
+//! - `avx2`: AVX2 with FMA and F16C but no AVX-512 (what most AMD Zen and older Intel
+//!   CPUs run: the 8-lane loops where there are some, the portable ones elsewhere);
 //! - `avx512`: AVX-512F but no bf16 units (the bf16 GEMM takes its portable loop);
 //! - `avx512bf16`: AVX-512F and AVX512-BF16 but no AMX.
 //!
@@ -23,6 +25,9 @@ use std::sync::OnceLock;
 /// The instruction sets in use (after the `DUEL_CPU_ISA` switch).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Isa {
+    /// AVX2 with FMA and F16C (8 f32 lanes, `vmaskmovps`, `vcvtps2ph`): every x86-64 CPU
+    /// since 2013 (Haswell, Zen).
+    pub avx2: bool,
     /// AVX-512 Foundation (16 f32 lanes, masked loads and stores).
     pub avx512f: bool,
     /// AVX512-BF16 (`vdpbf16ps`, `vcvtne2ps2bf16`), with AVX-512F.
@@ -35,13 +40,14 @@ pub struct Isa {
 pub const ISA_ENV: &str = "DUEL_CPU_ISA";
 
 /// The values `DUEL_CPU_ISA` accepts (besides unset or empty).
-pub const ISA_VALUES: [&str; 3] = ["baseline", "avx512", "avx512bf16"];
+pub const ISA_VALUES: [&str; 4] = ["baseline", "avx2", "avx512", "avx512bf16"];
 
 /// What the `DUEL_CPU_ISA` switch allows, parsed from its value.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum IsaLimit {
     All,
     Baseline,
+    Avx2,
     Avx512,
     Avx512Bf16,
 }
@@ -53,6 +59,7 @@ impl IsaLimit {
         match value.map(str::trim) {
             None | Some("") => Ok(IsaLimit::All),
             Some("baseline") => Ok(IsaLimit::Baseline),
+            Some("avx2") => Ok(IsaLimit::Avx2),
             Some("avx512") => Ok(IsaLimit::Avx512),
             Some("avx512bf16") => Ok(IsaLimit::Avx512Bf16),
             Some(other) => Err(format!(
@@ -140,12 +147,18 @@ fn request_amx() -> bool {
 pub fn detect_with(limit: IsaLimit) -> Isa {
     #[cfg(target_arch = "x86_64")]
     {
-        let avx512f = limit != IsaLimit::Baseline && std::arch::is_x86_feature_detected!("avx512f");
+        let avx2 = limit != IsaLimit::Baseline
+            && std::arch::is_x86_feature_detected!("avx2")
+            && std::arch::is_x86_feature_detected!("fma")
+            && std::arch::is_x86_feature_detected!("f16c");
+        let avx512f = !matches!(limit, IsaLimit::Baseline | IsaLimit::Avx2)
+            && std::arch::is_x86_feature_detected!("avx512f");
         let avx512_bf16 = avx512f
             && matches!(limit, IsaLimit::All | IsaLimit::Avx512Bf16)
             && std::arch::is_x86_feature_detected!("avx512bf16");
         let amx_bf16 = limit == IsaLimit::All && amx_bits().bf16 && amx_permission();
         Isa {
+            avx2,
             avx512f,
             avx512_bf16,
             amx_bf16,
@@ -155,6 +168,7 @@ pub fn detect_with(limit: IsaLimit) -> Isa {
     {
         let _ = limit;
         Isa {
+            avx2: false,
             avx512f: false,
             avx512_bf16: false,
             amx_bf16: false,
@@ -186,6 +200,7 @@ mod tests {
         assert_eq!(IsaLimit::parse(None), Ok(IsaLimit::All));
         assert_eq!(IsaLimit::parse(Some("")), Ok(IsaLimit::All));
         assert_eq!(IsaLimit::parse(Some("baseline")), Ok(IsaLimit::Baseline));
+        assert_eq!(IsaLimit::parse(Some("avx2")), Ok(IsaLimit::Avx2));
         assert_eq!(IsaLimit::parse(Some("avx512")), Ok(IsaLimit::Avx512));
         assert_eq!(
             IsaLimit::parse(Some("avx512bf16")),
@@ -204,11 +219,15 @@ mod tests {
         assert_eq!(
             base,
             Isa {
+                avx2: false,
                 avx512f: false,
                 avx512_bf16: false,
                 amx_bf16: false
             }
         );
+        let avx2 = detect_with(IsaLimit::Avx2);
+        assert_eq!(avx2.avx2, all.avx2);
+        assert!(!avx2.avx512f && !avx2.avx512_bf16 && !avx2.amx_bf16);
         let avx = detect_with(IsaLimit::Avx512);
         assert_eq!(avx.avx512f, all.avx512f);
         assert!(!avx.avx512_bf16 && !avx.amx_bf16);

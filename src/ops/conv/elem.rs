@@ -2,7 +2,7 @@
 //! thread-local workspaces, and the vector loops of `cols` where the CPU has them.
 
 #[cfg(target_arch = "x86_64")]
-use super::cols::avx512;
+use super::cols::{avx2, avx512, flat};
 use super::Geom;
 use crate::device::cpu::isa::isa;
 use crate::device::cpu::CpuBuffer;
@@ -125,14 +125,15 @@ impl Elem for f32 {
     }
     #[cfg(target_arch = "x86_64")]
     fn im2col_fast(img: &[Self], g: &Geom, col: &mut [Self], ld: usize, s: &mut [Self]) -> bool {
-        if !isa().avx512f {
-            return false;
-        }
-        // SAFETY: AVX-512F detected, each loop's geometry checked; sizes asserted inside.
-        if avx512::flat_taps(g) {
+        let (isa, flat) = (isa(), flat::flat_taps(g));
+        // SAFETY: the instruction set detected, each loop's geometry checked; sizes
+        // asserted inside.
+        if isa.avx512f && flat {
             unsafe { avx512::im2col_flat(img, g, col, ld, s) }
-        } else if avx512::contiguous_taps(g) {
+        } else if isa.avx512f && avx512::contiguous_taps(g) {
             unsafe { avx512::im2col(img, g, col, ld, s) }
+        } else if isa.avx2 && flat {
+            unsafe { avx2::im2col_flat(img, g, col, ld, s) }
         } else {
             return false;
         }
@@ -140,14 +141,14 @@ impl Elem for f32 {
     }
     #[cfg(target_arch = "x86_64")]
     fn col2im_fast(col: &[Self], g: &Geom, img: &mut [Self], ld: usize, s: &mut [Self]) -> bool {
-        if !isa().avx512f {
-            return false;
-        }
+        let (isa, flat) = (isa(), flat::flat_taps(g));
         // SAFETY: as `im2col_fast`.
-        if avx512::flat_taps(g) {
+        if isa.avx512f && flat {
             unsafe { avx512::col2im_flat(col, g, img, ld, s) }
-        } else if avx512::contiguous_taps(g) {
+        } else if isa.avx512f && avx512::contiguous_taps(g) {
             unsafe { avx512::col2im(col, g, img, ld, s) }
+        } else if isa.avx2 && flat {
+            unsafe { avx2::col2im_flat(col, g, img, ld, s) }
         } else {
             return false;
         }

@@ -114,6 +114,29 @@ pub fn bf16_path() -> &'static str {
     Bf16Path::detected().name()
 }
 
+/// [`bf16_path`] and why it is the one: what this CPU lacks, or that `DUEL_CPU_ISA` turned
+/// the faster paths off (`duel devices`, the bench header).
+pub fn bf16_path_reason() -> String {
+    use crate::device::cpu::isa::{detect_with, IsaLimit, ISA_ENV};
+    let path = Bf16Path::detected();
+    let cpu = detect_with(IsaLimit::All);
+    let switched_off = match path {
+        Bf16Path::Amx => false,
+        Bf16Path::Avx512 => cpu.amx_bf16,
+        Bf16Path::Portable => cpu.amx_bf16 || cpu.avx512_bf16,
+    };
+    let why = match path {
+        _ if switched_off => format!(
+            "{ISA_ENV}={} turns the faster paths off",
+            std::env::var(ISA_ENV).unwrap_or_default()
+        ),
+        Bf16Path::Amx => "the fastest path".to_string(),
+        Bf16Path::Avx512 => "this CPU has no AMX-BF16".to_string(),
+        Bf16Path::Portable => "this CPU has neither AVX512-BF16 nor AMX-BF16".to_string(),
+    };
+    format!("{} ({why})", path.name())
+}
+
 /// `dst (m x n, row-major, row stride ldd ≥ n) (+)= bf16(lhs) · bf16(rhs)`, f32
 /// accumulation, on the detected path. `lhs`, `rhs`: f32 matrices by pointer and (row
 /// stride, col stride) in elements, rounded to bf16 (to nearest even) while packing. One

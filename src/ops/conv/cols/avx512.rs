@@ -15,6 +15,7 @@
 //! portable loop does, so the results are bitwise the same (tests below).
 
 use super::super::Geom;
+use super::flat::{self, first, flat_plane_len, flat_tap, lanes, mask_words, MASKS_ON_STACK};
 use super::{gather, phase_of, scatter_add, valid_range};
 use std::arch::x86_64::*;
 
@@ -23,16 +24,6 @@ const EVENS: [i32; 16] = [0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28,
 /// Element k of a 16-vector to lane 2k (low half: k < 8; `+ 8` for the high half).
 const SPREAD_LO: [i32; 16] = [0, 0, 1, 0, 2, 0, 3, 0, 4, 0, 5, 0, 6, 0, 7, 0];
 const SPREAD_HI: [i32; 16] = [8, 0, 9, 0, 10, 0, 11, 0, 12, 0, 13, 0, 14, 0, 15, 0];
-
-/// The mask of the first `n` of 16 lanes (`n` up to 16).
-#[inline(always)]
-fn first(n: usize) -> __mmask16 {
-    if n >= 16 {
-        0xFFFF
-    } else {
-        ((1u32 << n) - 1) as __mmask16
-    }
-}
 
 /// `dst[k] = src[2k]`.
 ///
@@ -99,16 +90,6 @@ pub(crate) unsafe fn scatter_add2(dst: &mut [f32], src: &[f32]) {
         _mm512_mask_storeu_ps(dp, mlo, dlo);
         _mm512_mask_storeu_ps(dp.add(16), mhi, dhi);
         k += m;
-    }
-}
-
-/// The mask of lanes `lo..hi` (relative to a 16-lane step; empty when `hi <= lo`).
-#[inline(always)]
-fn lanes(lo: usize, hi: usize) -> __mmask16 {
-    if hi <= lo {
-        0
-    } else {
-        first(hi) & !first(lo)
     }
 }
 
@@ -288,133 +269,22 @@ unsafe fn interleave2_rows(dst: &mut [f32], p0: &[f32], p1: &[f32]) {
     }
 }
 
-// ---- flat loops: phase planes in both axes, one run per tap and channel ----------------
-//
-// With `h % sh == 0`, `w % sw == 0` and `w / sw == wo` (every DCGAN layer, and stride-1
-// "same" convolutions), split the image into `sh·sw` phase planes `[h / sh, w / sw]` per
-// channel. Tap `(i, j)` of window `(oh, ow)` reads plane `(qh, qw)` at row `oh + sy`,
-// column `ow + sx` (`qh, sy` the remainder and quotient of `i·dh − ph` by `sh`; likewise
-// along the width). The plane's rows are as wide as the grid's, so the whole tap is one
-// run: column-matrix entry `idx = oh·wo + ow` pairs with plane element `idx + sy·wo + sx`,
-// the lanes of invalid windows masked off. One 16-lane step moves 16 of a channel's `L`
-// values, where the row loops above move one grid row (7 values on dcgan28's 7x7 grid).
+// ---- flat loops: phase planes in both axes, one run per tap and channel (see `flat`) ---
 
-/// Whether [`im2col_flat`] and [`col2im_flat`] apply (see above).
-pub(crate) fn flat_taps(g: &Geom) -> bool {
-    g.sh > 0
-        && g.sw > 0
-        && g.h.is_multiple_of(g.sh)
-        && g.w.is_multiple_of(g.sw)
-        && g.w / g.sw == g.wo
-}
-
-/// One tap of the flat loops: its phase plane (`qh·sw + qw`) and the offset in it of
-/// column entry 0 (`sy·wo + sx`).
-struct FlatTap {
-    plane: usize,
-    offset: isize,
-}
-
-/// The flat form of tap `(i, j)`, writing its step masks into `masks` (`ceil(L / 16)`).
-fn flat_tap(g: &Geom, i: usize, j: usize, masks: &mut [__mmask16]) -> FlatTap {
-    let (oh_lo, oh_hi, hoff) = valid_range(g.h, g.ho, g.sh, g.ph, g.dh, i);
-    let (ow_lo, ow_hi, woff) = valid_range(g.w, g.wo, g.sw, g.pw, g.dw, j);
-    let (sh, sw) = (g.sh as isize, g.sw as isize);
-    let (qh, sy) = (hoff.rem_euclid(sh) as usize, hoff.div_euclid(sh));
-    let (qw, sx) = (woff.rem_euclid(sw) as usize, woff.div_euclid(sw));
-    // The valid entries are the runs [oh·wo + ow_lo, oh·wo + ow_hi) of the valid rows: a
-    // few mask words per row (this runs per image and tap, for 1-channel layers too).
-    masks.fill(0);
-    if ow_lo < ow_hi {
-        for oh in oh_lo..oh_hi {
-            let (mut a, b) = (oh * g.wo + ow_lo, oh * g.wo + ow_hi);
-            while a < b {
-                let t = a / 16;
-                let end = b.min(16 * t + 16);
-                masks[t] |= lanes(a - 16 * t, end - 16 * t);
-                a = end;
-            }
-        }
-    }
-    FlatTap {
-        plane: qh * g.sw + qw,
-        offset: sy * g.wo as isize + sx,
-    }
-}
-
-/// Mask words kept on the stack (grids up to 64x64); the loops run per image, where a
-/// fresh `Vec` each call was 1,280 allocations of a dcgan28 step.
-const MASKS_ON_STACK: usize = 256;
-
-/// The `ceil(L / 16)` mask words of the flat loops: in `stack` when they fit, else `heap`.
-fn mask_words<'a>(
-    l: usize,
-    stack: &'a mut [__mmask16; MASKS_ON_STACK],
-    heap: &'a mut Vec<__mmask16>,
-) -> &'a mut [__mmask16] {
-    let words = l.div_ceil(16);
-    if words <= MASKS_ON_STACK {
-        &mut stack[..words]
-    } else {
-        heap.resize(words, 0);
-        heap
-    }
-}
-
-/// Elements of one phase plane of one channel.
-fn flat_plane_len(g: &Geom) -> usize {
-    (g.h / g.sh) * (g.w / g.sw)
-}
-
-/// `planes[((qh·sw + qw)·C + c)][y][x] = img[c][y·sh + qh][x·sw + qw]`.
-#[target_feature(enable = "avx512f")]
-unsafe fn split_phases(img: &[f32], g: &Geom, planes: &mut [f32]) {
-    let (ph, pw, pl) = (g.h / g.sh, g.w / g.sw, flat_plane_len(g));
-    for c in 0..g.c {
-        for qh in 0..g.sh {
-            for y in 0..ph {
-                let row = &img[(c * g.h + y * g.sh + qh) * g.w..][..g.w];
-                for qw in 0..g.sw {
-                    let dst = &mut planes[((qh * g.sw + qw) * g.c + c) * pl + y * pw..][..pw];
-                    gather(dst, &row[qw..], g.sw);
-                }
-            }
-        }
-    }
-}
-
-/// The inverse of [`split_phases`]: every pixel its plane's value (an exact copy).
+/// `planes` of [`flat::split_phases`]'s layout back into `img`, exactly.
 #[target_feature(enable = "avx512f")]
 unsafe fn merge_phases(planes: &[f32], g: &Geom, img: &mut [f32]) {
-    let (ph, pw, pl) = (g.h / g.sh, g.w / g.sw, flat_plane_len(g));
-    for c in 0..g.c {
-        for qh in 0..g.sh {
-            for y in 0..ph {
-                let row = &mut img[(c * g.h + y * g.sh + qh) * g.w..][..g.w];
-                let plane_row =
-                    |qw: usize| &planes[((qh * g.sw + qw) * g.c + c) * pl + y * pw..][..pw];
-                match g.sw {
-                    1 => copy_run(row, plane_row(0)),
-                    2 => interleave2_rows(row, plane_row(0), plane_row(1)),
-                    _ => {
-                        // Adding each value to a zero is exact (a sum that starts at +0 is
-                        // never −0): equal to a copy, bitwise.
-                        row.fill(0.0);
-                        for qw in 0..g.sw {
-                            scatter_add(&mut row[qw..], plane_row(qw), g.sw);
-                        }
-                    }
-                }
-            }
-        }
-    }
+    // SAFETY (of the closure's call): AVX-512F is enabled in this function.
+    flat::merge_phases(planes, g, img, |row, p0, p1| unsafe {
+        interleave2_rows(row, p0, p1)
+    })
 }
 
 /// `col [R, L] = im2col(img [C, h, w])` (rows `ld` apart) by the flat loops; the same
 /// values as the portable loop.
 ///
 /// # Safety
-/// AVX-512F must be present and [`flat_taps`] hold; `img` holds one image, `col`
+/// AVX-512F must be present and [`flat::flat_taps`] hold; `img` holds one image, `col`
 /// `(R − 1)·ld + L` elements, `scratch` the parent's `scratch_len(g)` (one image).
 #[target_feature(enable = "avx512f")]
 pub(crate) unsafe fn im2col_flat(
@@ -428,12 +298,13 @@ pub(crate) unsafe fn im2col_flat(
     assert!(img.len() >= il && col.len() >= (g.rows().max(1) - 1) * ld + l);
     let planes: &[f32] = if g.sh * g.sw > 1 {
         assert!(scratch.len() >= il, "im2col_flat: scratch holds one image");
-        split_phases(img, g, &mut scratch[..il]);
+        // SAFETY (of the closure's call): AVX-512F is enabled in this function.
+        flat::split_phases(img, g, &mut scratch[..il], |d, s| unsafe { gather2(d, s) });
         &scratch[..il]
     } else {
         &img[..il]
     };
-    let (mut stack, mut heap) = ([0 as __mmask16; MASKS_ON_STACK], Vec::new());
+    let (mut stack, mut heap) = ([0u16; MASKS_ON_STACK], Vec::new());
     let masks = mask_words(l, &mut stack, &mut heap);
     for i in 0..g.kh {
         for j in 0..g.kw {
@@ -477,7 +348,7 @@ pub(crate) unsafe fn col2im_flat(
         &mut img[..il]
     };
     planes.fill(0.0);
-    let (mut stack, mut heap) = ([0 as __mmask16; MASKS_ON_STACK], Vec::new());
+    let (mut stack, mut heap) = ([0u16; MASKS_ON_STACK], Vec::new());
     let masks = mask_words(l, &mut stack, &mut heap);
     for i in 0..g.kh {
         for j in 0..g.kw {

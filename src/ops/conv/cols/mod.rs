@@ -240,7 +240,11 @@ pub(crate) fn col2im_portable<T: Elem>(
 }
 
 #[cfg(target_arch = "x86_64")]
+pub(crate) mod avx2;
+#[cfg(target_arch = "x86_64")]
 pub(crate) mod avx512;
+#[cfg(target_arch = "x86_64")]
+pub(crate) mod flat;
 
 #[cfg(test)]
 mod tests {
@@ -279,6 +283,36 @@ mod tests {
                 scatter_ref(&mut want, &add, stride);
                 assert_eq!(bits(&got), bits(&want), "scatter_add n={n} stride={stride}");
             }
+        }
+    }
+
+    /// The AVX2 stride-2 gather and the two-plane interleave at every length 0..40, with
+    /// sources cut to the exact length (a read past the end would show in the values or
+    /// fault), bitwise against the definition; the lanes after the run keep their values.
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn avx2_gather_and_interleave_match_the_definition_at_every_length() {
+        assert!(
+            crate::device::cpu::isa::isa().avx2,
+            "this test checks the AVX2 loops and needs a CPU with AVX2 (FMA, F16C)"
+        );
+        for n in 0..40usize {
+            let need = if n == 0 { 0 } else { 2 * n - 1 };
+            let src: Vec<f32> = (0..need).map(|i| i as f32 * 0.5 - 7.25).collect();
+            let (mut got, mut want) = (vec![f32::NAN; n + 3], vec![f32::NAN; n + 3]);
+            // SAFETY: AVX2 checked above.
+            unsafe { avx2::gather2(&mut got[..n], &src) };
+            gather_ref(&mut want[..n], &src, 2);
+            assert_eq!(bits(&got), bits(&want), "gather2 n={n}");
+
+            let p0: Vec<f32> = (0..n).map(|i| i as f32 + 0.25).collect();
+            let p1: Vec<f32> = (0..n).map(|i| -(i as f32) - 0.5).collect();
+            let mut got = vec![9.0f32; 2 * n + 3];
+            // SAFETY: AVX2 checked above.
+            unsafe { avx2::interleave2_rows(&mut got[..2 * n], &p0, &p1) };
+            let mut want: Vec<f32> = p0.iter().zip(&p1).flat_map(|(&a, &b)| [a, b]).collect();
+            want.extend([9.0; 3]);
+            assert_eq!(bits(&got), bits(&want), "interleave2_rows n={n}");
         }
     }
 
@@ -329,20 +363,22 @@ mod tests {
         out
     }
 
-    /// The AVX-512 whole-image loops against the portable ones, bitwise, on every geometry
-    /// they take (values with mixed signs and magnitudes, so a term added out of tap order
-    /// would round differently), with column rows padded (`ld > L`) and padding kept.
-    #[cfg(target_arch = "x86_64")]
-    #[test]
-    fn whole_image_vector_loops_match_the_portable_ones_bitwise() {
-        if !crate::device::cpu::isa::isa().avx512f {
-            panic!("this test checks the AVX-512 loops and needs a CPU with AVX-512F");
-        }
+    /// A vector loop pair: `im2col` and `col2im` with the signature of the portable ones.
+    type Loops = (
+        unsafe fn(&[f32], &Geom, &mut [f32], usize, &mut [f32]),
+        unsafe fn(&[f32], &Geom, &mut [f32], usize, &mut [f32]),
+    );
+
+    /// `loops` against the portable ones, bitwise, on every geometry `takes` accepts
+    /// (values with mixed signs and magnitudes, so a term added out of tap order would
+    /// round differently), with column rows padded (`ld > L`) and padding kept; returns
+    /// how many geometries ran.
+    ///
+    /// # Safety
+    /// The CPU runs `loops`, which accept every geometry `takes` does.
+    unsafe fn match_portable(name: &str, takes: fn(&Geom) -> bool, loops: Loops) -> usize {
         let mut checked = 0;
-        for g in geometries() {
-            if !avx512::contiguous_taps(&g) {
-                continue;
-            }
+        for g in geometries().into_iter().filter(takes) {
             let (r, l, il) = (g.rows(), g.cols(), g.image_len());
             let ld = l + 5;
             let img: Vec<f32> = (0..il)
@@ -351,9 +387,9 @@ mod tests {
             let mut scratch = vec![f32::NAN; scratch_len(&g)];
             let (mut want, mut got) = (vec![9.0f32; r * ld], vec![9.0f32; r * ld]);
             im2col_portable(&img, &g, &mut want, ld, &mut scratch);
-            // SAFETY: AVX-512F checked above; contiguous taps checked; sizes as the callers'.
-            unsafe { avx512::im2col(&img, &g, &mut got, ld, &mut scratch) };
-            assert_eq!(bits(&got), bits(&want), "im2col {g:?}");
+            scratch.fill(f32::NAN);
+            (loops.0)(&img, &g, &mut got, ld, &mut scratch);
+            assert_eq!(bits(&got), bits(&want), "{name} im2col {g:?}");
 
             let col: Vec<f32> = (0..r * ld)
                 .map(|i| ((i * 104729 % 977) as f32 - 488.0) * 3.1e-2)
@@ -361,59 +397,66 @@ mod tests {
             let (mut want, mut got) = (vec![f32::NAN; il], vec![f32::NAN; il]);
             col2im_portable(&col, &g, &mut want, ld, &mut scratch);
             scratch.fill(f32::NAN);
-            // SAFETY: as above.
-            unsafe { avx512::col2im(&col, &g, &mut got, ld, &mut scratch) };
-            assert_eq!(bits(&got), bits(&want), "col2im {g:?}");
+            (loops.1)(&col, &g, &mut got, ld, &mut scratch);
+            assert_eq!(bits(&got), bits(&want), "{name} col2im {g:?}");
             checked += 1;
         }
+        checked
+    }
+
+    /// The AVX-512 whole-image loops (contiguous taps) against the portable ones. Only
+    /// AVX-512 CPUs dispatch to them; elsewhere the test says so and checks nothing else
+    /// (the loops such a CPU does run are checked by the other tests here).
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn whole_image_vector_loops_match_the_portable_ones_bitwise() {
+        if !crate::device::cpu::isa::isa().avx512f {
+            eprintln!(
+                "no AVX-512F on this CPU: its whole-image loops cannot run here, nor are they used"
+            );
+            return;
+        }
+        // SAFETY: AVX-512F checked above; the loops take every contiguous-taps geometry.
+        let checked = unsafe {
+            match_portable(
+                "avx512",
+                avx512::contiguous_taps,
+                (avx512::im2col, avx512::col2im),
+            )
+        };
         assert!(
             checked >= 40,
             "only {checked} geometries took the vector loops"
         );
     }
 
-    /// The AVX-512 flat loops (phase planes in both axes) against the portable ones,
-    /// bitwise, as above, on every geometry they take: all four DCGAN-like 4x4/2/1 layers,
-    /// the stride-1 "same" ones, stride 3.
+    /// The flat loops (phase planes in both axes) against the portable ones, on every
+    /// geometry they take: all four DCGAN-like 4x4/2/1 layers, the stride-1 "same" ones,
+    /// stride 3. Every version this CPU runs (AVX-512, AVX2); an x86-64 CPU with neither
+    /// fails the test, naming what it lacks.
     #[cfg(target_arch = "x86_64")]
     #[test]
     fn flat_vector_loops_match_the_portable_ones_bitwise() {
-        if !crate::device::cpu::isa::isa().avx512f {
-            panic!("this test checks the AVX-512 loops and needs a CPU with AVX-512F");
+        let isa = crate::device::cpu::isa::isa();
+        let mut versions: Vec<(&str, Loops)> = Vec::new();
+        if isa.avx512f {
+            versions.push(("avx512", (avx512::im2col_flat, avx512::col2im_flat)));
         }
-        let mut checked = 0;
-        for g in geometries() {
-            if !avx512::flat_taps(&g) {
-                continue;
-            }
-            let (r, l, il) = (g.rows(), g.cols(), g.image_len());
-            let ld = l + 5;
-            let img: Vec<f32> = (0..il)
-                .map(|i| ((i * 7919 % 1000) as f32 - 500.0) * 1.37e-3)
-                .collect();
-            let mut scratch = vec![f32::NAN; scratch_len(&g)];
-            let (mut want, mut got) = (vec![9.0f32; r * ld], vec![9.0f32; r * ld]);
-            im2col_portable(&img, &g, &mut want, ld, &mut scratch);
-            scratch.fill(f32::NAN);
-            // SAFETY: AVX-512F checked above; flat taps checked; sizes as the callers'.
-            unsafe { avx512::im2col_flat(&img, &g, &mut got, ld, &mut scratch) };
-            assert_eq!(bits(&got), bits(&want), "im2col {g:?}");
-
-            let col: Vec<f32> = (0..r * ld)
-                .map(|i| ((i * 104729 % 977) as f32 - 488.0) * 3.1e-2)
-                .collect();
-            let (mut want, mut got) = (vec![f32::NAN; il], vec![f32::NAN; il]);
-            col2im_portable(&col, &g, &mut want, ld, &mut scratch);
-            scratch.fill(f32::NAN);
-            // SAFETY: as above.
-            unsafe { avx512::col2im_flat(&col, &g, &mut got, ld, &mut scratch) };
-            assert_eq!(bits(&got), bits(&want), "col2im {g:?}");
-            checked += 1;
+        if isa.avx2 {
+            versions.push(("avx2", (avx2::im2col_flat, avx2::col2im_flat)));
         }
         assert!(
-            checked >= 16,
-            "only {checked} geometries took the flat loops"
+            !versions.is_empty(),
+            "this test checks the flat vector loops and needs a CPU with AVX2 (FMA, F16C) or AVX-512F"
         );
+        for (name, loops) in versions {
+            // SAFETY: the instruction set checked above; the loops take every flat geometry.
+            let checked = unsafe { match_portable(name, flat::flat_taps, loops) };
+            assert!(
+                checked >= 16,
+                "{name}: only {checked} geometries took the flat loops"
+            );
+        }
     }
 
     fn bits(v: &[f32]) -> Vec<u32> {
