@@ -8,7 +8,7 @@
 //! and `col2im` adds each pixel's terms in tap order `(i, j)` (tests in the parent).
 
 use super::super::Geom;
-use super::flat::{self, first, flat_plane_len, flat_tap, mask_words, MASKS_ON_STACK};
+use super::flat::{self, first};
 use std::arch::x86_64::*;
 
 /// The `vmaskmovps` lane mask of the 8 bits `bits` (lane `k` all ones when bit `k` is set).
@@ -132,48 +132,30 @@ pub(crate) unsafe fn im2col_flat(
     ld: usize,
     scratch: &mut [f32],
 ) {
-    let (l, il, pl) = (g.cols(), g.image_len(), flat_plane_len(g));
-    assert!(img.len() >= il && col.len() >= (g.rows().max(1) - 1) * ld + l);
-    let planes: &[f32] = if g.sh * g.sw > 1 {
-        assert!(scratch.len() >= il, "im2col_flat: scratch holds one image");
-        // SAFETY (of the closure's call): AVX2 is enabled in this function.
-        flat::split_phases(img, g, &mut scratch[..il], |d, s| unsafe { gather2(d, s) });
-        &scratch[..il]
-    } else {
-        &img[..il]
-    };
-    let inside = span(planes);
-    let (mut stack, mut heap) = ([0u16; MASKS_ON_STACK], Vec::new());
-    let masks = mask_words(l, &mut stack, &mut heap);
-    for i in 0..g.kh {
-        for j in 0..g.kw {
-            let tap = flat_tap(g, i, j, masks);
-            for c in 0..g.c {
-                let row = col.as_mut_ptr().add(((c * g.kh + i) * g.kw + j) * ld);
-                // Entry idx reads src[idx]: inside the plane for every valid idx.
-                let src = planes
-                    .as_ptr()
-                    .add((tap.plane * g.c + c) * pl)
-                    .wrapping_offset(tap.offset);
-                // Full 8-lane steps, then the last `l % 8` as the step ending at `l`
-                // (rewriting a few entries with the same values): no masked store.
-                let mut at = 0;
-                while at + 8 <= l {
-                    let v = load8(src.wrapping_add(at), bits_at(masks, at), inside);
-                    _mm256_storeu_ps(row.add(at), v);
-                    at += 8;
-                }
-                if at < l && l >= 8 {
-                    let at = l - 8;
-                    let v = load8(src.wrapping_add(at), bits_at(masks, at), inside);
-                    _mm256_storeu_ps(row.add(at), v);
-                } else if at < l {
-                    let v = load8(src, bits_at(masks, 0), inside);
-                    _mm256_maskstore_ps(row, first8(l), v);
-                }
-            }
+    // SAFETY (of the closure's call): AVX2 is enabled in this function.
+    let gather = |d: &mut [f32], s: &[f32]| unsafe { gather2(d, s) };
+    let planes = flat::source_planes(img, g, col, ld, scratch, gather);
+    let (l, inside) = (g.cols(), span(planes));
+    flat::for_each_run(g, |masks, r, at| {
+        let row = col.as_mut_ptr().add(r * ld);
+        let src = planes.as_ptr().wrapping_offset(at);
+        // Full 8-lane steps, then the last `l % 8` as the step ending at `l` (rewriting a
+        // few entries with the same values): no masked store.
+        let mut at = 0;
+        while at + 8 <= l {
+            let v = load8(src.wrapping_add(at), bits_at(masks, at), inside);
+            _mm256_storeu_ps(row.add(at), v);
+            at += 8;
         }
-    }
+        if at < l && l >= 8 {
+            let at = l - 8;
+            let v = load8(src.wrapping_add(at), bits_at(masks, at), inside);
+            _mm256_storeu_ps(row.add(at), v);
+        } else if at < l {
+            let v = load8(src, bits_at(masks, 0), inside);
+            _mm256_maskstore_ps(row, first8(l), v);
+        }
+    });
 }
 
 /// `img [C, h, w] = col2im(col [R, L])` (rows `ld` apart) by the flat loops; each pixel's
@@ -189,55 +171,37 @@ pub(crate) unsafe fn col2im_flat(
     ld: usize,
     scratch: &mut [f32],
 ) {
-    let (l, il, pl) = (g.cols(), g.image_len(), flat_plane_len(g));
-    assert!(img.len() >= il && col.len() >= (g.rows().max(1) - 1) * ld + l);
-    let split = g.sh * g.sw > 1;
-    let planes: &mut [f32] = if split {
-        assert!(scratch.len() >= il, "col2im_flat: scratch holds one image");
-        &mut scratch[..il]
-    } else {
-        &mut img[..il]
-    };
-    planes.fill(0.0);
-    let (inside, col_span) = (span(planes), span(col));
-    let (mut stack, mut heap) = ([0u16; MASKS_ON_STACK], Vec::new());
-    let masks = mask_words(l, &mut stack, &mut heap);
-    for i in 0..g.kh {
-        for j in 0..g.kw {
-            let tap = flat_tap(g, i, j, masks);
-            for c in 0..g.c {
-                let src = col.as_ptr().add(((c * g.kh + i) * g.kw + j) * ld);
-                let dst = planes
-                    .as_mut_ptr()
-                    .add((tap.plane * g.c + c) * pl)
-                    .wrapping_offset(tap.offset);
-                for (t, &m) in masks.iter().enumerate() {
-                    for half in 0..2 {
-                        let at = 16 * t + 8 * half;
-                        let bits = (m >> (8 * half)) & 0xFF;
-                        let (d, s) = (dst.wrapping_add(at), src.add(at));
-                        if bits == 0xFF {
-                            let sum = _mm256_add_ps(_mm256_loadu_ps(d), _mm256_loadu_ps(s));
-                            _mm256_storeu_ps(d, sum);
-                        } else if bits != 0 {
-                            let s = load8(s, bits, col_span);
-                            if within(d, inside) {
-                                // The clear lanes add the +0 `load8` put there: a plane value
-                                // is +0 or a sum (never −0, never a signalling NaN), so
-                                // adding +0 leaves its bits as they are.
-                                _mm256_storeu_ps(d, _mm256_add_ps(_mm256_loadu_ps(d), s));
-                            } else {
-                                let k = lane_mask(bits);
-                                let sum = _mm256_add_ps(_mm256_maskload_ps(d, k), s);
-                                _mm256_maskstore_ps(d, k, sum);
-                            }
-                        }
+    let (planes, split) = flat::target_planes(col, g, img, ld, scratch);
+    let (inside, col_span, base) = (span(planes), span(col), planes.as_mut_ptr());
+    flat::for_each_run(g, |masks, r, at| {
+        let src = col.as_ptr().add(r * ld);
+        let dst = base.wrapping_offset(at);
+        for (t, &m) in masks.iter().enumerate() {
+            for half in 0..2 {
+                let at = 16 * t + 8 * half;
+                let bits = (m >> (8 * half)) & 0xFF;
+                let (d, s) = (dst.wrapping_add(at), src.add(at));
+                if bits == 0xFF {
+                    let sum = _mm256_add_ps(_mm256_loadu_ps(d), _mm256_loadu_ps(s));
+                    _mm256_storeu_ps(d, sum);
+                } else if bits != 0 {
+                    let s = load8(s, bits, col_span);
+                    if within(d, inside) {
+                        // The clear lanes add the +0 `load8` put there: a plane value is +0
+                        // or a sum (never −0, never a signalling NaN), so adding +0 leaves
+                        // its bits as they are.
+                        _mm256_storeu_ps(d, _mm256_add_ps(_mm256_loadu_ps(d), s));
+                    } else {
+                        let k = lane_mask(bits);
+                        let sum = _mm256_add_ps(_mm256_maskload_ps(d, k), s);
+                        _mm256_maskstore_ps(d, k, sum);
                     }
                 }
             }
         }
-    }
+    });
     if split {
+        let il = g.image_len();
         // SAFETY (of the closure's call): AVX2 is enabled in this function.
         flat::merge_phases(&scratch[..il], g, &mut img[..il], |r, a, b| unsafe {
             interleave2_rows(r, a, b)

@@ -15,7 +15,7 @@
 //! portable loop does, so the results are bitwise the same (tests below).
 
 use super::super::Geom;
-use super::flat::{self, first, flat_plane_len, flat_tap, lanes, mask_words, MASKS_ON_STACK};
+use super::flat::{self, first, lanes};
 use super::{gather, phase_of, scatter_add, valid_range};
 use std::arch::x86_64::*;
 
@@ -294,35 +294,18 @@ pub(crate) unsafe fn im2col_flat(
     ld: usize,
     scratch: &mut [f32],
 ) {
-    let (l, il, pl) = (g.cols(), g.image_len(), flat_plane_len(g));
-    assert!(img.len() >= il && col.len() >= (g.rows().max(1) - 1) * ld + l);
-    let planes: &[f32] = if g.sh * g.sw > 1 {
-        assert!(scratch.len() >= il, "im2col_flat: scratch holds one image");
-        // SAFETY (of the closure's call): AVX-512F is enabled in this function.
-        flat::split_phases(img, g, &mut scratch[..il], |d, s| unsafe { gather2(d, s) });
-        &scratch[..il]
-    } else {
-        &img[..il]
-    };
-    let (mut stack, mut heap) = ([0u16; MASKS_ON_STACK], Vec::new());
-    let masks = mask_words(l, &mut stack, &mut heap);
-    for i in 0..g.kh {
-        for j in 0..g.kw {
-            let tap = flat_tap(g, i, j, masks);
-            for c in 0..g.c {
-                let row = col.as_mut_ptr().add(((c * g.kh + i) * g.kw + j) * ld);
-                // Entry idx reads src[idx]: inside the plane for every valid idx.
-                let src = planes
-                    .as_ptr()
-                    .add((tap.plane * g.c + c) * pl)
-                    .wrapping_offset(tap.offset);
-                for (t, &m) in masks.iter().enumerate() {
-                    let v = _mm512_maskz_loadu_ps(m, src.wrapping_add(16 * t));
-                    _mm512_mask_storeu_ps(row.add(16 * t), first(l - 16 * t), v);
-                }
-            }
+    // SAFETY (of the closure's call): AVX-512F is enabled in this function.
+    let gather = |d: &mut [f32], s: &[f32]| unsafe { gather2(d, s) };
+    let planes = flat::source_planes(img, g, col, ld, scratch, gather);
+    let l = g.cols();
+    flat::for_each_run(g, |masks, r, at| {
+        let row = col.as_mut_ptr().add(r * ld);
+        let src = planes.as_ptr().wrapping_offset(at);
+        for (t, &m) in masks.iter().enumerate() {
+            let v = _mm512_maskz_loadu_ps(m, src.wrapping_add(16 * t));
+            _mm512_mask_storeu_ps(row.add(16 * t), first(l - 16 * t), v);
         }
-    }
+    });
 }
 
 /// `img [C, h, w] = col2im(col [R, L])` (rows `ld` apart) by the flat loops; each pixel's
@@ -338,39 +321,22 @@ pub(crate) unsafe fn col2im_flat(
     ld: usize,
     scratch: &mut [f32],
 ) {
-    let (l, il, pl) = (g.cols(), g.image_len(), flat_plane_len(g));
-    assert!(img.len() >= il && col.len() >= (g.rows().max(1) - 1) * ld + l);
-    let split = g.sh * g.sw > 1;
-    let planes: &mut [f32] = if split {
-        assert!(scratch.len() >= il, "col2im_flat: scratch holds one image");
-        &mut scratch[..il]
-    } else {
-        &mut img[..il]
-    };
-    planes.fill(0.0);
-    let (mut stack, mut heap) = ([0u16; MASKS_ON_STACK], Vec::new());
-    let masks = mask_words(l, &mut stack, &mut heap);
-    for i in 0..g.kh {
-        for j in 0..g.kw {
-            let tap = flat_tap(g, i, j, masks);
-            for c in 0..g.c {
-                let src = col.as_ptr().add(((c * g.kh + i) * g.kw + j) * ld);
-                let dst = planes
-                    .as_mut_ptr()
-                    .add((tap.plane * g.c + c) * pl)
-                    .wrapping_offset(tap.offset);
-                for (t, &m) in masks.iter().enumerate() {
-                    if m == 0 {
-                        continue;
-                    }
-                    let d = _mm512_maskz_loadu_ps(m, dst.wrapping_add(16 * t));
-                    let s = _mm512_maskz_loadu_ps(m, src.add(16 * t));
-                    _mm512_mask_storeu_ps(dst.wrapping_add(16 * t), m, _mm512_add_ps(d, s));
-                }
+    let (planes, split) = flat::target_planes(col, g, img, ld, scratch);
+    let base = planes.as_mut_ptr();
+    flat::for_each_run(g, |masks, r, at| {
+        let src = col.as_ptr().add(r * ld);
+        let dst = base.wrapping_offset(at);
+        for (t, &m) in masks.iter().enumerate() {
+            if m == 0 {
+                continue;
             }
+            let d = _mm512_maskz_loadu_ps(m, dst.wrapping_add(16 * t));
+            let s = _mm512_maskz_loadu_ps(m, src.add(16 * t));
+            _mm512_mask_storeu_ps(dst.wrapping_add(16 * t), m, _mm512_add_ps(d, s));
         }
-    }
+    });
     if split {
+        let il = g.image_len();
         merge_phases(&scratch[..il], g, &mut img[..il]);
     }
 }

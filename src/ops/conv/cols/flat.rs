@@ -44,14 +44,14 @@ pub(crate) fn flat_taps(g: &Geom) -> bool {
 
 /// One tap of the flat loops: its phase plane (`qh·sw + qw`) and the offset in it of
 /// column entry 0 (`sy·wo + sx`).
-pub(super) struct FlatTap {
-    pub plane: usize,
-    pub offset: isize,
+struct FlatTap {
+    plane: usize,
+    offset: isize,
 }
 
 /// The flat form of tap `(i, j)`, writing its 16-lane mask words into `masks`
 /// (`ceil(L / 16)` of them; bit `b` of word `t`: entry `16·t + b` is a valid window).
-pub(super) fn flat_tap(g: &Geom, i: usize, j: usize, masks: &mut [u16]) -> FlatTap {
+fn flat_tap(g: &Geom, i: usize, j: usize, masks: &mut [u16]) -> FlatTap {
     let (oh_lo, oh_hi, hoff) = valid_range(g.h, g.ho, g.sh, g.ph, g.dh, i);
     let (ow_lo, ow_hi, woff) = valid_range(g.w, g.wo, g.sw, g.pw, g.dw, j);
     let (sh, sw) = (g.sh as isize, g.sw as isize);
@@ -79,10 +79,10 @@ pub(super) fn flat_tap(g: &Geom, i: usize, j: usize, masks: &mut [u16]) -> FlatT
 
 /// Mask words kept on the stack (grids up to 64x64); the loops run per image, where a
 /// fresh `Vec` each call was 1,280 allocations of a dcgan28 step.
-pub(super) const MASKS_ON_STACK: usize = 256;
+const MASKS_ON_STACK: usize = 256;
 
 /// The `ceil(L / 16)` mask words of the flat loops: in `stack` when they fit, else `heap`.
-pub(super) fn mask_words<'a>(
+fn mask_words<'a>(
     l: usize,
     stack: &'a mut [u16; MASKS_ON_STACK],
     heap: &'a mut Vec<u16>,
@@ -104,12 +104,7 @@ pub(super) fn flat_plane_len(g: &Geom) -> usize {
 /// `planes[((qh·sw + qw)·C + c)][y][x] = img[c][y·sh + qh][x·sw + qw]`; `gather2(dst, src)`
 /// writes `dst[k] = src[2k]` (the vector loop's own; other strides take [`gather`]).
 #[inline(always)]
-pub(super) fn split_phases(
-    img: &[f32],
-    g: &Geom,
-    planes: &mut [f32],
-    gather2: impl Fn(&mut [f32], &[f32]),
-) {
+fn split_phases(img: &[f32], g: &Geom, planes: &mut [f32], gather2: impl Fn(&mut [f32], &[f32])) {
     let (ph, pw, pl) = (g.h / g.sh, g.w / g.sw, flat_plane_len(g));
     for c in 0..g.c {
         for qh in 0..g.sh {
@@ -155,6 +150,71 @@ pub(super) fn merge_phases(
                         }
                     }
                 }
+            }
+        }
+    }
+}
+
+/// The planes [`for_each_run`]'s im2col reads, after the callers' size checks: the phase
+/// planes of `img` split into `scratch`, or the image itself when nothing is strided.
+#[inline(always)]
+pub(super) fn source_planes<'a>(
+    img: &'a [f32],
+    g: &Geom,
+    col: &[f32],
+    ld: usize,
+    scratch: &'a mut [f32],
+    gather2: impl Fn(&mut [f32], &[f32]),
+) -> &'a [f32] {
+    let (l, il) = (g.cols(), g.image_len());
+    assert!(img.len() >= il && col.len() >= (g.rows().max(1) - 1) * ld + l);
+    if g.sh * g.sw > 1 {
+        assert!(scratch.len() >= il, "im2col_flat: scratch holds one image");
+        split_phases(img, g, &mut scratch[..il], gather2);
+        &scratch[..il]
+    } else {
+        &img[..il]
+    }
+}
+
+/// The planes [`for_each_run`]'s col2im adds into, zeroed, after the size checks: phase
+/// planes in `scratch` (then [`merge_phases`] them into `img`: true), or `img` itself.
+#[inline(always)]
+pub(super) fn target_planes<'a>(
+    col: &[f32],
+    g: &Geom,
+    img: &'a mut [f32],
+    ld: usize,
+    scratch: &'a mut [f32],
+) -> (&'a mut [f32], bool) {
+    let (l, il) = (g.cols(), g.image_len());
+    assert!(img.len() >= il && col.len() >= (g.rows().max(1) - 1) * ld + l);
+    let split = g.sh * g.sw > 1;
+    let planes = if split {
+        assert!(scratch.len() >= il, "col2im_flat: scratch holds one image");
+        &mut scratch[..il]
+    } else {
+        &mut img[..il]
+    };
+    planes.fill(0.0);
+    (planes, split)
+}
+
+/// The loop nest of the flat loops: for every tap `(i, j)` and channel `c`, `run(masks,
+/// row, at)` with the tap's mask words, the column-matrix row `(c·kh + i)·kw + j` and the
+/// plane offset `at` of column entry 0 (entry `idx` pairs with plane element `at + idx`,
+/// inside the planes for every valid `idx`; `at` itself may be negative).
+#[inline(always)]
+pub(super) fn for_each_run(g: &Geom, mut run: impl FnMut(&[u16], usize, isize)) {
+    let pl = flat_plane_len(g);
+    let (mut stack, mut heap) = ([0u16; MASKS_ON_STACK], Vec::new());
+    let masks = mask_words(g.cols(), &mut stack, &mut heap);
+    for i in 0..g.kh {
+        for j in 0..g.kw {
+            let tap = flat_tap(g, i, j, masks);
+            for c in 0..g.c {
+                let at = ((tap.plane * g.c + c) * pl) as isize + tap.offset;
+                run(masks, (c * g.kh + i) * g.kw + j, at);
             }
         }
     }
