@@ -10,10 +10,10 @@
 //! geometries (and stride-1 ones) take whole-image loops instead (`avx512::im2col`,
 //! `avx512::col2im`): one masked load and store per output row, the tap geometry fixed once
 //! for all channels; and where the phase planes of both axes are as wide as the grid, flat
-//! loops (`avx512::im2col_flat`, `col2im_flat`): one masked run of `L` values per tap and
-//! channel. Every path only moves
-//! values or adds them in the same order as the plain loop, so the results are bitwise the
-//! same on all of them.
+//! loops (`avx512::im2col_flat`, `col2im_flat`; geometry in `flat`): one masked run of `L`
+//! values per tap and channel. CPUs with AVX2 but no AVX-512 take the flat loops' 8-lane
+//! twins (`avx2`) and the plain loops elsewhere. Every path only moves values or adds them
+//! in the same order as the plain loop, so the results are bitwise the same on all of them.
 
 use super::elem::Elem;
 use super::Geom;
