@@ -1,11 +1,14 @@
 //! The AVX2 loops of the cpu column transforms (f32): the flat [`im2col_flat`] /
 //! [`col2im_flat`] of `flat`, for CPUs with AVX2 but no AVX-512 (most AMD Zen parts).
 //!
-//! Each 16-lane mask word of `flat::flat_tap` is taken as two 8-lane halves, turned into
-//! the lane mask `vmaskmovps` wants. Masked-off lanes are neither read (`vmaskmovps` does
-//! not fault on them) nor, in `im2col`, anything but zero; full halves store without a
-//! mask. The values are those of the portable loops, bitwise: `im2col` only moves values,
-//! and `col2im` adds each pixel's terms in tap order `(i, j)` (tests in the parent).
+//! Each 16-lane mask word of `flat::flat_tap` is taken as two 8-lane halves. `vmaskmovps`
+//! is slow on Zen (its stores most), so where the 8 lanes lie inside the buffer they are
+//! read by a plain load and the masked-off lanes cleared by an AND, and `col2im` stores all
+//! 8 back (its masked-off lanes add +0, which leaves a plane value's bits as they are); only
+//! at the buffers' edges do masked loads and stores run. The row tail of `im2col` is the
+//! 8-lane step ending at `L`. The values are those of the portable loops, bitwise: `im2col`
+//! only moves values, and `col2im` adds each pixel's terms in tap order `(i, j)` (tests in
+//! the parent).
 
 use super::super::Geom;
 use super::flat::{self, first};
