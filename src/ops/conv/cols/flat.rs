@@ -97,7 +97,7 @@ fn mask_words<'a>(
 }
 
 /// Elements of one phase plane of one channel.
-pub(super) fn flat_plane_len(g: &Geom) -> usize {
+fn flat_plane_len(g: &Geom) -> usize {
     (g.h / g.sh) * (g.w / g.sw)
 }
 
