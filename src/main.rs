@@ -289,6 +289,7 @@ fn devices() -> Result<(), Failure> {
             simd.join(" ")
         }
     );
+    out += &format!("f32 GEMM  {}\n", duel::ops::sgemm::engine_description());
     out += &format!(
         "bf16 GEMM {}; DUEL_CPU_ISA={} limits the cpu's instruction sets\n",
         duel::ops::gemm_bf16::bf16_path_reason(),

@@ -162,6 +162,76 @@ fn bf16_gemm_cases(sizes: Sizes, out: &mut Vec<Case>) {
     }
 }
 
+/// The cpu f32 GEMM engines side by side on square matrices: the `gemm` crate and, where
+/// the CPU runs it, duel's own (`ops::sgemm`, each loop version it has), keyed apart from
+/// the plain `square` row (which runs whichever engine `cpu_gemm` picks).
+fn f32_engine_cases(sizes: Sizes, out: &mut Vec<Case>) {
+    use crate::ops::sgemm::Loops;
+    let mut engines = vec![None];
+    engines.extend(Loops::ALL.into_iter().filter(|l| l.available()).map(Some));
+    for &s in sizes.squares {
+        for &engine in &engines {
+            out.push(Case {
+                op: "matmul",
+                direction: "forward",
+                label: "square f32 engine".into(),
+                shape: format!("{s}x{s}x{s}"),
+                kernel: engine.map_or("gemm-crate", Loops::name),
+                flops: 2.0 * (s * s * s) as f64,
+                bytes: 4.0 * 3.0 * (s * s) as f64,
+                // portable: scalar FMA calls, ~1 GFLOP/s
+                full_only: s > 512 || (engine == Some(Loops::Portable) && s > 128),
+                build: Box::new(move |dev, dt| {
+                    let a = input(&[s, s], 21, dev, dt)?;
+                    let b = input(&[s, s], 22, dev, dt)?;
+                    // The reference runs (f64): the plain product.
+                    if dt != DType::F32 || !dev.is_cpu() {
+                        return Ok(Box::new(move |sw: &mut Stopwatch| {
+                            sw.start()?;
+                            let c = a.matmul(&b)?;
+                            sw.stop()?;
+                            Ok(vec![c])
+                        }) as Work);
+                    }
+                    let (a, b) = (a.to_vec::<f32>()?, b.to_vec::<f32>()?);
+                    Ok(Box::new(move |sw: &mut Stopwatch| {
+                        let mut c = vec![0f32; s * s];
+                        let threads = rayon::current_num_threads();
+                        let (lhs, rhs) = ((a.as_ptr(), s, 1), (b.as_ptr(), s, 1));
+                        sw.start()?;
+                        // SAFETY: s x s row-major operands and output.
+                        unsafe {
+                            match engine {
+                                Some(l) => crate::ops::sgemm::sgemm(
+                                    l,
+                                    (s, s, s),
+                                    (c.as_mut_ptr(), s),
+                                    false,
+                                    lhs,
+                                    rhs,
+                                    threads,
+                                ),
+                                None => crate::ops::cpu_gemm::gemm_crate(
+                                    s,
+                                    s,
+                                    s,
+                                    (&mut c, s),
+                                    false,
+                                    lhs,
+                                    rhs,
+                                    gemm::Parallelism::Rayon(threads),
+                                ),
+                            }
+                        }
+                        sw.stop()?;
+                        Ok(vec![Tensor::from_vec(c, vec![s, s], &Device::Cpu)?])
+                    }) as Work)
+                }),
+            });
+        }
+    }
+}
+
 /// The simt tensor-core rows (kernels/matmul_mma.cu): the square products under
 /// `Precision::Bf16` / `F16`, keyed apart from the f32 rows. The cpu reference run computes
 /// the unrounded product (the check's bf16 tolerance covers both roundings).
@@ -232,6 +302,7 @@ fn matmul_cases(sizes: Sizes, device: &Device, out: &mut Vec<Case>) {
         }
     }
     if device.is_cpu() {
+        f32_engine_cases(sizes, out);
         bf16_gemm_cases(sizes, out);
     } else {
         mma_cases(sizes, out);

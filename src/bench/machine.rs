@@ -325,6 +325,7 @@ impl Machine {
         let mut lines = vec![
             format!("CPU        {} ({} threads used)", self.cpu, self.threads),
             format!("ISA        {}", self.features.join(" ")),
+            format!("f32 GEMM   {}", crate::ops::sgemm::engine_description()),
             format!(
                 "bf16 GEMM  {}; --precision bf16: {}, f16: {}",
                 crate::ops::gemm_bf16::bf16_path_reason(),

@@ -1,8 +1,12 @@
 //! The one cpu GEMM that matmul and conv call, in the precision of `ops::precision`:
 //! `dst (m x n, row-major) (+)= lhs · rhs`, operands by pointer and (row, col) strides.
 //!
-//! - f64, and f32 at `Precision::F32`: the `gemm` crate (runtime-dispatched AVX-512 /
-//!   AVX2 / scalar microkernels).
+//! - f64: the `gemm` crate (runtime-dispatched AVX-512 / AVX2 / scalar microkernels).
+//! - f32 at `Precision::F32`: duel's own engine ([`sgemm`]) for `k ≥ sgemm::MIN_K` on
+//!   CPUs with AVX2 and FMA but no AVX-512 — there it beats the crate on the big conv
+//!   layers at 2 threads (dcgan28 D.conv2 input / weight gradient ~25% faster, see
+//!   `ops::sgemm`) — and the `gemm` crate elsewhere; the choice is the hardware's and the
+//!   shape's, never `DUEL_CPU_ISA`'s or the thread count's.
 //! - f32 at `Precision::Bf16` on a CPU with bf16 units, for shapes that fill their blocks
 //!   of 32 (at most 50% padding): [`gemm_bf16`](crate::ops::gemm_bf16)
 //!   (AMX-BF16 or AVX512-BF16, detected at run time), its rows (or, when there are fewer
@@ -21,6 +25,7 @@
 use crate::ops::cpu_shared::{with_pair, PairCell};
 use crate::ops::gemm_bf16::{gemm_bf16, gemm_bf16_ptr, Bf16Path};
 use crate::ops::precision::Precision;
+use crate::ops::sgemm;
 use gemm::Parallelism;
 use rayon::prelude::*;
 use std::cell::RefCell;
@@ -95,9 +100,36 @@ pub(crate) unsafe fn gemm<T: GemmElem>(
     T::gemm_at(precision, m, n, k, (dst, ldd), accumulate, lhs, rhs, par)
 }
 
+/// The f32 GEMM: duel's own engine where this CPU runs it ([`sgemm::engine`]), else the
+/// `gemm` crate.
+#[allow(clippy::too_many_arguments)]
+unsafe fn gemm_f32(
+    m: usize,
+    n: usize,
+    k: usize,
+    (dst, ldd): (&mut [f32], usize),
+    accumulate: bool,
+    lhs: (*const f32, usize, usize),
+    rhs: (*const f32, usize, usize),
+    par: Parallelism,
+) {
+    match sgemm::engine_for(k) {
+        Some(loops) => {
+            let threads = match par {
+                Parallelism::None => 1,
+                Parallelism::Rayon(0) => rayon::current_num_threads(),
+                Parallelism::Rayon(t) => t,
+            };
+            let c = (dst.as_mut_ptr(), ldd);
+            sgemm::sgemm(loops, (m, n, k), c, accumulate, lhs, rhs, threads)
+        }
+        None => gemm_crate(m, n, k, (dst, ldd), accumulate, lhs, rhs, par),
+    }
+}
+
 /// The `gemm` crate on strided operands (f32 or f64 arithmetic).
 #[allow(clippy::too_many_arguments)]
-unsafe fn gemm_crate<T: GemmElem>(
+pub(crate) unsafe fn gemm_crate<T: GemmElem>(
     m: usize,
     n: usize,
     k: usize,
@@ -161,7 +193,7 @@ impl GemmElem for f32 {
         par: Parallelism,
     ) {
         match precision {
-            Precision::F32 => gemm_crate(m, n, k, (dst, ldd), accumulate, lhs, rhs, par),
+            Precision::F32 => gemm_f32(m, n, k, (dst, ldd), accumulate, lhs, rhs, par),
             Precision::Bf16 if bf16_units_pay(m, n, k) => {
                 bf16_rows(m, n, k, (dst, ldd), accumulate, lhs, rhs, par)
             }
@@ -390,7 +422,7 @@ unsafe fn rounded(
 ) {
     let (ars, acs) = round_into(p, lhs, m, k, a);
     let (brs, bcs) = round_into(p, rhs, k, n, b);
-    gemm_crate(
+    gemm_f32(
         m,
         n,
         k,

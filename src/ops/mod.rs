@@ -20,6 +20,7 @@ pub mod pad;
 pub mod precision;
 pub mod reduce;
 pub mod rng;
+pub mod sgemm;
 pub mod upsample;
 pub mod view;
 

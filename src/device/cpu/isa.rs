@@ -185,6 +185,13 @@ fn detect() -> Isa {
     detect_with(limit)
 }
 
+/// What the CPU has, whatever `DUEL_CPU_ISA` says (no AMX request): for choices that
+/// must not change with the switch, such as the f32 GEMM engine.
+pub fn hardware() -> Isa {
+    static HARDWARE: OnceLock<Isa> = OnceLock::new();
+    *HARDWARE.get_or_init(|| detect_with(IsaLimit::Avx512Bf16))
+}
+
 /// The instruction sets the kernels use, read once per process.
 pub fn isa() -> Isa {
     static ISA: OnceLock<Isa> = OnceLock::new();

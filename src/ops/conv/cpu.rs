@@ -1,4 +1,5 @@
-//! cpu conv2d / conv_transpose2d (f32 and f64): im2col / col2im around the `gemm` crate.
+//! cpu conv2d / conv_transpose2d (f32 and f64): im2col / col2im around the cpu GEMM
+//! (`ops::cpu_gemm`: duel's own `ops::sgemm` on AVX2-only CPUs, the `gemm` crate elsewhere).
 //!
 //! The three primitives of `mod.rs` over the column geometry [`Geom`] (image
 //! `[N, C, h, w]`, columns `[R = C·kh·kw, L = ho·wo]`, the other side of the weight `O`
@@ -342,8 +343,8 @@ fn im2col_products<T: Elem>(
 /// equal tiles), instead of the whole block going out to L3 and back (`R` = 4096 on
 /// dcgan64's 8x8 and 4x4 layers: 4 MiB; its D.conv4 input gradient 21 → 12 ms). Each
 /// pixel's terms come from its own channel's rows, in the same order, so the tiling
-/// changes no bit of col2im; the GEMM's elements are the same dot products (the `gemm`
-/// crate blocks k by k alone, `gemm_bf16` by fixed blocks of 32).
+/// changes no bit of col2im; the GEMM's elements are the same dot products (`ops::sgemm` and the
+/// `gemm` crate block k by k alone, `gemm_bf16` by fixed blocks of 32).
 fn col2im_channels(g: &Geom, ld: usize) -> usize {
     let per_channel = (g.kh * g.kw * ld).max(1);
     let tiles = (g.c * per_channel)

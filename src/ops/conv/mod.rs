@@ -22,7 +22,7 @@
 //!
 //! Both ops, forward and backward, are written once below over three primitives (column
 //! products, the col2im product, the bias gradient; see "the primitives" below) that each
-//! backend implements: `cpu.rs` (im2col + the `gemm` crate over fixed blocks of images,
+//! backend implements: `cpu.rs` (im2col + the cpu GEMM of `ops::cpu_gemm` over fixed blocks of images,
 //! thread-local workspaces reused across calls) and `simt.rs` (the launch logic for
 //! kernels/conv.cu plus the register-blocked GEMM of kernels/matmul.cu through the matmul
 //! family, shared by `cuda` and `emu`).

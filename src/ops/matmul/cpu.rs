@@ -1,4 +1,4 @@
-//! cpu matmul (f32 and f64) through `ops::cpu_gemm`: the `gemm` crate, or the bf16 / f16
+//! cpu matmul (f32 and f64) through `ops::cpu_gemm`: its f32 / f64 engines, or the bf16 / f16
 //! operand paths under `ops::precision`.
 //!
 //! `gemm` takes arbitrary row and column strides for every operand, so transposed and

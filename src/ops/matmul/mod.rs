@@ -15,7 +15,7 @@
 //! operands and f32 accumulation (cpu: `ops::cpu_gemm`; simt: the tensor-core kernels);
 //! the node keeps the forward's precision for both gradients.
 //!
-//! Backends: `cpu.rs` (the `gemm` crate, runtime-dispatched AVX-512/AVX2 microkernels,
+//! Backends: `cpu.rs` (`ops::cpu_gemm`: duel's own AVX2 engine or the `gemm` crate,
 //! rayon inside one large product or across the batch of small ones) and `simt.rs` (the
 //! launch logic for kernels/matmul.cu, shared by `cuda` and `emu`, with three f32 kernel
 //! versions: [`MatmulKernel`]; under a bf16 / f16 [`precision`](crate::ops::precision) it

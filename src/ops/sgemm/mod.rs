@@ -1,0 +1,274 @@
+//! duel's own f32 GEMM, `C (m x n, row stride ldc) (+)= A · B` on strided operands: the
+//! engine `cpu_gemm` runs on CPUs with AVX2 and FMA but without AVX-512 (AMD Zen as VMs
+//! often expose it, Intel client parts). Measured there against the `gemm` crate
+//! (`duel bench --filter square`, `--filter "D.conv2"`): equal on square products (~86% of
+//! the FMA peak at 1024³) and on one thread, ~25% faster on the input and weight gradients
+//! of dcgan28's D.conv2 at 2 threads (its rows split into two whole halves, each packing
+//! its own `B`). CPUs with AVX-512 keep the crate's 16-lane kernels: this engine has no
+//! AVX-512 tiles.
+//!
+//! **Blocking** (the BLIS scheme): the columns in blocks of [`NC`], `k` in blocks of
+//! [`KC`], the rows in blocks of [`MC`]; per `(NC, KC)` block `B` is packed once into
+//! `kc x NR` micro-panels, per `(MC, KC)` block `A` into `kc x MR` micro-panels; the
+//! `MR x NR` tile loop runs with one `B` micro-panel (16 KiB) in L1 against the `A` block
+//! (144 KiB) in L2.
+//!
+//! **Every element's arithmetic is fixed by `k` alone**: within each block of `KC`
+//! products the terms are chained by FMA from zero in order of `p`, and each block's sum
+//! is added to `C` (the first block of an overwriting product is stored). Nothing else —
+//! the tile sizes, the blocking of `m` and `n`, the split over threads, the AVX2 or
+//! portable loops — enters a result, so they are bitwise the same for any thread count
+//! and under `DUEL_CPU_ISA` (the portable loops are `f32::mul_add`, one rounding, as the
+//! hardware FMA). Only a product's `k`, its [`KC`] and `accumulate` decide its bits.
+
+mod micro;
+mod pack;
+#[cfg(test)]
+mod tests;
+
+use crate::device::cpu::isa;
+use micro::Tile;
+use pack::Strided;
+use rayon::prelude::*;
+use std::cell::RefCell;
+
+use crate::ops::cpu_shared::{with_pair, PairCell};
+
+/// Rows of a tile: 6 x 2 accumulator vectors + 2 of `B` + 1 broadcast fit AVX2's 16
+/// registers.
+pub(super) const MR: usize = 6;
+/// Columns of a tile: two 8-lane vectors.
+pub(super) const NR: usize = 16;
+/// Products per k-block: a `B` micro-panel of `KC x NR` is 16 KiB (half of Zen's and
+/// Intel's 32 KiB L1).
+pub(crate) const KC: usize = 256;
+/// Rows per block of `A`: `MC x KC` is 144 KiB, inside a core's L2 (512 KiB – 2 MiB).
+const MC: usize = 144;
+/// Columns per block of `B`: `KC x NC` is 2 MiB, streamed through L2 from L3.
+const NC: usize = 2048;
+/// Up to this `k`, a `B` with contiguous rows is read in place, not packed (its panels'
+/// rows are then a row stride apart; for a long `k` packing measured no slower).
+const IN_PLACE_K: usize = 64;
+/// Below this many multiply-adds a product runs on one thread (the split costs more).
+const PARALLEL_MACS: usize = 1 << 18;
+
+/// The loops of the engine.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Loops {
+    /// 8-lane FMA tiles and packing (AVX2 + FMA).
+    Avx2,
+    /// The same arithmetic in scalar `f32::mul_add` (what `DUEL_CPU_ISA=baseline` runs).
+    Portable,
+}
+
+impl Loops {
+    pub(crate) const ALL: [Loops; 2] = [Loops::Avx2, Loops::Portable];
+
+    /// The kernel name in `duel bench`.
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Loops::Avx2 => "duel-avx2",
+            Loops::Portable => "duel-portable",
+        }
+    }
+
+    /// Whether this CPU (after `DUEL_CPU_ISA`) runs these loops.
+    pub(crate) fn available(self) -> bool {
+        match self {
+            Loops::Avx2 => isa::isa().avx2,
+            Loops::Portable => true,
+        }
+    }
+}
+
+/// The f32 engine of this CPU: `Some(loops)` for this one — the CPU (not the switch) has
+/// AVX2 and FMA and no AVX-512F, and the switch picks the loops — or `None` for the `gemm`
+/// crate. The choice depends on the hardware only, so `DUEL_CPU_ISA` changes no bit.
+pub(crate) fn engine() -> Option<Loops> {
+    let hardware = isa::hardware();
+    if !hardware.avx2 || hardware.avx512f {
+        return None;
+    }
+    Some(if isa::isa().avx2 {
+        Loops::Avx2
+    } else {
+        Loops::Portable
+    })
+}
+
+/// The shortest `k` this engine takes: below it a tile's fixed costs (packing, loading
+/// and storing `C`) fall on few FMAs, and the `gemm` crate's unpacked small kernels
+/// measured faster (dcgan28 D.conv1 forward, k = 16: 48 against 60 GFLOP/s). The
+/// choice depends on `k` alone, the same for every block and tile of one conv call.
+pub(crate) const MIN_K: usize = 32;
+
+/// The engine for a product of depth `k`: [`engine`] from [`MIN_K`] on, else the crate.
+pub(crate) fn engine_for(k: usize) -> Option<Loops> {
+    engine().filter(|_| k >= MIN_K)
+}
+
+/// What `duel devices` and the bench header say about the f32 GEMM.
+pub fn engine_description() -> String {
+    let hardware = isa::hardware();
+    let loops = match engine() {
+        Some(Loops::Avx2) => "AVX2+FMA tiles; this CPU has no AVX-512",
+        Some(Loops::Portable) => "portable loops: DUEL_CPU_ISA turns AVX2 off",
+        None if hardware.avx512f => return "the gemm crate (its AVX-512 kernels)".into(),
+        None => return "the gemm crate (this CPU lacks AVX2 or FMA)".into(),
+    };
+    format!("duel's own (ops::sgemm, {loops}) for k >= {MIN_K}, the gemm crate below")
+}
+
+/// The output of a product: `C` at `ptr`, row stride `ldc`.
+#[derive(Clone, Copy)]
+struct Out {
+    ptr: *mut f32,
+    ldc: usize,
+}
+
+unsafe impl Send for Out {}
+unsafe impl Sync for Out {}
+
+thread_local! {
+    /// This thread's packed blocks of `A` and `B`.
+    static PACKS: PairCell<f32> = const { RefCell::new((Vec::new(), Vec::new())) };
+}
+
+/// `c (m x n, row stride ldc) (+)= a · b`, `a` and `b` as (pointer, row stride, column
+/// stride), split over up to `threads` rayon tasks (the larger of `m` and `n` is cut, in
+/// whole tiles).
+///
+/// # Safety
+/// `a` readable at every `i·rs + p·cs` (i < m, p < k), `b` at every `p·rs + j·cs`
+/// (p < k, j < n), `c` writable at every `i·ldc + j`; `Loops::Avx2` only where
+/// [`Loops::available`].
+#[allow(clippy::too_many_arguments)]
+pub(crate) unsafe fn sgemm(
+    loops: Loops,
+    (m, n, k): (usize, usize, usize),
+    c: (*mut f32, usize),
+    accumulate: bool,
+    a: (*const f32, usize, usize),
+    b: (*const f32, usize, usize),
+    threads: usize,
+) {
+    if m == 0 || n == 0 {
+        return;
+    }
+    let (a, b) = (
+        Strided {
+            ptr: a.0,
+            rs: a.1,
+            cs: a.2,
+        },
+        Strided {
+            ptr: b.0,
+            rs: b.1,
+            cs: b.2,
+        },
+    );
+    let out = Out { ptr: c.0, ldc: c.1 };
+    if k == 0 {
+        if !accumulate {
+            (0..m).for_each(|i| std::slice::from_raw_parts_mut(c.0.add(i * c.1), n).fill(0.0));
+        }
+        return;
+    }
+    let by_columns = n >= m;
+    let (along, unit) = if by_columns { (n, NR) } else { (m, MR) };
+    let parts = match m * n * k >= PARALLEL_MACS {
+        true => threads.min(along.div_ceil(unit)).max(1),
+        false => 1,
+    };
+    let span = along.div_ceil(parts).next_multiple_of(unit);
+    let run = |t: usize| {
+        let range = (t * span, span.min(along - t * span));
+        let (rows, cols) = match by_columns {
+            true => ((0, m), range),
+            false => (range, (0, n)),
+        };
+        with_pair(&PACKS, |ap, bp| {
+            block(loops, rows, cols, k, out, accumulate, a, b, ap, bp)
+        })
+    };
+    let parts = along.div_ceil(span);
+    if parts == 1 {
+        run(0)
+    } else {
+        (0..parts).into_par_iter().for_each(run)
+    }
+}
+
+/// A vector of at least `len` values whose first `len` are at a 64-byte boundary.
+fn aligned(buf: &mut Vec<f32>, len: usize) -> &mut [f32] {
+    if buf.len() < len + 16 {
+        buf.resize(len + 16, 0.0);
+    }
+    let skip = buf.as_ptr().align_offset(64).min(16);
+    &mut buf[skip..skip + len]
+}
+
+/// Rows `i0..i0+mb` x columns `j0..j0+nb` of the product (see the module doc).
+#[allow(clippy::too_many_arguments)]
+unsafe fn block(
+    loops: Loops,
+    (i0, mb): (usize, usize),
+    (j0, nb): (usize, usize),
+    k: usize,
+    out: Out,
+    accumulate: bool,
+    a: Strided,
+    b: Strided,
+    apack: &mut Vec<f32>,
+    bpack: &mut Vec<f32>,
+) {
+    // B read in place when its rows are contiguous runs and k is short: packing it would
+    // copy every value of B for little reuse (a thin layer's k = 16).
+    let in_place = b.cs == 1 && k <= IN_PLACE_K;
+    let overwrite = |pc: usize| pc == 0 && !accumulate;
+    for jc in (j0..j0 + nb).step_by(NC) {
+        let ncols = NC.min(j0 + nb - jc);
+        let full = if in_place { ncols / NR } else { 0 };
+        for pc in (0..k).step_by(KC) {
+            let kc = KC.min(k - pc);
+            // Packed: every panel (in place: only the last, narrower one).
+            let (packed0, packed_cols) = (jc + full * NR, ncols - full * NR);
+            let bp = aligned(bpack, packed_cols.div_ceil(NR) * NR * kc);
+            pack::pack_b(
+                b,
+                (pc, kc),
+                (packed0, packed_cols),
+                bp,
+                loops == Loops::Avx2,
+            );
+            // All the rows at once: a transposed A (`Wᵀ`) is then read in whole runs of
+            // m values per k, not in MC-long pieces a row stride apart, which a power-of-two
+            // stride (R = 1024) keeps in a few cache sets.
+            let all = aligned(apack, mb.div_ceil(MR) * MR * kc);
+            pack::pack_a(a, (i0, mb), (pc, kc), all, loops == Loops::Avx2);
+            for ic in (i0..i0 + mb).step_by(MC) {
+                let nrows = MC.min(i0 + mb - ic);
+                let first = (ic - i0) / MR * MR * kc;
+                let ap = &all[first..first + nrows.div_ceil(MR) * MR * kc];
+                for jr in 0..ncols.div_ceil(NR) {
+                    let j = jc + jr * NR;
+                    let bpanel = match jr < full {
+                        true => (b.at(pc, j), b.rs),
+                        false => (bp.as_ptr().add((jr - full) * NR * kc), NR),
+                    };
+                    for (ir, apanel) in ap.chunks_exact(MR * kc).enumerate() {
+                        let i = ic + ir * MR;
+                        let t = Tile {
+                            c: out.ptr.add(i * out.ldc + j),
+                            ldc: out.ldc,
+                            rows: MR.min(ic + nrows - i),
+                            cols: NR.min(jc + ncols - j),
+                            overwrite: overwrite(pc),
+                        };
+                        micro::tile(loops, kc, apanel.as_ptr(), bpanel, t);
+                    }
+                }
+            }
+        }
+    }
+}
