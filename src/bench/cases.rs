@@ -106,58 +106,81 @@ pub(super) fn grad_of(leaf: &Tensor) -> Result<Tensor> {
     })
 }
 
+/// The row of an `s x s x s` matmul forward (`2s³` FLOPs, `3s²` values of traffic); the
+/// largest sizes (and `full_only`) only in a full run.
+fn square_case(s: usize, label: &str, kernel: &'static str, full_only: bool, build: Build) -> Case {
+    Case {
+        op: "matmul",
+        direction: "forward",
+        label: label.into(),
+        shape: format!("{s}x{s}x{s}"),
+        kernel,
+        flops: 2.0 * (s * s * s) as f64,
+        bytes: 4.0 * 3.0 * (s * s) as f64,
+        full_only: s > 512 || full_only,
+        build,
+    }
+}
+
+/// A cpu GEMM row on `s x s` row-major f32 matrices: `product(a, b, c, threads)` is timed
+/// on the f32 cpu build; the reference builds (f64 or another device) run the plain
+/// matmul of the same operands, the product the check compares against.
+fn cpu_square_case(
+    s: usize,
+    label: &str,
+    kernel: &'static str,
+    full_only: bool,
+    product: impl Fn(&[f32], &[f32], &mut [f32], usize) + Copy + 'static,
+) -> Case {
+    square_case(
+        s,
+        label,
+        kernel,
+        full_only,
+        Box::new(move |dev, dt| {
+            let a = input(&[s, s], 21, dev, dt)?;
+            let b = input(&[s, s], 22, dev, dt)?;
+            if dt != DType::F32 || !dev.is_cpu() {
+                return Ok(Box::new(move |sw: &mut Stopwatch| {
+                    sw.start()?;
+                    let c = a.matmul(&b)?;
+                    sw.stop()?;
+                    Ok(vec![c])
+                }) as Work);
+            }
+            let (a, b) = (a.to_vec::<f32>()?, b.to_vec::<f32>()?);
+            Ok(Box::new(move |sw: &mut Stopwatch| {
+                let mut c = vec![0f32; s * s];
+                let threads = rayon::current_num_threads();
+                sw.start()?;
+                product(&a, &b, &mut c, threads);
+                sw.stop()?;
+                Ok(vec![Tensor::from_vec(c, vec![s, s], &Device::Cpu)?])
+            }) as Work)
+        }),
+    )
+}
+
 /// The cpu bf16 GEMM (`ops::gemm_bf16`) on square matrices, one row per path this CPU has
-/// (after `DUEL_CPU_ISA`), m split over the pool's threads (bitwise the same on any count).
-/// The reference builds (f64, f32) run the plain matmul: the check is against the product of
-/// the unrounded operands, with [`super::BF16_TOLERANCE`].
+/// (after `DUEL_CPU_ISA`), m split over the pool's threads (bitwise the same on any count),
+/// keyed apart from the f32 rows so --filter and --against tell them apart. The check is
+/// against the product of the unrounded operands, with [`super::BF16_TOLERANCE`].
 fn bf16_gemm_cases(sizes: Sizes, out: &mut Vec<Case>) {
     use crate::ops::gemm_bf16::{gemm_bf16_parallel, Bf16Path, MatRef};
     for &s in sizes.squares {
         for path in Bf16Path::ALL.into_iter().filter(|p| p.available()) {
-            out.push(Case {
-                op: "matmul",
-                direction: "forward",
-                // Its own key (not the f32 row's), so --filter and --against tell them apart.
-                label: "square bf16".into(),
-                shape: format!("{s}x{s}x{s}"),
-                kernel: path.kernel_name(),
-                flops: 2.0 * (s * s * s) as f64,
-                bytes: 4.0 * 3.0 * (s * s) as f64,
-                // portable: ~1 s a call at 2048
-                full_only: s > 512 || (path == Bf16Path::Portable && s > 256),
-                build: Box::new(move |dev, dt| {
-                    let a = input(&[s, s], 21, dev, dt)?;
-                    let b = input(&[s, s], 22, dev, dt)?;
-                    // The reference run (cpu f64): the exact product of the unrounded operands.
-                    if dt != DType::F32 || !dev.is_cpu() {
-                        return Ok(Box::new(move |sw: &mut Stopwatch| {
-                            sw.start()?;
-                            let c = a.matmul(&b)?;
-                            sw.stop()?;
-                            Ok(vec![c])
-                        }) as Work);
-                    }
-                    let (a, b) = (a.to_vec::<f32>()?, b.to_vec::<f32>()?);
-                    Ok(Box::new(move |sw: &mut Stopwatch| {
-                        let mut c = vec![0f32; s * s];
-                        let parts = rayon::current_num_threads();
-                        sw.start()?;
-                        gemm_bf16_parallel(
-                            path,
-                            parts,
-                            s,
-                            s,
-                            s,
-                            &mut c,
-                            false,
-                            MatRef::row_major(&a, s),
-                            MatRef::row_major(&b, s),
-                        );
-                        sw.stop()?;
-                        Ok(vec![Tensor::from_vec(c, vec![s, s], &Device::Cpu)?])
-                    }) as Work)
-                }),
-            });
+            // portable: ~1 s a call at 2048
+            let slow = path == Bf16Path::Portable && s > 256;
+            out.push(cpu_square_case(
+                s,
+                "square bf16",
+                path.kernel_name(),
+                slow,
+                move |a, b, c, threads| {
+                    let (a, b) = (MatRef::row_major(a, s), MatRef::row_major(b, s));
+                    gemm_bf16_parallel(path, threads, s, s, s, c, false, a, b)
+                },
+            ));
         }
     }
 }
@@ -171,63 +194,42 @@ fn f32_engine_cases(sizes: Sizes, out: &mut Vec<Case>) {
     engines.extend(Loops::ALL.into_iter().filter(|l| l.available()).map(Some));
     for &s in sizes.squares {
         for &engine in &engines {
-            out.push(Case {
-                op: "matmul",
-                direction: "forward",
-                label: "square f32 engine".into(),
-                shape: format!("{s}x{s}x{s}"),
-                kernel: engine.map_or("gemm-crate", Loops::name),
-                flops: 2.0 * (s * s * s) as f64,
-                bytes: 4.0 * 3.0 * (s * s) as f64,
-                // portable: scalar FMA calls, ~1 GFLOP/s
-                full_only: s > 512 || (engine == Some(Loops::Portable) && s > 128),
-                build: Box::new(move |dev, dt| {
-                    let a = input(&[s, s], 21, dev, dt)?;
-                    let b = input(&[s, s], 22, dev, dt)?;
-                    // The reference runs (f64): the plain product.
-                    if dt != DType::F32 || !dev.is_cpu() {
-                        return Ok(Box::new(move |sw: &mut Stopwatch| {
-                            sw.start()?;
-                            let c = a.matmul(&b)?;
-                            sw.stop()?;
-                            Ok(vec![c])
-                        }) as Work);
-                    }
-                    let (a, b) = (a.to_vec::<f32>()?, b.to_vec::<f32>()?);
-                    Ok(Box::new(move |sw: &mut Stopwatch| {
-                        let mut c = vec![0f32; s * s];
-                        let threads = rayon::current_num_threads();
-                        let (lhs, rhs) = ((a.as_ptr(), s, 1), (b.as_ptr(), s, 1));
-                        sw.start()?;
-                        // SAFETY: s x s row-major operands and output.
-                        unsafe {
-                            match engine {
-                                Some(l) => crate::ops::sgemm::sgemm(
-                                    l,
-                                    (s, s, s),
-                                    (c.as_mut_ptr(), s),
-                                    false,
-                                    lhs,
-                                    rhs,
-                                    threads,
-                                ),
-                                None => crate::ops::cpu_gemm::gemm_crate(
-                                    s,
-                                    s,
-                                    s,
-                                    (&mut c, s),
-                                    false,
-                                    lhs,
-                                    rhs,
-                                    gemm::Parallelism::Rayon(threads),
-                                ),
-                            }
+            // portable: scalar FMA calls, ~1 GFLOP/s
+            let slow = engine == Some(Loops::Portable) && s > 128;
+            let kernel = engine.map_or("gemm-crate", Loops::name);
+            out.push(cpu_square_case(
+                s,
+                "square f32 engine",
+                kernel,
+                slow,
+                move |a, b, c, threads| {
+                    let (lhs, rhs) = ((a.as_ptr(), s, 1), (b.as_ptr(), s, 1));
+                    // SAFETY: s x s row-major operands and output; the loops are available.
+                    unsafe {
+                        match engine {
+                            Some(l) => crate::ops::sgemm::sgemm(
+                                l,
+                                (s, s, s),
+                                (c.as_mut_ptr(), s),
+                                false,
+                                lhs,
+                                rhs,
+                                threads,
+                            ),
+                            None => crate::ops::cpu_gemm::gemm_crate(
+                                s,
+                                s,
+                                s,
+                                (c, s),
+                                false,
+                                lhs,
+                                rhs,
+                                gemm::Parallelism::Rayon(threads),
+                            ),
                         }
-                        sw.stop()?;
-                        Ok(vec![Tensor::from_vec(c, vec![s, s], &Device::Cpu)?])
-                    }) as Work)
-                }),
-            });
+                    }
+                },
+            ));
         }
     }
 }
@@ -242,16 +244,12 @@ fn mma_cases(sizes: Sizes, out: &mut Vec<Case>) {
             ("square bf16", "bf16-mma", Precision::Bf16),
             ("square f16", "f16-mma", Precision::F16),
         ] {
-            out.push(Case {
-                op: "matmul",
-                direction: "forward",
-                label: label.into(),
-                shape: format!("{s}x{s}x{s}"),
+            out.push(square_case(
+                s,
+                label,
                 kernel,
-                flops: 2.0 * (s * s * s) as f64,
-                bytes: 4.0 * 3.0 * (s * s) as f64,
-                full_only: s > 512,
-                build: Box::new(move |dev, dt| {
+                false,
+                Box::new(move |dev, dt| {
                     let a = input(&[s, s], 21, dev, dt)?;
                     let b = input(&[s, s], 22, dev, dt)?;
                     let p = if dev.is_cpu() {
@@ -266,7 +264,7 @@ fn mma_cases(sizes: Sizes, out: &mut Vec<Case>) {
                         Ok(vec![c])
                     }) as Work)
                 }),
-            });
+            ));
         }
     }
 }
@@ -279,16 +277,12 @@ fn matmul_cases(sizes: Sizes, device: &Device, out: &mut Vec<Case>) {
     };
     for &s in sizes.squares {
         for &(kname, kernel) in &kernels {
-            out.push(Case {
-                op: "matmul",
-                direction: "forward",
-                label: "square".into(),
-                shape: format!("{s}x{s}x{s}"),
-                kernel: kname,
-                flops: 2.0 * (s * s * s) as f64,
-                bytes: 4.0 * 3.0 * (s * s) as f64,
-                full_only: s > 512,
-                build: Box::new(move |dev, dt| {
+            out.push(square_case(
+                s,
+                "square",
+                kname,
+                false,
+                Box::new(move |dev, dt| {
                     let a = input(&[s, s], 21, dev, dt)?;
                     let b = input(&[s, s], 22, dev, dt)?;
                     Ok(Box::new(move |sw: &mut Stopwatch| {
@@ -298,7 +292,7 @@ fn matmul_cases(sizes: Sizes, device: &Device, out: &mut Vec<Case>) {
                         Ok(vec![c])
                     }) as Work)
                 }),
-            });
+            ));
         }
     }
     if device.is_cpu() {
