@@ -3,15 +3,15 @@
 //! often expose it, Intel client parts). Measured there against the `gemm` crate
 //! (`duel bench --filter square`, `--filter "D.conv2"`): equal on square products (~86% of
 //! the FMA peak at 1024³) and on one thread, ~25% faster on the input and weight gradients
-//! of dcgan28's D.conv2 at 2 threads (its rows split into two whole halves, each packing
-//! its own `B`). CPUs with AVX-512 keep the crate's 16-lane kernels: this engine has no
-//! AVX-512 tiles.
+//! of dcgan28's D.conv2 at 2 threads (the product cut into two column halves, each packing
+//! only its half of `B`), and no allocation per call. CPUs with AVX-512 keep the crate's
+//! 16-lane kernels: this engine has no AVX-512 tiles.
 //!
-//! **Blocking** (the BLIS scheme): the columns in blocks of [`NC`], `k` in blocks of
-//! [`KC`], the rows in blocks of [`MC`]; per `(NC, KC)` block `B` is packed once into
-//! `kc x NR` micro-panels, per `(MC, KC)` block `A` into `kc x MR` micro-panels; the
-//! `MR x NR` tile loop runs with one `B` micro-panel (16 KiB) in L1 against the `A` block
-//! (144 KiB) in L2.
+//! **Blocking** (the BLIS scheme): the columns in blocks of `NC` = 2048, `k` in blocks
+//! of `KC` = 256; per `(NC, KC)` block `B` is packed once into `kc x NR` micro-panels
+//! (or, for a short `k`, read in place) and all of the part's rows of `A` into `kc x MR`
+//! micro-panels; the `MR x NR` tile loop then walks blocks of `MC` = 144 rows, one `B`
+//! micro-panel (16 KiB) in L1 against an `A` block (144 KiB) in L2.
 //!
 //! **Every element's arithmetic is fixed by `k` alone**: within each block of `KC`
 //! products the terms are chained by FMA from zero in order of `p`, and each block's sum
@@ -19,7 +19,7 @@
 //! the tile sizes, the blocking of `m` and `n`, the split over threads, the AVX2 or
 //! portable loops — enters a result, so they are bitwise the same for any thread count
 //! and under `DUEL_CPU_ISA` (the portable loops are `f32::mul_add`, one rounding, as the
-//! hardware FMA). Only a product's `k`, its [`KC`] and `accumulate` decide its bits.
+//! hardware FMA). Only a product's `k`, its `KC` and `accumulate` decide its bits.
 
 mod micro;
 mod pack;
