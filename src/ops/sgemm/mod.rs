@@ -142,7 +142,6 @@ thread_local! {
 /// `a` readable at every `i·rs + p·cs` (i < m, p < k), `b` at every `p·rs + j·cs`
 /// (p < k, j < n), `c` writable at every `i·ldc + j`; `Loops::Avx2` only where
 /// [`Loops::available`].
-#[allow(clippy::too_many_arguments)]
 pub(crate) unsafe fn sgemm(
     loops: Loops,
     (m, n, k): (usize, usize, usize),
@@ -155,18 +154,7 @@ pub(crate) unsafe fn sgemm(
     if m == 0 || n == 0 {
         return;
     }
-    let (a, b) = (
-        Strided {
-            ptr: a.0,
-            rs: a.1,
-            cs: a.2,
-        },
-        Strided {
-            ptr: b.0,
-            rs: b.1,
-            cs: b.2,
-        },
-    );
+    let (a, b) = (Strided::from(a), Strided::from(b));
     let out = Out { ptr: c.0, ldc: c.1 };
     if k == 0 {
         if !accumulate {

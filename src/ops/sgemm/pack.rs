@@ -18,6 +18,13 @@ pub(super) struct Strided {
     pub cs: usize,
 }
 
+impl From<(*const f32, usize, usize)> for Strided {
+    /// (pointer, row stride, column stride), as `cpu_gemm` passes operands.
+    fn from((ptr, rs, cs): (*const f32, usize, usize)) -> Strided {
+        Strided { ptr, rs, cs }
+    }
+}
+
 unsafe impl Send for Strided {}
 unsafe impl Sync for Strided {}
 
