@@ -100,6 +100,15 @@ pub(crate) unsafe fn gemm<T: GemmElem>(
     T::gemm_at(precision, m, n, k, (dst, ldd), accumulate, lhs, rhs, par)
 }
 
+/// The threads a product may use: one, the whole pool (`Rayon(0)`), or the count given.
+fn threads_of(par: Parallelism) -> usize {
+    match par {
+        Parallelism::None => 1,
+        Parallelism::Rayon(0) => rayon::current_num_threads(),
+        Parallelism::Rayon(t) => t,
+    }
+}
+
 /// The f32 GEMM: duel's own engine where this CPU runs it ([`sgemm::engine`]), else the
 /// `gemm` crate.
 #[allow(clippy::too_many_arguments)]
@@ -115,12 +124,8 @@ unsafe fn gemm_f32(
 ) {
     match sgemm::engine_for(k) {
         Some(loops) => {
-            let threads = match par {
-                Parallelism::None => 1,
-                Parallelism::Rayon(0) => rayon::current_num_threads(),
-                Parallelism::Rayon(t) => t,
-            };
             let c = (dst.as_mut_ptr(), ldd);
+            let threads = threads_of(par);
             sgemm::sgemm(loops, (m, n, k), c, accumulate, lhs, rhs, threads)
         }
         None => gemm_crate(m, n, k, (dst, ldd), accumulate, lhs, rhs, par),
@@ -245,10 +250,7 @@ unsafe fn bf16_rows(
     rhs: (*const f32, usize, usize),
     par: Parallelism,
 ) {
-    let threads = match par {
-        Parallelism::None => 1,
-        _ => rayon::current_num_threads(),
-    };
+    let threads = threads_of(par);
     let by_columns = n > m;
     let (along, _) = if by_columns { (n, m) } else { (m, n) };
     if threads <= 1 || along <= 32 {

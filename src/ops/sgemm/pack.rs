@@ -80,15 +80,30 @@ pub(super) unsafe fn pack_a(
         if avx2 && a.cs == 1 && rows == MR {
             done = pack_rows_avx2(a.at(r0, p0), a.rs, kc, out);
         }
-        for r in 0..MR {
-            if r < rows {
-                let src = a.at(r0 + r, p0);
-                for p in done..kc {
-                    out[p * MR + r] = *src.add(p * a.cs);
-                }
-            } else {
-                (done..kc).for_each(|p| out[p * MR + r] = 0.0);
+        pack_lanes(out, (MR, rows), (done, kc), a.cs, |r| a.at(r0 + r, p0));
+    }
+}
+
+/// The general case of a panel `width` lanes wide from k = `from` on: lane l < `valid`
+/// reads `first(l) + q·step` at each k q, the other lanes are zero.
+///
+/// # Safety
+/// Those reads inside the matrix; `out` holds `kc·width` values.
+unsafe fn pack_lanes(
+    out: &mut [f32],
+    (width, valid): (usize, usize),
+    (from, kc): (usize, usize),
+    step: usize,
+    first: impl Fn(usize) -> *const f32,
+) {
+    for l in 0..width {
+        if l < valid {
+            let src = first(l);
+            for q in from..kc {
+                out[q * width + l] = *src.add(q * step);
             }
+        } else {
+            (from..kc).for_each(|q| out[q * width + l] = 0.0);
         }
     }
 }
@@ -164,16 +179,7 @@ pub(super) unsafe fn pack_b(
             }
         }
         let _ = avx2;
-        for j in 0..NR {
-            if j < cols {
-                let src = b.at(p0, c0 + j);
-                for q in p..kc {
-                    out[q * NR + j] = *src.add(q * b.rs);
-                }
-            } else {
-                (p..kc).for_each(|q| out[q * NR + j] = 0.0);
-            }
-        }
+        pack_lanes(out, (NR, cols), (p, kc), b.rs, |j| b.at(p0, c0 + j));
     }
 }
 
