@@ -266,6 +266,9 @@ fn conv_configs() -> Vec<([usize; 4], [usize; 4], Conv2dParams)> {
         ([2, 4, 7, 7], [1, 4, 4, 4], p((2, 2), (1, 1), (1, 1))),
         ([1, 5, 3, 11], [6, 5, 3, 1], p((3, 2), (2, 0), (1, 1))),
         ([2, 1, 6, 6], [2, 1, 1, 1], p((1, 1), (0, 0), (1, 1))),
+        // One window over the whole image (the dense path), at stride 1 and 2.
+        ([3, 5, 4, 4], [2, 5, 4, 4], p((1, 1), (0, 0), (1, 1))),
+        ([2, 3, 3, 2], [4, 3, 3, 2], p((2, 2), (0, 0), (1, 1))),
     ]
 }
 
@@ -318,6 +321,12 @@ fn convt_configs() -> Vec<([usize; 4], [usize; 4], ConvTranspose2dParams)> {
             [3, 2, 2, 2],
             [2, 5, 1, 1],
             p((2, 2), (0, 0), (1, 1), (1, 1)),
+        ),
+        // A 1x1 input under a kernel the output's size (the dense path).
+        (
+            [3, 5, 1, 1],
+            [5, 2, 4, 3],
+            p((1, 1), (0, 0), (0, 0), (1, 1)),
         ),
     ]
 }
@@ -885,6 +894,35 @@ fn conv2d_emu_matches_cpu_dcgan_layers() {
         (0, 0),
         (1, 1),
         22,
+    );
+}
+
+/// Layers whose one window covers the whole image (dcgan64's D.conv5, 512 -> 1 on 4x4,
+/// and G.convt1, 100 -> 512 from 1x1, here with fewer channels) run as dense GEMMs on
+/// cpu (`conv/dense.rs`); the emulator runs the ordinary kernels. A batch of 40 and depths
+/// of 50 and 1024 put every product on the cpu's full GEMM path (k >= 32).
+#[test]
+fn conv_layers_covering_the_image_match_emu() {
+    let (none, one) = ((0, 0), (1, 1));
+    run_both(
+        false,
+        [40, 64, 4, 4],
+        [1, 64, 4, 4],
+        one,
+        none,
+        none,
+        one,
+        41,
+    );
+    run_both(
+        true,
+        [40, 50, 1, 1],
+        [50, 8, 4, 4],
+        one,
+        none,
+        none,
+        one,
+        42,
     );
 }
 

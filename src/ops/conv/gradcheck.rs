@@ -9,7 +9,7 @@ pub fn gradcheck_cases() -> Result<Vec<crate::ops::grad_case::GradCase>> {
     use crate::ops::grad_case::{input, GradCase};
     type Case<P> = (&'static str, [usize; 4], [usize; 4], bool, P);
     let mut cases = Vec::new();
-    let convs: [Case<Conv2dParams>; 7] = [
+    let convs: [Case<Conv2dParams>; 8] = [
         (
             "stride 1",
             [2, 2, 5, 6],
@@ -79,6 +79,13 @@ pub fn gradcheck_cases() -> Result<Vec<crate::ops::grad_case::GradCase>> {
             true,
             Conv2dParams::default(),
         ),
+        (
+            "one window over the whole image",
+            [3, 2, 3, 4],
+            [2, 2, 3, 4],
+            true,
+            Conv2dParams::default(),
+        ),
     ];
     let mut seed = 100;
     for (name, xs, ws, with_bias, p) in convs {
@@ -97,7 +104,7 @@ pub fn gradcheck_cases() -> Result<Vec<crate::ops::grad_case::GradCase>> {
             move |t: &[Tensor]| conv2d(&t[0], &t[1], t.get(2), &p),
         ));
     }
-    let convts: [Case<ConvTranspose2dParams>; 6] = [
+    let convts: [Case<ConvTranspose2dParams>; 7] = [
         (
             "stride 1",
             [2, 2, 3, 4],
@@ -161,6 +168,13 @@ pub fn gradcheck_cases() -> Result<Vec<crate::ops::grad_case::GradCase>> {
                 padding: (1, 1),
                 ..Default::default()
             },
+        ),
+        (
+            "1x1 input, the kernel the output's size",
+            [3, 2, 1, 1],
+            [2, 3, 3, 2],
+            true,
+            ConvTranspose2dParams::default(),
         ),
     ];
     for (name, xs, ws, with_bias, p) in convts {

@@ -33,6 +33,7 @@
 
 mod cols;
 mod cpu;
+mod dense;
 mod elem;
 mod gradcheck;
 mod plan;
