@@ -44,6 +44,11 @@ pub(crate) fn padded_stride(len: usize) -> usize {
 pub(crate) trait GemmElem: Copy + Default + Send + Sync + 'static {
     const ONE: Self;
 
+    /// `p` as an f32 pointer when `Self` is f32 (the packed route is f32's alone).
+    fn f32_ptr(_p: *const Self) -> Option<*const f32> {
+        None
+    }
+
     /// `dst (+)= lhs · rhs` in `precision` (see the module doc).
     ///
     /// # Safety
@@ -98,6 +103,55 @@ pub(crate) unsafe fn gemm<T: GemmElem>(
         return;
     }
     T::gemm_at(precision, m, n, k, (dst, ldd), accumulate, lhs, rhs, par)
+}
+
+/// The left operand of several products packed once (a conv weight against every block
+/// of images): where [`gemm`] would run duel's engine on it — f32 at `Precision::F32`, a
+/// depth the engine takes — its panels ([`sgemm::PackedA`]); `None` elsewhere, where the
+/// plain operand serves ([`gemm_packed`] takes either).
+///
+/// # Safety
+/// `lhs` readable at every `i·rs + p·cs` (i < m, p < k).
+pub(crate) unsafe fn prepack<T: GemmElem>(
+    precision: Precision,
+    m: usize,
+    k: usize,
+    lhs: (*const T, usize, usize),
+) -> Option<sgemm::PackedA> {
+    let ptr = T::f32_ptr(lhs.0).filter(|_| precision == Precision::F32)?;
+    let loops = sgemm::engine_for(k)?;
+    Some(sgemm::PackedA::new(loops, (ptr, lhs.1, lhs.2), m, k))
+}
+
+/// [`gemm`], reading rows `i0 .. i0 + m` of the left operand from `packed` (made by
+/// [`prepack`] from the matrix whose rows from `i0` on `lhs` points at) where it has
+/// them at a panel boundary; the bits are those of [`gemm`] on `lhs` either way.
+///
+/// # Safety
+/// As [`gemm`]; `packed`, when given, made from the matrix `lhs` is a part of.
+#[allow(clippy::too_many_arguments)]
+pub(crate) unsafe fn gemm_packed<T: GemmElem>(
+    packed: Option<(&sgemm::PackedA, usize)>,
+    precision: Precision,
+    (m, n, k): (usize, usize, usize),
+    (dst, ldd): (&mut [T], usize),
+    accumulate: bool,
+    lhs: (*const T, usize, usize),
+    rhs: (*const T, usize, usize),
+    par: Parallelism,
+) {
+    let rows = packed.and_then(|(p, i0)| p.rows(i0, m).filter(|_| p.k() == k));
+    match (rows, T::f32_ptr(dst.as_ptr()), T::f32_ptr(rhs.0)) {
+        (Some(rows), Some(c), Some(b)) if m > 0 && n > 0 && precision == Precision::F32 => {
+            assert!(
+                ldd >= n && dst.len() >= (m - 1) * ldd + n,
+                "cpu_gemm: dst too short"
+            );
+            let c = (c.cast_mut(), ldd);
+            sgemm::sgemm_packed(rows, n, c, accumulate, (b, rhs.1, rhs.2), threads_of(par))
+        }
+        _ => gemm(precision, m, n, k, (dst, ldd), accumulate, lhs, rhs, par),
+    }
 }
 
 /// The threads a product may use: one, the whole pool (`Rayon(0)`), or the count given.
@@ -186,6 +240,9 @@ impl GemmElem for f64 {
 
 impl GemmElem for f32 {
     const ONE: f32 = 1.0;
+    fn f32_ptr(p: *const f32) -> Option<*const f32> {
+        Some(p)
+    }
     unsafe fn gemm_at(
         precision: Precision,
         m: usize,

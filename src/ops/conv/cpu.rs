@@ -45,6 +45,7 @@ use crate::device::cpu::CpuBuffer;
 use crate::error::{Error, Result};
 use crate::ops::cpu_gemm::{self, padded_stride};
 use crate::ops::precision::Precision;
+use crate::ops::sgemm;
 use crate::tensor::{DType, Tensor};
 use gemm::Parallelism;
 use rayon::prelude::*;
@@ -259,6 +260,8 @@ fn im2col_products<T: Elem>(
     let flops = g.n * o * r * l * (w.is_some() as usize + a.is_some() as usize);
     let out_ptr = out.map(|s| SendPtr(s.as_mut_ptr()));
     let il = g.image_len();
+    // SAFETY: w is [O, R].
+    let packed_w = w.and_then(|w| unsafe { cpu_gemm::prepack(prec, o, r, (w.as_ptr(), r, 1)) });
     let partials = for_tasks(g.n, flops, |first, count, par| {
         let mut dw = a.map(|_| vec![T::ZERO; o * r]);
         let b = strip_images(l, count, r);
@@ -282,11 +285,10 @@ fn im2col_products<T: Elem>(
                 if let (Some(w), Some(out)) = (w, out_ptr) {
                     // tmp [O, B·L] = W [O, R] · col [R, B·L]
                     unsafe {
-                        cpu_gemm::gemm(
+                        cpu_gemm::gemm_packed(
+                            packed_w.as_ref().map(|p| (p, 0)),
                             prec,
-                            o,
-                            cols,
-                            r,
+                            (o, cols, r),
                             (tmp, ld),
                             false,
                             (w.as_ptr(), r, 1),
@@ -349,13 +351,27 @@ fn im2col_products<T: Elem>(
 /// dcgan64's 8x8 and 4x4 layers: 4 MiB; its D.conv4 input gradient 21 → 12 ms). Each
 /// pixel's terms come from its own channel's rows, in the same order, so the tiling
 /// changes no bit of col2im; the GEMM's elements are the same dot products (`ops::sgemm` and the
-/// `gemm` crate block k by k alone, `gemm_bf16` by fixed blocks of 32).
+/// `gemm` crate block k by k alone, `gemm_bf16` by fixed blocks of 32). A tile's rows
+/// are rounded to whole panels of the engine's packed `Wᵀ` ([`sgemm::MR`] rows), so every
+/// tile reads its rows from the one packing of the call.
 fn col2im_channels(g: &Geom, ld: usize) -> usize {
-    let per_channel = (g.kh * g.kw * ld).max(1);
+    let kk = (g.kh * g.kw).max(1);
+    let per_channel = kk * ld.max(1);
     let tiles = (g.c * per_channel)
         .div_ceil(BLOCK_ELEMS + BLOCK_ELEMS / 4)
         .max(1);
-    g.c.div_ceil(tiles).max(1)
+    let whole_panels = sgemm::MR / gcd(kk, sgemm::MR);
+    g.c.div_ceil(tiles)
+        .next_multiple_of(whole_panels)
+        .min(g.c)
+        .max(1)
+}
+
+fn gcd(a: usize, b: usize) -> usize {
+    match b {
+        0 => a,
+        _ => gcd(b, a % b),
+    }
 }
 
 /// Per image `img[n] = col2im(Wᵀ·a[n]) (+ bias per image channel)`; `a` is `[N, O, L]`,
@@ -372,6 +388,8 @@ fn col2im_into<T: Elem>(
     let (r, l) = (g.rows(), g.cols());
     let img_ptr = SendPtr(img.as_mut_ptr());
     let il = g.image_len();
+    // SAFETY: w is [O, R], read as Wᵀ [R, O].
+    let packed_wt = unsafe { cpu_gemm::prepack(prec, r, o, (w.as_ptr(), 1, r)) };
     for_tasks(g.n, g.n * o * r * l, |first, count, par| {
         let b = strip_images(l, count, r);
         let ld = padded_stride(b * l);
@@ -392,11 +410,10 @@ fn col2im_into<T: Elem>(
                     // col [R', B·L] = Wᵀ [R', O] · a [O, B·L] for the tile's rows R' (its
                     // channels' taps), both at row stride `ld`
                     unsafe {
-                        cpu_gemm::gemm(
+                        cpu_gemm::gemm_packed(
+                            packed_wt.as_ref().map(|p| (p, c0 * kk)),
                             prec,
-                            sub.rows(),
-                            cols,
-                            o,
+                            (sub.rows(), cols, o),
                             (col, ld),
                             false,
                             (w.as_ptr().add(c0 * kk), 1, r),

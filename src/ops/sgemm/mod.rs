@@ -36,7 +36,7 @@ use crate::ops::cpu_shared::{with_pair, PairCell};
 
 /// Rows of a tile: 6 x 2 accumulator vectors + 2 of `B` + 1 broadcast fit AVX2's 16
 /// registers.
-pub(super) const MR: usize = 6;
+pub(crate) const MR: usize = 6;
 /// Columns of a tile: two 8-lane vectors.
 pub(super) const NR: usize = 16;
 /// Products per k-block: a `B` micro-panel of `KC x NR` is 16 KiB (half of Zen's and
@@ -151,10 +151,144 @@ pub(crate) unsafe fn sgemm(
     b: (*const f32, usize, usize),
     threads: usize,
 ) {
+    let a = Lhs::Strided(Strided::from(a));
+    run(loops, (m, n, k), c, accumulate, a, b, threads)
+}
+
+/// [`sgemm`] with `A` packed beforehand: `c (a.m x n) (+)= a · b`, `k = a.k`. The same
+/// arithmetic, so the same bits.
+///
+/// # Safety
+/// As [`sgemm`] for `b` and `c`.
+pub(crate) unsafe fn sgemm_packed(
+    a: PackedRows<'_>,
+    n: usize,
+    c: (*mut f32, usize),
+    accumulate: bool,
+    b: (*const f32, usize, usize),
+    threads: usize,
+) {
+    let dims = (a.m, n, a.packed.k);
+    run(
+        a.packed.loops,
+        dims,
+        c,
+        accumulate,
+        Lhs::Packed(a),
+        b,
+        threads,
+    )
+}
+
+/// `A` packed once for several products against it (a conv weight against every block
+/// of images): for each k-block in turn, the micro-panels of all its rows, as [`block`]
+/// packs them for one block. Packing only copies values, so a product against it has the
+/// bits of one against the plain operand.
+pub(crate) struct PackedA {
+    data: Vec<f32>,
+    /// Where the 64-byte aligned panels start in `data`.
+    skip: usize,
+    m: usize,
+    k: usize,
+    loops: Loops,
+}
+
+impl PackedA {
+    /// Packs `a` (`m x k`, as (pointer, row stride, column stride)), its k-blocks in
+    /// parallel.
+    ///
+    /// # Safety
+    /// `a` readable at every `i·rs + p·cs` (i < m, p < k); `Loops::Avx2` only where
+    /// [`Loops::available`].
+    pub(crate) unsafe fn new(
+        loops: Loops,
+        a: (*const f32, usize, usize),
+        m: usize,
+        k: usize,
+    ) -> PackedA {
+        let a = Strided::from(a);
+        let stride = m.div_ceil(MR) * MR;
+        let mut data = vec![0f32; stride * k + 16];
+        let skip = data.as_ptr().align_offset(64).min(16);
+        let mut regions = Vec::new();
+        let mut rest = &mut data[skip..skip + stride * k];
+        for pc in (0..k).step_by(KC) {
+            let kc = KC.min(k - pc);
+            let (region, tail) = rest.split_at_mut(stride * kc);
+            regions.push((pc, kc, region));
+            rest = tail;
+        }
+        let avx2 = loops == Loops::Avx2;
+        let pack =
+            |(pc, kc, to): (usize, usize, &mut [f32])| pack::pack_a(a, (0, m), (pc, kc), to, avx2);
+        match stride * k >= PARALLEL_PACK {
+            true => regions.into_par_iter().for_each(pack),
+            false => regions.into_iter().for_each(pack),
+        }
+        PackedA {
+            data,
+            skip,
+            m,
+            k,
+            loops,
+        }
+    }
+
+    /// Rows `i0 .. i0 + m` as the `A` of [`sgemm_packed`]; `None` unless `i0` is a
+    /// multiple of [`MR`] (a panel's first row) and the rows are inside the matrix.
+    pub(crate) fn rows(&self, i0: usize, m: usize) -> Option<PackedRows<'_>> {
+        (i0.is_multiple_of(MR) && i0 + m <= self.m).then_some(PackedRows {
+            packed: self,
+            first: i0 / MR,
+            m,
+        })
+    }
+
+    /// The depth (columns) of the packed matrix.
+    pub(crate) fn k(&self) -> usize {
+        self.k
+    }
+
+    /// The panels of k-block `pc .. pc + kc` from panel `panel` on.
+    fn panels(&self, panel: usize, (pc, kc): (usize, usize)) -> &[f32] {
+        let stride = self.m.div_ceil(MR) * MR;
+        &self.data[self.skip + stride * pc + panel * MR * kc..][..(stride - panel * MR) * kc]
+    }
+}
+
+/// Rows of a [`PackedA`] from a panel boundary on.
+#[derive(Clone, Copy)]
+pub(crate) struct PackedRows<'a> {
+    packed: &'a PackedA,
+    /// The panel of the first row.
+    first: usize,
+    m: usize,
+}
+
+/// Values of a [`PackedA`] from which its k-blocks are packed in parallel.
+const PARALLEL_PACK: usize = 1 << 16;
+
+/// The `A` of a product: strided (packed block by block) or packed beforehand.
+#[derive(Clone, Copy)]
+enum Lhs<'a> {
+    Strided(Strided),
+    Packed(PackedRows<'a>),
+}
+
+/// The products of [`sgemm`] and [`sgemm_packed`].
+unsafe fn run(
+    loops: Loops,
+    (m, n, k): (usize, usize, usize),
+    c: (*mut f32, usize),
+    accumulate: bool,
+    a: Lhs<'_>,
+    b: (*const f32, usize, usize),
+    threads: usize,
+) {
     if m == 0 || n == 0 {
         return;
     }
-    let (a, b) = (Strided::from(a), Strided::from(b));
+    let b = Strided::from(b);
     let out = Out { ptr: c.0, ldc: c.1 };
     if k == 0 {
         if !accumulate {
@@ -205,7 +339,7 @@ unsafe fn block(
     k: usize,
     out: Out,
     accumulate: bool,
-    a: Strided,
+    a: Lhs<'_>,
     b: Strided,
     apack: &mut Vec<f32>,
     bpack: &mut Vec<f32>,
@@ -232,8 +366,14 @@ unsafe fn block(
             // All the rows at once: a transposed A (`Wᵀ`) is then read in whole runs of
             // m values per k, not in MC-long pieces a row stride apart, which a power-of-two
             // stride (R = 1024) keeps in a few cache sets.
-            let all = aligned(apack, mb.div_ceil(MR) * MR * kc);
-            pack::pack_a(a, (i0, mb), (pc, kc), all, loops == Loops::Avx2);
+            let all: &[f32] = match a {
+                Lhs::Strided(a) => {
+                    let all = aligned(apack, mb.div_ceil(MR) * MR * kc);
+                    pack::pack_a(a, (i0, mb), (pc, kc), all, loops == Loops::Avx2);
+                    all
+                }
+                Lhs::Packed(p) => p.packed.panels(p.first + i0 / MR, (pc, kc)),
+            };
             for ic in (i0..i0 + mb).step_by(MC) {
                 let nrows = MC.min(i0 + mb - ic);
                 let first = (ic - i0) / MR * MR * kc;

@@ -194,3 +194,56 @@ fn non_finite_values_stay_in_their_rows() {
         }
     }
 }
+
+/// A product against a packed `A` — whole, or rows from a panel boundary on, as conv's
+/// channel tiles read the packed `Wᵀ` — has the defined bits too, for either packing
+/// layout of the operand (row-major, transposed) and thread count; rows off a panel
+/// boundary or past the matrix are refused.
+#[test]
+fn packed_operands_give_the_defined_bits() {
+    let loops: Vec<Loops> = Loops::ALL.into_iter().filter(|l| l.available()).collect();
+    let (m, n, k) = (40, 37, 600);
+    let mut checked = 0;
+    for ak in [0, 1] {
+        let (ars, acs, alen) = layout(ak, m, k);
+        let (av, bv) = (values(alen, 21), values(k * n, 22));
+        for &l in &loops {
+            // SAFETY: the layout covers m x k; `l` available.
+            let packed = unsafe { PackedA::new(l, (av.as_ptr(), ars, acs), m, k) };
+            assert!(packed.rows(3, 6).is_none() && packed.rows(36, 6).is_none());
+            for (i0, rows) in [(0, m), (12, 17), (36, 4)] {
+                let mut want = vec![0f32; rows * n];
+                reference(
+                    (rows, n, k),
+                    &mut want,
+                    n,
+                    false,
+                    |i, p| av[(i0 + i) * ars + p * acs],
+                    |p, j| bv[p * n + j],
+                );
+                for threads in [1, 3] {
+                    let mut got = vec![1f32; rows * n];
+                    let a = packed.rows(i0, rows).unwrap();
+                    // SAFETY: b is k x n row-major, got holds rows x n.
+                    unsafe {
+                        sgemm_packed(
+                            a,
+                            n,
+                            (got.as_mut_ptr(), n),
+                            false,
+                            (bv.as_ptr(), n, 1),
+                            threads,
+                        )
+                    };
+                    let same = got
+                        .iter()
+                        .zip(&want)
+                        .all(|(g, w)| g.to_bits() == w.to_bits());
+                    assert!(same, "{l:?} layout {ak} rows {i0}+{rows} {threads} threads");
+                    checked += 1;
+                }
+            }
+        }
+    }
+    assert_eq!(checked, 2 * loops.len() * 3 * 2);
+}
