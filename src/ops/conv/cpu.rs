@@ -37,6 +37,7 @@
 //! 4x4/2/1): 17–19 ms against 0.65 ms for im2col + blocked GEMM, so the thin layers
 //! take the GEMM path too; blocking the batch is what makes their GEMM wide.
 
+use super::blocking::{block_images, col2im_channels, for_tasks, partition, strip_images, TASKS};
 use super::cols::{col2im, im2col, scratch_len};
 use super::dense;
 use super::elem::Elem;
@@ -44,15 +45,13 @@ use super::{Columns, Geom, Plan};
 use crate::device::cpu::CpuBuffer;
 use crate::error::{Error, Result};
 use crate::ops::cpu_gemm::{self, padded_stride};
+use crate::ops::cpu_shared::lane_sum;
 use crate::ops::precision::Precision;
-use crate::ops::sgemm;
 use crate::tensor::{DType, Tensor};
 use gemm::Parallelism;
 use rayon::prelude::*;
+use std::mem::MaybeUninit;
 use std::sync::RwLockReadGuard;
-
-/// Multiply-adds of one GEMM from which it is split across threads (when the batch is not).
-const PARALLEL_FLOPS: usize = 1 << 18;
 
 /// Raw pointers are not `Send`; every chunk below writes disjoint output ranges.
 #[derive(Clone, Copy)]
@@ -65,96 +64,6 @@ impl<T> SendPtr<T> {
     fn get(self) -> *mut T {
         self.0
     }
-}
-
-/// Tasks a batch is split into: four of near-equal image counts, so 1, 2 or 4 threads
-/// get equal work (whole GEMM blocks per task used to leave a short last task: 6 tasks of
-/// 11, 11, 11, 11, 11, 9 images on dcgan28's 7x7 layers). Few tasks also keep the GEMMs
-/// wide and the weight-gradient partials few.
-const TASKS: usize = 4;
-
-/// The fixed partition of `n` images into tasks `(first, count)`, sizes differing by at
-/// most one. It depends on `n` only, never on the thread count, so every sum is formed in
-/// the same order on any machine.
-fn partition(n: usize) -> Vec<(usize, usize)> {
-    let t = TASKS.min(n).max(1);
-    (0..t)
-        .map(|i| (i * n / t, (i + 1) * n / t - i * n / t))
-        .collect()
-}
-
-/// Run `f(first, count, par)` for every task of [`partition`], in parallel, returning the
-/// results in task order. A lone task splits its GEMMs across the pool instead (gemm
-/// splits over output tiles only, so that is thread-count independent too).
-fn for_tasks<R: Send>(
-    n: usize,
-    flops: usize,
-    f: impl Fn(usize, usize, Parallelism) -> R + Sync,
-) -> Vec<R> {
-    let tasks = partition(n);
-    if tasks.len() == 1 {
-        let par = if flops >= PARALLEL_FLOPS && rayon::current_num_threads() > 1 {
-            Parallelism::Rayon(0)
-        } else {
-            Parallelism::None
-        };
-        tasks.into_iter().map(|(s, c)| f(s, c, par)).collect()
-    } else {
-        tasks
-            .into_par_iter()
-            .map(|(s, c)| f(s, c, Parallelism::None))
-            .collect()
-    }
-}
-
-/// Columns of one block: at most [`BLOCK_COLS`], and fewer where the column matrix is
-/// tall, so that a block of `R x cols` values stays near [`BLOCK_ELEMS`] (1 MiB of f32,
-/// a core's L2 here) while im2col writes it and the GEMM reads it — or the GEMM writes
-/// it and col2im reads it. Measured on dcgan64's 16x16 and 8x8 layers (`R` = 2048, 4096):
-/// the input gradient of D.conv4 22 → 15 ms. Never below 256 columns, so the GEMMs stay
-/// wide.
-const BLOCK_COLS: usize = 1024;
-const BLOCK_ELEMS: usize = 1 << 18;
-
-/// The target width of a block whose column matrix has `r` rows (see above).
-fn block_width(r: usize) -> usize {
-    (BLOCK_ELEMS / r.max(1)).clamp(256, BLOCK_COLS)
-}
-
-/// Images per block of a task of `count` images with `r` rows of columns: the task cut
-/// into equal blocks of at most about [`block_width`] (one block when a whole task fits).
-fn block_images(l: usize, count: usize, r: usize) -> usize {
-    let target = block_width(r);
-    let blocks = (count * l).div_ceil(target).max(1);
-    count.div_ceil(blocks).max(1)
-}
-
-/// Columns the f32 GEMM's main microkernel covers at once: the `gemm` crate's AVX-512
-/// kernel holds 4 vectors of 16 along the block's columns, and the columns past the last
-/// full strip run on its narrow edge kernels (on dcgan28's 7x7 layers in blocks of 4
-/// images, 196 = 3·64 + 4 columns, the edge kernel `x1x6` took 5.5% of a training step
-/// beside 43.5% for the full `x4x6`). [`strip_images`] counts a partial strip as a
-/// full one: a simplification, which measured 5–8% faster on those layers' products.
-const GEMM_STRIP: usize = 64;
-/// A GEMM call's fixed cost (packing the weight) in columns of work, for [`strip_images`].
-const CALL_COLS: usize = 32;
-
-/// Images per block where the block's columns are the GEMM's `n`: the count, at most the
-/// L2 width of [`block_images`] (or one more image where that fits the target), that
-/// wastes the fewest columns in partial [`GEMM_STRIP`]s, counting [`CALL_COLS`] per call.
-fn strip_images(l: usize, count: usize, r: usize) -> usize {
-    let widest = block_images(l, count, r)
-        .max(block_width(r) / l.max(1))
-        .min(count);
-    let cost = |b: usize| {
-        let (full, rest) = (count / b, count % b);
-        let strips = |imgs: usize| (imgs * l).div_ceil(GEMM_STRIP) * GEMM_STRIP + CALL_COLS;
-        full * strips(b) + if rest > 0 { strips(rest) } else { 0 }
-    };
-    (1..=widest.max(1))
-        .rev()
-        .min_by_key(|&b| cost(b))
-        .unwrap_or(1)
 }
 
 /// `tmp [O, nb·L]` (row stride `ld`, like the columns) = images `n0 .. n0 + nb` of `a`
@@ -344,36 +253,6 @@ fn im2col_products<T: Elem>(
     Some(total)
 }
 
-/// Channels per tile of a col2im block: the GEMM writes the tile's `channels·kh·kw` rows
-/// of the block and col2im adds them into those channels while they are still in L2
-/// (tiles of about [`BLOCK_ELEMS`], a quarter more allowed before a block is cut, cut into
-/// equal tiles), instead of the whole block going out to L3 and back (`R` = 4096 on
-/// dcgan64's 8x8 and 4x4 layers: 4 MiB; its D.conv4 input gradient 21 → 12 ms). Each
-/// pixel's terms come from its own channel's rows, in the same order, so the tiling
-/// changes no bit of col2im; the GEMM's elements are the same dot products (`ops::sgemm` and the
-/// `gemm` crate block k by k alone, `gemm_bf16` by fixed blocks of 32). A tile's rows
-/// are rounded to whole panels of the engine's packed `Wᵀ` ([`sgemm::MR`] rows), so every
-/// tile reads its rows from the one packing of the call.
-fn col2im_channels(g: &Geom, ld: usize) -> usize {
-    let kk = (g.kh * g.kw).max(1);
-    let per_channel = kk * ld.max(1);
-    let tiles = (g.c * per_channel)
-        .div_ceil(BLOCK_ELEMS + BLOCK_ELEMS / 4)
-        .max(1);
-    let whole_panels = sgemm::MR / gcd(kk, sgemm::MR);
-    g.c.div_ceil(tiles)
-        .next_multiple_of(whole_panels)
-        .min(g.c)
-        .max(1)
-}
-
-fn gcd(a: usize, b: usize) -> usize {
-    match b {
-        0 => a,
-        _ => gcd(b, a % b),
-    }
-}
-
 /// Per image `img[n] = col2im(Wᵀ·a[n]) (+ bias per image channel)`; `a` is `[N, O, L]`,
 /// `w` is `[O, R]`, `img` is `[N, C, h, w]`. Blocks of images share one GEMM as above.
 fn col2im_into<T: Elem>(
@@ -448,19 +327,31 @@ fn col2im_into<T: Elem>(
     });
 }
 
-/// `db[c] = Σ_{n, s} dy[n, c, s]` for `dy` of `[N, C, S]`.
+/// `db[c] = Σ_{n, s} dy[n, c, s]` for `dy` of `[N, C, S]`: per channel each image's run
+/// summed by `lane_sum` (in f64, 8 lanes), the images' sums added in order — one fixed
+/// order, so the same bits for any thread count — and the channels in parallel. (A single
+/// chain of adds per channel, on one thread, was 0.75% of a dcgan28 step.)
 fn bias_grad_of<T: Elem>(dy: &[T], n: usize, c: usize, s: usize) -> Vec<T> {
     (0..c)
+        .into_par_iter()
         .map(|ch| {
-            let mut acc = T::ZERO;
-            for i in 0..n {
-                for &v in &dy[(i * c + ch) * s..][..s] {
-                    acc += v;
-                }
-            }
-            acc
+            let runs = (0..n).map(|i| lane_sum(&dy[(i * c + ch) * s..][..s], Into::into));
+            T::from_f64(runs.fold(0.0, |total, run| total + run))
         })
         .collect()
+}
+
+/// `len` zeros written by the rayon pool, for the outputs of the ops (col2im adds into its
+/// images): one thread zero-filling them (reused memory, so a `memset`) was 1.6% of a
+/// dcgan28 step while the other waited.
+fn zeros_in_parallel<T: Elem>(len: usize) -> Vec<T> {
+    let mut v = Vec::with_capacity(len);
+    v.spare_capacity_mut()[..len]
+        .par_chunks_mut(1 << 16)
+        .for_each(|chunk| chunk.fill(MaybeUninit::new(T::ZERO)));
+    // SAFETY: the loop above wrote all `len` elements.
+    unsafe { v.set_len(len) };
+    v
 }
 
 // ---- the primitives of `mod.rs` on cpu tensors --------------------------------------
@@ -526,7 +417,7 @@ fn column_products_of<T: Elem>(
     let w_s = w_g.as_ref().map(Operand::elems::<T>).transpose()?;
     let b_s = b_g.as_ref().map(Operand::elems::<T>).transpose()?;
     let a_s = a_g.as_ref().map(Operand::elems::<T>).transpose()?;
-    let mut out = w_s.map(|_| vec![T::ZERO; g.n * o * g.cols()]);
+    let mut out = w_s.map(|_| zeros_in_parallel(g.n * o * g.cols()));
     let dw = match (w_s, a_s) {
         _ if dense::covers_image(g) => dense::column_products(
             g,
@@ -585,7 +476,7 @@ fn col2im_product_of<T: Elem>(
     let (a_g, w_g) = (operand(a)?, operand(w)?);
     let b_g = bias.map(operand).transpose()?;
     let b_s = b_g.as_ref().map(Operand::elems::<T>).transpose()?;
-    let mut img = vec![T::ZERO; g.n * g.image_len()];
+    let mut img = zeros_in_parallel(g.n * g.image_len());
     let into = match dense::covers_image(g) {
         true => dense::col2im_into,
         false => col2im_into,
@@ -611,46 +502,4 @@ fn bias_grad_t<T: Elem>(dy: &Tensor, channels: usize) -> Result<Tensor> {
     let s = dy.numel().checked_div(n * channels).unwrap_or(0);
     let db = bias_grad_of(operand(dy)?.elems::<T>()?, n, channels, s);
     Tensor::from_cpu_buffer(T::wrap(db), [channels])
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// Columns the GEMMs of a task compute, partial strips padded out.
-    fn padded_cols(l: usize, count: usize, b: usize) -> usize {
-        (0..count)
-            .step_by(b)
-            .map(|n0| (b.min(count - n0) * l).next_multiple_of(GEMM_STRIP))
-            .sum()
-    }
-
-    /// The strip-aware block never pads more than the L2-sized one it replaces, stays
-    /// within the L2 width, and on dcgan28's 7x7 layers (16 images a task, R = 1024) cuts
-    /// the padding of blocks of 4 images (4·196 columns in 4·256) to 13 strips (832).
-    #[test]
-    fn strip_blocks_pad_no_more_than_l2_blocks() {
-        for l in [1, 4, 16, 49, 64, 196, 256, 784, 1024] {
-            for count in [1, 3, 15, 16, 17, 64] {
-                for r in [16, 100, 1024, 2048, 4096] {
-                    let (old, new) = (block_images(l, count, r), strip_images(l, count, r));
-                    assert!(
-                        (1..=count).contains(&new),
-                        "l {l} count {count} r {r}: {new}"
-                    );
-                    let width = block_width(r).max(old * l);
-                    assert!(new * l <= width.max(l), "l {l} count {count} r {r}: {new}");
-                    let (po, pn) = (padded_cols(l, count, old), padded_cols(l, count, new));
-                    let calls = |b: usize| count.div_ceil(b) * CALL_COLS;
-                    assert!(
-                        pn + calls(new) <= po + calls(old),
-                        "l {l} count {count} r {r}: {new} pads {pn}, {old} pads {po}"
-                    );
-                }
-            }
-        }
-        assert_eq!(block_images(49, 16, 1024), 4);
-        assert_eq!(padded_cols(49, 16, 4), 1024);
-        assert_eq!(padded_cols(49, 16, strip_images(49, 16, 1024)), 832);
-    }
 }

@@ -12,9 +12,11 @@ use std::ops::{Add, AddAssign, Mul};
 
 /// The element types of the cpu convolution.
 pub(crate) trait Elem:
-    GemmElem + Add<Output = Self> + Mul<Output = Self> + AddAssign + PartialEq
+    GemmElem + Add<Output = Self> + Mul<Output = Self> + AddAssign + PartialEq + Into<f64>
 {
     const ZERO: Self;
+    /// `v` rounded to this type.
+    fn from_f64(v: f64) -> Self;
     /// Run `f` on this thread's workspace of at least `len` elements (contents unspecified).
     fn with_ws<R>(len: usize, f: impl FnOnce(&mut [Self]) -> R) -> R;
     /// The elements of a buffer of this type (None for another dtype).
@@ -83,6 +85,9 @@ fn with_ws_in<T: Copy + Default, R>(
 
 impl Elem for f32 {
     const ZERO: Self = 0.0;
+    fn from_f64(v: f64) -> Self {
+        v as f32
+    }
     fn with_ws<R>(len: usize, f: impl FnOnce(&mut [Self]) -> R) -> R {
         with_ws_in(&WS_F32, len, f)
     }
@@ -158,6 +163,9 @@ impl Elem for f32 {
 
 impl Elem for f64 {
     const ZERO: Self = 0.0;
+    fn from_f64(v: f64) -> Self {
+        v
+    }
     fn with_ws<R>(len: usize, f: impl FnOnce(&mut [Self]) -> R) -> R {
         with_ws_in(&WS_F64, len, f)
     }

@@ -31,6 +31,7 @@
 //! is written by hand for input, weight and bias (see above); it saves the contiguous
 //! input and weight the forward pass used.
 
+mod blocking;
 mod cols;
 mod cpu;
 mod dense;
