@@ -118,7 +118,7 @@ fn update<T: Real + bytemuck::Pod + Send + Sync>(
     let eps = T::from_f64(c.eps);
     let wd = T::from_f64(c.weight_decay);
     let has_wd = c.weight_decay != 0.0;
-    let run = |(((p, g), m), v): (((&mut [T], &[T]), &mut [T]), &mut [T])| {
+    let run = |p: &mut [T], g: &[T], m: &mut [T], v: &mut [T]| {
         for (((p, &g), m), v) in p.iter_mut().zip(g).zip(m.iter_mut()).zip(v.iter_mut()) {
             let d = if has_wd { g + wd * *p } else { g };
             let mi = b1 * *m + omb1 * d;
@@ -133,13 +133,13 @@ fn update<T: Real + bytemuck::Pod + Send + Sync>(
     // no bit; one thread updating them all was 0.5% of a dcgan28 step with the other idle.
     const RUN: usize = 1 << 15;
     if p.len() < 2 * RUN {
-        return run((((p, g), m), v));
+        return run(p, g, m, v);
     }
     p.par_chunks_mut(RUN)
         .zip(g.par_chunks(RUN))
         .zip(m.par_chunks_mut(RUN))
         .zip(v.par_chunks_mut(RUN))
-        .for_each(run);
+        .for_each(|(((p, g), m), v)| run(p, g, m, v));
 }
 
 impl Optimizer for Adam {
