@@ -20,6 +20,11 @@
 //! portable loops — enters a result, so they are bitwise the same for any thread count
 //! and under `DUEL_CPU_ISA` (the portable loops are `f32::mul_add`, one rounding, as the
 //! hardware FMA). Only a product's `k`, its `KC` and `accumulate` decide its bits.
+//!
+//! **A packed once** (`PackedA`, `sgemm_packed`): a left operand many products share
+//! (conv's weight against every block of images of a call, `Wᵀ` against every channel
+//! tile) is packed for all its k-blocks at once, so each product skips packing it; the
+//! panels are those `block` would pack, so the bits are too.
 
 mod micro;
 mod pack;
@@ -208,7 +213,12 @@ impl PackedA {
     ) -> PackedA {
         let a = Strided::from(a);
         let stride = m.div_ceil(MR) * MR;
-        let mut data = vec![0f32; stride * k + 16];
+        // This thread's buffer of the last one dropped: its stale values are all packed
+        // over below (the panels' padding rows included).
+        let mut data = SPARE_PACKED_A.with(|spare| std::mem::take(&mut *spare.borrow_mut()));
+        if data.len() < stride * k + 16 {
+            data.resize(stride * k + 16, 0.0);
+        }
         let skip = data.as_ptr().align_offset(64).min(16);
         let mut regions = Vec::new();
         let mut rest = &mut data[skip..skip + stride * k];
@@ -254,6 +264,24 @@ impl PackedA {
         let stride = self.m.div_ceil(MR) * MR;
         &self.data[self.skip + stride * pc + panel * MR * kc..][..(stride - panel * MR) * kc]
     }
+}
+
+impl Drop for PackedA {
+    /// Keeps the largest buffer for this thread's next [`PackedA`] (a training step packs
+    /// every conv weight once or twice: no allocation per call).
+    fn drop(&mut self) {
+        let data = std::mem::take(&mut self.data);
+        SPARE_PACKED_A.with(|spare| {
+            let mut spare = spare.borrow_mut();
+            if spare.len() < data.len() {
+                *spare = data;
+            }
+        })
+    }
+}
+
+thread_local! {
+    static SPARE_PACKED_A: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
 }
 
 /// Rows of a [`PackedA`] from a panel boundary on.
