@@ -418,25 +418,20 @@ fn column_products_of<T: Elem>(
     let b_s = b_g.as_ref().map(Operand::elems::<T>).transpose()?;
     let a_s = a_g.as_ref().map(Operand::elems::<T>).transpose()?;
     let mut out = w_s.map(|_| zeros_in_parallel(g.n * o * g.cols()));
+    let covering = dense::covers_image(g);
+    let products = match covering {
+        true => dense::column_products,
+        false => im2col_products,
+    };
     let dw = match (w_s, a_s) {
-        _ if dense::covers_image(g) => dense::column_products(
-            g,
-            plan.precision,
-            o,
-            img_g.elems::<T>()?,
-            w_s,
-            b_s,
-            out.as_deref_mut(),
-            a_s,
-        ),
-        (None, Some(a)) if g.c >= TASKS => Some(weight_grad_by_channels(
+        (None, Some(a)) if g.c >= TASKS && !covering => Some(weight_grad_by_channels(
             g,
             plan.precision,
             o,
             img_g.elems::<T>()?,
             a,
         )),
-        _ => im2col_products(
+        _ => products(
             g,
             plan.precision,
             o,
