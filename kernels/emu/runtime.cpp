@@ -176,14 +176,25 @@ Worker& this_worker() {
     return *owner;
 }
 
+std::string site(const char* file, int line);
+
 void fiber_main(void* arg) {
     Fiber* f = static_cast<Fiber*>(arg);
     Worker* w = tls_worker;
     w->launch->kernel->thunk(w->launch->args);
     if (w->launch->opt.races) end_segment(*w);
+    // A lane that returns while lanes of its warp wait for it in a warp operation is the
+    // misuse `duel_emu_warp_sync` reports when the exit comes first; say so in either
+    // order, not as a deadlock, so the message does not depend on the schedule.
+    const unsigned bit = 1u << (f->linear & 31);
+    for (const WarpInst& in : w->warps[f->linear >> 5].insts)
+        if (in.used && in.collecting && (in.mask & bit) && !(in.arrived & bit))
+            fiber_fault(*w, "invalid warp operation in " + block_name(*w->launch) + ": thread " +
+                                std::to_string(f->linear) + " exited while lanes of its warp wait for it at " +
+                                site(in.file, in.line));
     f->state = DONE;
     w->n_done++;
-    w->warps[f->linear >> 5].exited |= 1u << (f->linear & 31);
+    w->warps[f->linear >> 5].exited |= bit;
     ctx_switch(&f->ctx, &w->sched);
     __builtin_trap();  // a finished fiber is never resumed
 }
