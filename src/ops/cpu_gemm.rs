@@ -90,10 +90,7 @@ pub(crate) unsafe fn gemm<T: GemmElem>(
     if m == 0 || n == 0 {
         return;
     }
-    assert!(
-        ldd >= n && dst.len() >= (m - 1) * ldd + n,
-        "cpu_gemm: dst too short"
-    );
+    check_dst(m, n, ldd, dst.len());
     if k == 0 {
         if !accumulate {
             dst.chunks_mut(ldd)
@@ -143,15 +140,32 @@ pub(crate) unsafe fn gemm_packed<T: GemmElem>(
     let rows = packed.and_then(|(p, i0)| p.rows(i0, m).filter(|_| p.k() == k));
     match (rows, T::f32_ptr(dst.as_ptr()), T::f32_ptr(rhs.0)) {
         (Some(rows), Some(c), Some(b)) if m > 0 && n > 0 && precision == Precision::F32 => {
-            assert!(
-                ldd >= n && dst.len() >= (m - 1) * ldd + n,
-                "cpu_gemm: dst too short"
-            );
+            check_dst(m, n, ldd, dst.len());
             let c = (c.cast_mut(), ldd);
             sgemm::sgemm_packed(rows, n, c, accumulate, (b, rhs.1, rhs.2), threads_of(par))
         }
         _ => gemm(precision, m, n, k, (dst, ldd), accumulate, lhs, rhs, par),
     }
+}
+
+/// Multiply-adds (m·n·k) from which one product is worth splitting across threads.
+pub(crate) const PARALLEL_MACS: usize = 1 << 18;
+
+/// How a product of `macs` multiply-adds runs when nothing else splits the work: over the
+/// pool from [`PARALLEL_MACS`] on (and with more than one thread), else on this thread.
+pub(crate) fn parallelism_for(macs: usize) -> Parallelism {
+    match macs >= PARALLEL_MACS && rayon::current_num_threads() > 1 {
+        true => Parallelism::Rayon(0),
+        false => Parallelism::None,
+    }
+}
+
+/// Panics unless `dst` holds an `m x n` product at row stride `ldd` (`m, n > 0`).
+fn check_dst(m: usize, n: usize, ldd: usize, len: usize) {
+    assert!(
+        ldd >= n && len >= (m - 1) * ldd + n,
+        "cpu_gemm: dst too short"
+    );
 }
 
 /// The threads a product may use: one, the whole pool (`Rayon(0)`), or the count given.

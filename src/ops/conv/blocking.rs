@@ -4,12 +4,9 @@
 //! count, so the sums they order are the same on any machine.
 
 use super::Geom;
-use crate::ops::sgemm;
+use crate::ops::{cpu_gemm, sgemm};
 use gemm::Parallelism;
 use rayon::prelude::*;
-
-/// Multiply-adds of one GEMM from which it is split across threads (when the batch is not).
-pub(super) const PARALLEL_FLOPS: usize = 1 << 18;
 
 /// Tasks a batch is split into: four of near-equal image counts, so 1, 2 or 4 threads
 /// get equal work (whole GEMM blocks per task used to leave a short last task: 6 tasks of
@@ -37,11 +34,7 @@ pub(super) fn for_tasks<R: Send>(
 ) -> Vec<R> {
     let tasks = partition(n);
     if tasks.len() == 1 {
-        let par = if flops >= PARALLEL_FLOPS && rayon::current_num_threads() > 1 {
-            Parallelism::Rayon(0)
-        } else {
-            Parallelism::None
-        };
+        let par = cpu_gemm::parallelism_for(flops);
         tasks.into_iter().map(|(s, c)| f(s, c, par)).collect()
     } else {
         tasks

@@ -45,7 +45,7 @@ use super::{Columns, Geom, Plan};
 use crate::device::cpu::CpuBuffer;
 use crate::error::{Error, Result};
 use crate::ops::cpu_gemm::{self, padded_stride};
-use crate::ops::cpu_shared::lane_sum;
+use crate::ops::cpu_shared::{lane_sum, written_vec};
 use crate::ops::precision::Precision;
 use crate::tensor::{DType, Tensor};
 use gemm::Parallelism;
@@ -345,13 +345,12 @@ fn bias_grad_of<T: Elem>(dy: &[T], n: usize, c: usize, s: usize) -> Vec<T> {
 /// images): one thread zero-filling them (reused memory, so a `memset`) was 1.6% of a
 /// dcgan28 step while the other waited.
 fn zeros_in_parallel<T: Elem>(len: usize) -> Vec<T> {
-    let mut v = Vec::with_capacity(len);
-    v.spare_capacity_mut()[..len]
-        .par_chunks_mut(1 << 16)
-        .for_each(|chunk| chunk.fill(MaybeUninit::new(T::ZERO)));
-    // SAFETY: the loop above wrote all `len` elements.
-    unsafe { v.set_len(len) };
-    v
+    let zero = |out: &mut [MaybeUninit<T>]| {
+        out.par_chunks_mut(1 << 16)
+            .for_each(|chunk| chunk.fill(MaybeUninit::new(T::ZERO)))
+    };
+    // SAFETY: `zero` writes every element.
+    unsafe { written_vec(len, zero) }
 }
 
 // ---- the primitives of `mod.rs` on cpu tensors --------------------------------------

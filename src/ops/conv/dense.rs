@@ -17,10 +17,6 @@ use super::elem::Elem;
 use super::Geom;
 use crate::ops::cpu_gemm;
 use crate::ops::precision::Precision;
-use gemm::Parallelism;
-
-/// Multiply-adds from which one of these GEMMs uses the whole pool.
-const PARALLEL_MACS: usize = 1 << 18;
 
 /// Whether `g`'s only window position sees the whole image, unpadded and undilated: its
 /// column matrix is the image as one column.
@@ -30,13 +26,6 @@ pub(super) fn covers_image(g: &Geom) -> bool {
         && (g.kh, g.kw) == (g.h, g.w)
         && undilated(g.kh, g.dh)
         && undilated(g.kw, g.dw)
-}
-
-fn parallelism(macs: usize) -> Parallelism {
-    match macs >= PARALLEL_MACS && rayon::current_num_threads() > 1 {
-        true => Parallelism::Rayon(0),
-        false => Parallelism::None,
-    }
 }
 
 /// The im2col side for a covering `g`: `out [N, O] = img · Wᵀ (+ bias)` when `w` is
@@ -66,7 +55,7 @@ pub(super) fn column_products<T: Elem>(
                 false,
                 (img.as_ptr(), r, 1),
                 (w.as_ptr(), 1, r),
-                parallelism(n * o * r),
+                cpu_gemm::parallelism_for(n * o * r),
             )
         };
         if let Some(b) = bias {
@@ -88,7 +77,7 @@ pub(super) fn column_products<T: Elem>(
             false,
             (a.as_ptr(), 1, o),
             (img.as_ptr(), r, 1),
-            parallelism(n * o * r),
+            cpu_gemm::parallelism_for(n * o * r),
         )
     };
     Some(dw)
@@ -118,7 +107,7 @@ pub(super) fn col2im_into<T: Elem>(
             false,
             (a.as_ptr(), o, 1),
             (w.as_ptr(), r, 1),
-            parallelism(n * o * r),
+            cpu_gemm::parallelism_for(n * o * r),
         )
     };
     if let Some(b) = bias {

@@ -21,7 +21,7 @@ use gemm::Parallelism;
 use rayon::prelude::*;
 
 /// Multiply-adds (m·n·k) from which one product is worth splitting across threads.
-pub const PARALLEL_FLOPS: usize = 1 << 18;
+pub const PARALLEL_FLOPS: usize = cpu_gemm::PARALLEL_MACS;
 
 /// Raw pointers are not `Send`; the batch entries below write disjoint output chunks and
 /// only read the inputs.
@@ -74,11 +74,7 @@ fn run<T: GemmElem>(a: &[T], b: &[T], p: &MatmulPlan, precision: Precision) -> R
             .enumerate()
             .for_each(|(z, dst)| product(z, dst, Parallelism::None));
     } else {
-        let par = if flops >= PARALLEL_FLOPS && rayon::current_num_threads() > 1 {
-            Parallelism::Rayon(0)
-        } else {
-            Parallelism::None
-        };
+        let par = cpu_gemm::parallelism_for(flops);
         for (z, dst) in out.chunks_mut(m * n).enumerate() {
             product(z, dst, par);
         }
