@@ -608,3 +608,26 @@ fn matmul_backward_hand_checked() {
     );
     assert_eq!(vals(&b.grad().unwrap()), [5.0, 5.0, 7.0, 7.0, 9.0, 9.0]);
 }
+
+/// The Linear pattern `x @ Wᵀ` (W a leaf, used through a transposed view): W's gradient
+/// `dW = dYᵀ·x` arrives as a contiguous tensor (the optimizers and the gradient norm read
+/// it in place) with the values of hand-checked integer products (exact in f32).
+#[test]
+fn linear_weight_gradients_arrive_contiguous() {
+    // x [2, 3], W [2, 3], dY [2, 2]: dW[o][i] = Σ_n dY[n][o]·x[n][i].
+    let x = cpu(&A23, &[2, 3]);
+    let w = cpu(&[1.0, -2.0, 3.0, 0.5, 4.0, -1.0], &[2, 3]).with_requires_grad();
+    let dy = cpu(&[1.0, 2.0, -3.0, 4.0], &[2, 2]);
+    x.matmul(&w.t().unwrap())
+        .unwrap()
+        .backward_with(&dy)
+        .unwrap();
+    let g = w.grad().expect("W has a gradient");
+    assert!(g.is_contiguous(), "W's gradient is a strided view");
+    let (xs, ds) = (vals(&x), vals(&dy));
+    let want: Vec<f32> = (0..2)
+        .flat_map(|o| (0..3).map(move |i| (o, i)))
+        .map(|(o, i)| (0..2).map(|n| ds[n * 2 + o] * xs[n * 3 + i]).sum())
+        .collect();
+    assert_eq!(vals(&g), want);
+}

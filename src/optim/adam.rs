@@ -3,6 +3,7 @@
 use super::{
     check_loaded_names, check_param, f32_arg, flag, launch_1d, loaded_buffer, missing,
     non_negative, param_grad, ptr, slice, slice_mut, zeros_like, Optimizer, ParamGroup, Real,
+    UPDATE_RUN,
 };
 use crate::device::simt::Arg;
 use crate::error::{Error, Result};
@@ -131,14 +132,13 @@ fn update<T: Real + bytemuck::Pod + Send + Sync>(
     };
     // Every element is updated on its own, so splitting the tensor over the pool changes
     // no bit; one thread updating them all was 0.5% of a dcgan28 step with the other idle.
-    const RUN: usize = 1 << 15;
-    if p.len() < 2 * RUN {
+    if p.len() < 2 * UPDATE_RUN {
         return run(p, g, m, v);
     }
-    p.par_chunks_mut(RUN)
-        .zip(g.par_chunks(RUN))
-        .zip(m.par_chunks_mut(RUN))
-        .zip(v.par_chunks_mut(RUN))
+    p.par_chunks_mut(UPDATE_RUN)
+        .zip(g.par_chunks(UPDATE_RUN))
+        .zip(m.par_chunks_mut(UPDATE_RUN))
+        .zip(v.par_chunks_mut(UPDATE_RUN))
         .for_each(|(((p, g), m), v)| run(p, g, m, v));
 }
 

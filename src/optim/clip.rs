@@ -3,7 +3,7 @@
 use super::{check_compute_dtype, f32_arg, launch_1d, non_negative, ptr, slice_mut};
 use crate::device::simt::Arg;
 use crate::error::{Error, Result};
-use crate::ops::cpu_shared::lane_sum;
+use crate::ops::cpu_shared::pooled_lane_sum;
 use crate::tensor::{DType, Tensor};
 
 /// Clamp every element of exactly the given tensors to `[−c, c]`, in place (NaN stays
@@ -86,8 +86,8 @@ pub fn grad_norm(params: &[Tensor]) -> Result<f64> {
                 return Ok(sq);
             }
             match g.dtype() {
-                DType::F64 => Ok(lane_sum(&g.to_vec::<f64>()?, |v| v * v)),
-                _ if g.device().is_cpu() => Ok(lane_sum(&g.to_f64_vec()?, |v| v * v)),
+                DType::F64 => Ok(pooled_lane_sum(&g.to_vec::<f64>()?, |v| v * v)),
+                _ if g.device().is_cpu() => Ok(pooled_lane_sum(&g.to_f64_vec()?, |v| v * v)),
                 _ => g.mul(&g)?.sum_all()?.item(),
             }
         })?;
@@ -96,9 +96,8 @@ pub fn grad_norm(params: &[Tensor]) -> Result<f64> {
     Ok(total.sqrt())
 }
 
-/// Σ v² in f64, in the order of `lane_sum`, read in place from a contiguous f32/f64 cpu
-/// tensor (the same sum as over `to_f64_vec`, without copying the gradient); None for
-/// anything else.
+/// Σ v² in f64 by `pooled_lane_sum`, read in place from a contiguous f32/f64 cpu tensor
+/// (without copying the gradient); None for anything else.
 fn cpu_sum_of_squares(g: &Tensor) -> Result<Option<f64>> {
     use crate::device::cpu::CpuBuffer;
     if !g.device().is_cpu() || !g.is_contiguous() {
@@ -107,8 +106,8 @@ fn cpu_sum_of_squares(g: &Tensor) -> Result<Option<f64>> {
     let buf = g.cpu_buffer("grad_norm")?;
     let range = g.layout().offset..g.layout().offset + g.numel();
     Ok(match &*buf {
-        CpuBuffer::F32(v) => Some(lane_sum(&v[range], |x| f64::from(x) * f64::from(x))),
-        CpuBuffer::F64(v) => Some(lane_sum(&v[range], |x| x * x)),
+        CpuBuffer::F32(v) => Some(pooled_lane_sum(&v[range], |x| f64::from(x) * f64::from(x))),
+        CpuBuffer::F64(v) => Some(pooled_lane_sum(&v[range], |x| x * x)),
         _ => None,
     })
 }

@@ -46,6 +46,10 @@ use crate::error::{Error, Result};
 use crate::ops::check_compute_dtype;
 use crate::tensor::Tensor;
 
+/// Values per chunk where a cpu update runs on the rayon pool (tensors of at least two
+/// chunks): the updates are elementwise, so the split changes no bit.
+const UPDATE_RUN: usize = 1 << 15;
+
 /// What every optimizer offers the trainer.
 pub trait Optimizer {
     /// Update every parameter of the group that has a gradient, in place.

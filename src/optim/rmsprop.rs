@@ -3,10 +3,12 @@
 use super::{
     check_loaded_names, check_param, f32_arg, flag, launch_1d, loaded_buffer, missing,
     non_negative, param_grad, ptr, slice, slice_mut, zeros_like, Optimizer, ParamGroup, Real,
+    UPDATE_RUN,
 };
 use crate::device::simt::Arg;
 use crate::error::{Error, Result};
 use crate::tensor::{DType, Tensor};
+use rayon::prelude::*;
 
 /// Hyper-parameters of [`RmsProp`]; defaults as PyTorch (alpha 0.99, eps 1e-8, no momentum,
 /// no weight decay). WGAN: `RmsPropConfig::new(5e-5)`.
@@ -83,12 +85,12 @@ impl RmsProp {
     }
 }
 
-fn update<T: Real + bytemuck::Pod>(
+fn update<T: Real + bytemuck::Pod + Send + Sync>(
     c: &RmsPropConfig,
     p: &mut [T],
     g: &[T],
     sq: &mut [T],
-    mut buf: Option<&mut [T]>,
+    buf: Option<&mut [T]>,
 ) {
     let lr = T::from_f64(c.lr);
     let alpha = T::from_f64(c.alpha);
@@ -97,17 +99,33 @@ fn update<T: Real + bytemuck::Pod>(
     let mom = T::from_f64(c.momentum);
     let wd = T::from_f64(c.weight_decay);
     let has_wd = c.weight_decay != 0.0;
-    for (i, ((p, &g), sq)) in p.iter_mut().zip(g).zip(sq.iter_mut()).enumerate() {
-        let d = if has_wd { g + wd * *p } else { g };
-        let s = alpha * *sq + oma * (d * d);
-        *sq = s;
-        let a = s.sqrt() + eps;
-        let mut u = d / a;
-        if let Some(buf) = buf.as_deref_mut() {
-            u = mom * buf[i] + u;
-            buf[i] = u;
+    let run = |p: &mut [T], g: &[T], sq: &mut [T], mut buf: Option<&mut [T]>| {
+        for (i, ((p, &g), sq)) in p.iter_mut().zip(g).zip(sq.iter_mut()).enumerate() {
+            let d = if has_wd { g + wd * *p } else { g };
+            let s = alpha * *sq + oma * (d * d);
+            *sq = s;
+            let a = s.sqrt() + eps;
+            let mut u = d / a;
+            if let Some(buf) = buf.as_deref_mut() {
+                u = mom * buf[i] + u;
+                buf[i] = u;
+            }
+            *p = *p - lr * u;
         }
-        *p = *p - lr * u;
+    };
+    // Elementwise, so chunks on the pool change no bit (as Adam's).
+    if p.len() < 2 * UPDATE_RUN {
+        return run(p, g, sq, buf);
+    }
+    let chunks = p
+        .par_chunks_mut(UPDATE_RUN)
+        .zip(g.par_chunks(UPDATE_RUN))
+        .zip(sq.par_chunks_mut(UPDATE_RUN));
+    match buf {
+        Some(buf) => chunks
+            .zip(buf.par_chunks_mut(UPDATE_RUN))
+            .for_each(|(((p, g), sq), b)| run(p, g, sq, Some(b))),
+        None => chunks.for_each(|((p, g), sq)| run(p, g, sq, None)),
     }
 }
 

@@ -45,7 +45,7 @@ use super::{Columns, Geom, Plan};
 use crate::device::cpu::CpuBuffer;
 use crate::error::{Error, Result};
 use crate::ops::cpu_gemm::{self, padded_stride};
-use crate::ops::cpu_shared::{lane_sum, written_vec};
+use crate::ops::cpu_shared::{filled, lane_sum, written_vec};
 use crate::ops::precision::Precision;
 use crate::tensor::{DType, Tensor};
 use gemm::Parallelism;
@@ -152,8 +152,8 @@ fn weight_grad_by_channels<T: Elem>(
 }
 
 /// Per block of images `col = [im2col(img[n]) …]` (`[R, B·L]`); then `out[n] = W·col (+
-/// bias)` when `w` is given (`out` is `[N, O, L]`), and `dW = Σ a[n]·colᵀ` when `a` is
-/// given (returned, `[O, R]`).
+/// bias)` when `w` is given (`out` is `[N, O, L]`, every element written, none read), and
+/// `dW = Σ a[n]·colᵀ` when `a` is given (returned, `[O, R]`).
 #[allow(clippy::too_many_arguments)]
 fn im2col_products<T: Elem>(
     g: &Geom,
@@ -162,7 +162,7 @@ fn im2col_products<T: Elem>(
     img: &[T],
     w: Option<&[T]>,
     bias: Option<&[T]>,
-    out: Option<&mut [T]>,
+    out: Option<&mut [MaybeUninit<T>]>,
     a: Option<&[T]>,
 ) -> Option<Vec<T>> {
     let (r, l) = (g.rows(), g.cols());
@@ -212,12 +212,14 @@ fn im2col_products<T: Elem>(
                         };
                         for (co, row) in dst.chunks_exact_mut(l).enumerate() {
                             let src = &tmp[co * ld + k * l..][..l];
+                            let bv = bias.map_or(T::ZERO, |bv| bv[co]);
                             match bias {
-                                Some(bv) => {
-                                    let bv = bv[co];
-                                    row.iter_mut().zip(src).for_each(|(d, &s)| *d = s + bv);
-                                }
-                                None => T::copy_run(row, src),
+                                Some(_) => row.iter_mut().zip(src).for_each(|(d, &s)| {
+                                    d.write(s + bv);
+                                }),
+                                None => row.iter_mut().zip(src).for_each(|(d, &s)| {
+                                    d.write(s);
+                                }),
                             }
                         }
                     }
@@ -254,7 +256,10 @@ fn im2col_products<T: Elem>(
 }
 
 /// Per image `img[n] = col2im(Wᵀ·a[n]) (+ bias per image channel)`; `a` is `[N, O, L]`,
-/// `w` is `[O, R]`, `img` is `[N, C, h, w]`. Blocks of images share one GEMM as above.
+/// `w` is `[O, R]`, `img` is `[N, C, h, w]` (every element written, none read). Blocks
+/// of images share one GEMM as above. Each channel tile of an image is zeroed just before
+/// col2im adds into it, while it is in cache: zero-filling the whole output first (on the
+/// pool) was 0.7% of a dcgan28 step, a pass over memory of its own.
 fn col2im_into<T: Elem>(
     g: &Geom,
     prec: Precision,
@@ -262,7 +267,7 @@ fn col2im_into<T: Elem>(
     a: &[T],
     w: &[T],
     bias: Option<&[T]>,
-    img: &mut [T],
+    img: &mut [MaybeUninit<T>],
 ) {
     let (r, l) = (g.rows(), g.cols());
     let img_ptr = SendPtr(img.as_mut_ptr());
@@ -307,14 +312,16 @@ fn col2im_into<T: Elem>(
                             let at = (n0 + k) * il + c0 * g.h * g.w;
                             std::slice::from_raw_parts_mut(img_ptr.get().add(at), sub.image_len())
                         };
-                        col2im(&col[k * l..], &sub, dst, ld, scratch);
+                        col2im(&col[k * l..], &sub, filled(dst, T::ZERO), ld, scratch);
                     }
                 }
                 if let Some(bv) = bias {
                     for k in 0..nb {
-                        // SAFETY: as above, the whole image.
+                        // SAFETY: as above, the whole image, every tile of which col2im
+                        // has written.
                         let dst = unsafe {
-                            std::slice::from_raw_parts_mut(img_ptr.get().add((n0 + k) * il), il)
+                            let at = img_ptr.get().add((n0 + k) * il);
+                            std::slice::from_raw_parts_mut(at as *mut T, il)
                         };
                         let hw = g.h * g.w;
                         for (plane, &b) in dst.chunks_exact_mut(hw).zip(bv) {
@@ -339,18 +346,6 @@ fn bias_grad_of<T: Elem>(dy: &[T], n: usize, c: usize, s: usize) -> Vec<T> {
             T::from_f64(runs.fold(0.0, |total, run| total + run))
         })
         .collect()
-}
-
-/// `len` zeros written by the rayon pool, for the outputs of the ops (col2im adds into its
-/// images): one thread zero-filling them (reused memory, so a `memset`) was 1.6% of a
-/// dcgan28 step while the other waited.
-fn zeros_in_parallel<T: Elem>(len: usize) -> Vec<T> {
-    let zero = |out: &mut [MaybeUninit<T>]| {
-        out.par_chunks_mut(1 << 16)
-            .for_each(|chunk| chunk.fill(MaybeUninit::new(T::ZERO)))
-    };
-    // SAFETY: `zero` writes every element.
-    unsafe { written_vec(len, zero) }
 }
 
 // ---- the primitives of `mod.rs` on cpu tensors --------------------------------------
@@ -416,30 +411,28 @@ fn column_products_of<T: Elem>(
     let w_s = w_g.as_ref().map(Operand::elems::<T>).transpose()?;
     let b_s = b_g.as_ref().map(Operand::elems::<T>).transpose()?;
     let a_s = a_g.as_ref().map(Operand::elems::<T>).transpose()?;
-    let mut out = w_s.map(|_| zeros_in_parallel(g.n * o * g.cols()));
+    let img_s = img_g.elems::<T>()?;
     let covering = dense::covers_image(g);
     let products = match covering {
         true => dense::column_products,
         false => im2col_products,
     };
-    let dw = match (w_s, a_s) {
-        (None, Some(a)) if g.c >= TASKS && !covering => Some(weight_grad_by_channels(
-            g,
-            plan.precision,
-            o,
-            img_g.elems::<T>()?,
-            a,
-        )),
-        _ => products(
-            g,
-            plan.precision,
-            o,
-            img_g.elems::<T>()?,
-            w_s,
-            b_s,
-            out.as_deref_mut(),
-            a_s,
-        ),
+    let mut dw = None;
+    let out = match (w_s, a_s) {
+        (None, Some(a)) if g.c >= TASKS && !covering => {
+            dw = Some(weight_grad_by_channels(g, plan.precision, o, img_s, a));
+            None
+        }
+        (None, _) => {
+            dw = products(g, plan.precision, o, img_s, None, b_s, None, a_s);
+            None
+        }
+        // SAFETY: given `w`, the products write every element of `out`.
+        (Some(_), _) => Some(unsafe {
+            written_vec(g.n * o * g.cols(), |out| {
+                dw = products(g, plan.precision, o, img_s, w_s, b_s, Some(out), a_s);
+            })
+        }),
     };
     Ok(Columns {
         product: out
@@ -470,20 +463,17 @@ fn col2im_product_of<T: Elem>(
     let (a_g, w_g) = (operand(a)?, operand(w)?);
     let b_g = bias.map(operand).transpose()?;
     let b_s = b_g.as_ref().map(Operand::elems::<T>).transpose()?;
-    let mut img = zeros_in_parallel(g.n * g.image_len());
+    let (a_s, w_s) = (a_g.elems::<T>()?, w_g.elems::<T>()?);
     let into = match dense::covers_image(g) {
         true => dense::col2im_into,
         false => col2im_into,
     };
-    into(
-        g,
-        plan.precision,
-        plan.other,
-        a_g.elems::<T>()?,
-        w_g.elems::<T>()?,
-        b_s,
-        &mut img,
-    );
+    // SAFETY: both `into`s write every element of the image.
+    let img = unsafe {
+        written_vec(g.n * g.image_len(), |img| {
+            into(g, plan.precision, plan.other, a_s, w_s, b_s, img)
+        })
+    };
     Tensor::from_cpu_buffer(T::wrap(img), [g.n, g.c, g.h, g.w])
 }
 

@@ -16,7 +16,9 @@
 use super::elem::Elem;
 use super::Geom;
 use crate::ops::cpu_gemm;
+use crate::ops::cpu_shared::filled;
 use crate::ops::precision::Precision;
+use std::mem::MaybeUninit;
 
 /// Whether `g`'s only window position sees the whole image, unpadded and undilated: its
 /// column matrix is the image as one column.
@@ -38,12 +40,13 @@ pub(super) fn column_products<T: Elem>(
     img: &[T],
     w: Option<&[T]>,
     bias: Option<&[T]>,
-    out: Option<&mut [T]>,
+    out: Option<&mut [MaybeUninit<T>]>,
     a: Option<&[T]>,
 ) -> Option<Vec<T>> {
     debug_assert!(covers_image(g));
     let (n, r) = (g.n, g.rows());
     if let (Some(w), Some(out)) = (w, out) {
+        let out = filled(out, T::ZERO);
         // SAFETY: img is [N, R], w is [O, R] read as Wᵀ [R, O], out holds N·O.
         unsafe {
             cpu_gemm::gemm(
@@ -92,9 +95,10 @@ pub(super) fn col2im_into<T: Elem>(
     a: &[T],
     w: &[T],
     bias: Option<&[T]>,
-    img: &mut [T],
+    img: &mut [MaybeUninit<T>],
 ) {
     debug_assert!(covers_image(g));
+    let img = filled(img, T::ZERO);
     let (n, r) = (g.n, g.rows());
     // SAFETY: a is [N, O], w is [O, R], img holds N·R.
     unsafe {

@@ -28,13 +28,34 @@ fn fold_groups<R: Send + Clone>(
     init: R,
     visit: impl Fn(&mut [R], usize, Range<usize>) + Sync,
 ) -> Vec<R> {
+    let visit = |_, accs: &mut [R], g0, block| visit(accs, g0, block);
+    fold_groups_passes(geom, init, 1, visit, |_| {})
+}
+
+/// [`fold_groups`] with `passes` folds in a row, `visit(pass, accs, g0, block)`, and
+/// `between(acc)` on each of a task's accumulators after each pass but the last: each task
+/// makes all of them over its own groups, so a later pass reads the task's elements while
+/// the earlier one left them in cache (a second parallel fold over the whole tensor read
+/// them from memory again, on either thread).
+fn fold_groups_passes<R: Send + Clone>(
+    geom: NormGeom,
+    init: R,
+    passes: usize,
+    visit: impl Fn(usize, &mut [R], usize, Range<usize>) + Sync,
+    between: impl Fn(&mut R) + Sync,
+) -> Vec<R> {
     let mut acc = vec![init; geom.groups];
     let (inner, groups, chunk) = (geom.inner, geom.groups, groups_per_task(geom));
     let task = |(t, accs): (usize, &mut [R])| {
         let g0 = t * chunk;
-        for o in 0..geom.outer {
-            let start = (o * groups + g0) * inner;
-            visit(accs, g0, start..start + accs.len() * inner);
+        for pass in 0..passes {
+            for o in 0..geom.outer {
+                let start = (o * groups + g0) * inner;
+                visit(pass, accs, g0, start..start + accs.len() * inner);
+            }
+            if pass + 1 < passes {
+                accs.iter_mut().for_each(&between);
+            }
         }
     };
     if geom.numel() >= PARALLEL_THRESHOLD {
@@ -110,44 +131,44 @@ fn for_runs<T: Send>(
     }
 }
 
-/// Batch mean and biased variance of every group (two passes, f64): each row's sum is
-/// formed first and the row sums are added in row order.
+/// Batch mean and biased variance of every group (two passes, f64, one task making both
+/// over its groups): each row's sum is formed first and the row sums are added in row
+/// order; the second pass sums `(x − mean)²` likewise.
 fn batch_stats<T: Element>(x: &[T], geom: NormGeom) -> Vec<(f64, f64)> {
     let m = geom.m() as f64;
     let inner = geom.inner;
-    let sums = fold_groups(geom, 0.0f64, |accs, _, block| {
+    // (Σ x, then the mean Σ x / M; Σ (x − mean)²) per group.
+    let visit = |pass, accs: &mut [(f64, f64)], _, block: Range<usize>| {
+        let x = &x[block];
+        if pass == 0 {
+            return fold_rows(
+                accs,
+                x,
+                inner,
+                |a, v, _| a.0 += v.to_f64(),
+                |a, r, _| a.0 += lane_sum(r, |v| v.to_f64()),
+            );
+        }
         fold_rows(
             accs,
-            &x[block],
+            x,
             inner,
-            |a, v, _| *a += v.to_f64(),
-            |a, r, _| *a += lane_sum(r, |v| v.to_f64()),
-        )
-    });
-    let mean: Vec<f64> = sums.iter().map(|s| s / m).collect();
-    let sq = fold_groups(geom, 0.0f64, |accs, g0, block| {
-        let mean = &mean[g0..];
-        fold_rows(
-            accs,
-            &x[block],
-            inner,
-            |a, v, k| {
-                let d = v.to_f64() - mean[k];
-                *a += d * d
+            |a, v, _| {
+                let d = v.to_f64() - a.0;
+                a.1 += d * d
             },
-            |a, r, k| {
-                let mu = mean[k];
-                *a += lane_sum(r, |v| {
+            |a, r, _| {
+                let mu = a.0;
+                a.1 += lane_sum(r, |v| {
                     let d = v.to_f64() - mu;
                     d * d
                 })
             },
         )
-    });
-    mean.into_iter()
-        .zip(sq)
-        .map(|(mu, q)| (mu, q / m))
-        .collect()
+    };
+    let to_mean = |a: &mut (f64, f64)| a.0 /= m;
+    let stats = fold_groups_passes(geom, (0.0f64, 0.0f64), 2, visit, to_mean);
+    stats.into_iter().map(|(mu, q)| (mu, q / m)).collect()
 }
 
 fn slice<'a, T: Element>(buf: &'a CpuBuffer, t: &Tensor) -> &'a [T] {

@@ -2,10 +2,8 @@
 //! broadcast layouts with size-1 dims dropped and contiguous dims merged, walked in
 //! parallel chunks of rows.
 
-#[cfg(target_arch = "x86_64")]
-use crate::device::cpu::isa::isa;
 use crate::device::cpu::PARALLEL_THRESHOLD;
-use crate::ops::cpu_shared::written_vec;
+use crate::ops::cpu_shared::{lanes, map_run, written_vec, Lanes};
 use crate::tensor::{Element, Layout, Shape};
 use rayon::prelude::*;
 use std::mem::MaybeUninit;
@@ -171,19 +169,20 @@ pub(super) fn map1<T: Element, F: Fn(T) -> T + Sync>(x: &[T], xl: &Layout, f: F)
     unsafe { write_rows(xl.numel(), [xl], row) }
 }
 
-/// `dst[i] = f(src[i])`, the hot row of every unary op. Where AVX-512 was detected the
-/// same loop is compiled for it, so the branch-free `f`s (exp, tanh, sigmoid, …) vectorise
-/// 16 lanes wide instead of the baseline's 4. Both run the same IEEE operations per element
-/// (Rust never fuses `a * b + c` into an FMA), so the results are bitwise equal.
+/// `dst[i] = f(src[i])`, the hot row of every unary op, compiled for the CPU's widest
+/// vectors (`cpu_shared::lanes`): the branch-free `f`s (exp, tanh, sigmoid, …) vectorise
+/// 16 lanes wide on AVX-512 and 8 on AVX2 instead of the baseline's 4. All run the same
+/// IEEE operations per element (Rust never fuses `a * b + c` into an FMA), so the results
+/// are bitwise equal.
 #[inline(always)]
 fn contiguous_row<T: Copy, F: Fn(T) -> T>(dst: &mut [MaybeUninit<T>], src: &[T], f: &F) {
-    #[cfg(target_arch = "x86_64")]
-    if isa().avx512f {
-        // SAFETY: AVX-512F was detected at run time.
-        return unsafe { contiguous_row_avx512(dst, src, f) };
-    }
-    for (d, &v) in dst.iter_mut().zip(src) {
-        d.write(f(v));
+    match lanes() {
+        // SAFETY: the twins' features were detected.
+        #[cfg(target_arch = "x86_64")]
+        Lanes::Avx512 => unsafe { contiguous_row_avx512(dst, src, f) },
+        #[cfg(target_arch = "x86_64")]
+        Lanes::Avx2 => unsafe { contiguous_row_avx2(dst, src, f) },
+        _ => contiguous_row_body(dst, src, f),
     }
 }
 
@@ -194,6 +193,21 @@ unsafe fn contiguous_row_avx512<T: Copy, F: Fn(T) -> T>(
     src: &[T],
     f: &F,
 ) {
+    contiguous_row_body(dst, src, f)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn contiguous_row_avx2<T: Copy, F: Fn(T) -> T>(
+    dst: &mut [MaybeUninit<T>],
+    src: &[T],
+    f: &F,
+) {
+    contiguous_row_body(dst, src, f)
+}
+
+#[inline(always)]
+fn contiguous_row_body<T: Copy, F: Fn(T) -> T>(dst: &mut [MaybeUninit<T>], src: &[T], f: &F) {
     for (d, &v) in dst.iter_mut().zip(src) {
         d.write(f(v));
     }
@@ -211,23 +225,14 @@ pub(super) fn map2<T: Element, F: Fn(T, T) -> T + Sync>(
     let row = |dst: &mut [MaybeUninit<T>], [ba, bb]: [usize; 2], [sa, sb]: [usize; 2]| {
         let len = dst.len();
         match (sa, sb) {
-            (1, 1) => {
-                let (x, y) = (&a[ba..ba + len], &b[bb..bb + len]);
-                for ((d, &u), &v) in dst.iter_mut().zip(x).zip(y) {
-                    d.write(f(u, v));
-                }
-            }
+            (1, 1) => map_run(dst, &a[ba..ba + len], &b[bb..bb + len], &f),
             (1, 0) => {
                 let v = b[bb];
-                for (d, &u) in dst.iter_mut().zip(&a[ba..ba + len]) {
-                    d.write(f(u, v));
-                }
+                contiguous_row(dst, &a[ba..ba + len], &|u| f(u, v))
             }
             (0, 1) => {
                 let u = a[ba];
-                for (d, &v) in dst.iter_mut().zip(&b[bb..bb + len]) {
-                    d.write(f(u, v));
-                }
+                contiguous_row(dst, &b[bb..bb + len], &|v| f(u, v))
             }
             _ => {
                 for (j, d) in dst.iter_mut().enumerate() {
