@@ -392,6 +392,15 @@ def grad_norm(params):
                           if p.grad is not None)).item()
 
 
+def key_matches(key, pattern):
+    """duel bench's --filter: PATTERN in key, or with a trailing $, key ends with the rest."""
+    if pattern is None:
+        return True
+    if pattern.endswith("$"):
+        return key.endswith(pattern[:-1])
+    return pattern in key
+
+
 def measure_step(builder, batch, lr, warmup, steps, precision="f32"):
     """Time the step; precision "bf16" runs the forward passes and losses under
     torch.autocast('cpu', dtype=torch.bfloat16) (backward outside it, as the autocast
@@ -457,7 +466,8 @@ def main():
     ap.add_argument("--quick", action="store_true", help="CI-sized, as duel bench --quick")
     ap.add_argument("--threads", type=int, default=os.cpu_count(),
                     help="torch.set_num_threads [all logical CPUs]")
-    ap.add_argument("--filter", default=None, help="only keys containing PATTERN")
+    ap.add_argument("--filter", default=None,
+                    help="only keys containing PATTERN (ending in $: keys ending in the rest)")
     ap.add_argument("--no-steps", action="store_true", help="leave out the whole steps")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -469,7 +479,7 @@ def main():
         make(cases)
     rows = []
     for c in cases:
-        if (args.quick and c.full_only) or (args.filter and args.filter not in c.key):
+        if (args.quick and c.full_only) or not key_matches(c.key, args.filter):
             continue
         sys.stderr.write(f"\rmeasuring {c.key}\x1b[K")
         work = c.build()
@@ -489,7 +499,7 @@ def main():
     for arch, builder, batch, lr, precision in ([] if args.no_steps else STEP_ROWS):
         # The keys of duel's step rows: step/<arch> in f32, step/<arch>/<precision> else.
         key = f"step/{arch}" if precision == "f32" else f"step/{arch}/{precision}"
-        if args.filter and args.filter not in key:
+        if not key_matches(key, args.filter):
             continue
         if args.quick and arch == "dcgan64":
             continue

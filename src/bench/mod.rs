@@ -127,6 +127,19 @@ pub fn alloc_reading(device: &Device) -> Option<AllocReading> {
     }
 }
 
+/// Whether a row's `key` passes `--filter`: it contains the pattern, or, for a pattern
+/// ending in `$`, it ends with the rest (`step/dcgan28$`: the f32 step alone, not its
+/// bf16 and f16 rows). `scripts/bench_pytorch.py` reads the pattern the same way.
+pub fn key_matches(key: &str, filter: Option<&str>) -> bool {
+    match filter {
+        None => true,
+        Some(f) => match f.strip_suffix('$') {
+            Some(end) => key.ends_with(end),
+            None => key.contains(f),
+        },
+    }
+}
+
 /// Every selected op row, measured in table order. `progress` is told each row's key
 /// before it runs (long runs show where they are).
 pub fn run_cases(
@@ -144,10 +157,8 @@ pub fn run_cases(
         if options.quick && case.full_only {
             continue;
         }
-        if let Some(f) = &options.filter {
-            if !case.key().contains(f.as_str()) {
-                continue;
-            }
+        if !key_matches(&case.key(), options.filter.as_deref()) {
+            continue;
         }
         progress(&case.key());
         rows.push(measure_case(&case, device, budget)?);
@@ -229,11 +240,7 @@ pub fn run_steps(
     }
     for config in step::step_configs() {
         let key = step::step_key(&config);
-        if options
-            .filter
-            .as_ref()
-            .is_some_and(|f| !key.contains(f.as_str()))
-        {
+        if !key_matches(&key, options.filter.as_deref()) {
             continue;
         }
         let dcgan64 = config.arch == crate::gan::arch::Arch::Dcgan64;
@@ -283,5 +290,20 @@ pub fn measure_machine(device: &Device, threads: usize, quick: bool) -> machine:
         gpu,
         gpu_absent,
         kernels: machine::kernel_build(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::key_matches;
+
+    #[test]
+    fn filters_match_substrings_or_key_ends() {
+        assert!(key_matches("step/dcgan28/bf16", None));
+        assert!(key_matches("step/dcgan28/bf16", Some("dcgan28")));
+        assert!(!key_matches("step/dcgan28/bf16", Some("dcgan64")));
+        assert!(key_matches("step/dcgan28", Some("step/dcgan28$")));
+        assert!(!key_matches("step/dcgan28/bf16", Some("step/dcgan28$")));
+        assert!(key_matches("step/dcgan28/bf16", Some("bf16$")));
     }
 }

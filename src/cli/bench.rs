@@ -15,7 +15,7 @@ pub struct BenchArgs {
     /// Threads for the cpu kernels and the FMA/bandwidth probes [all logical CPUs]
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
     threads: Option<u16>,
-    /// Only rows whose key (op/direction/where/shape, or step/<arch>) contains PATTERN
+    /// Only rows whose key (op/direction/where/shape, or step/<arch>) contains PATTERN (ending in `$`: keys ending in the rest, as `step/dcgan28$`)
     #[arg(long, value_name = "PATTERN")]
     filter: Option<String>,
     /// CI-sized: 3 samples a row, the dcgan64 and large generic shapes left out
