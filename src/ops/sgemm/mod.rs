@@ -156,6 +156,15 @@ pub(crate) unsafe fn sgemm(
     b: (*const f32, usize, usize),
     threads: usize,
 ) {
+    // One contiguous column (a matrix-vector product: dcgan28's D.fc forward, [64, 6272]
+    // · [6272, 1]) would fill one of each tile's 16 columns; as its transpose, the row
+    // `cᵀ (1 x m) = bᵀ · aᵀ`, it fills them all. Each element is the same chain of FMAs over
+    // the same k-blocks (fma(x, y, z) = fma(y, x, z)), so the bits are the product's.
+    if n == 1 && m > 1 && c.1 == 1 {
+        let (a_t, b_t) = ((b.0, b.2, b.1), (a.0, a.2, a.1));
+        let a_t = Lhs::Strided(Strided::from(a_t));
+        return run(loops, (1, m, k), (c.0, m), accumulate, a_t, b_t, threads);
+    }
     let a = Lhs::Strided(Strided::from(a));
     run(loops, (m, n, k), c, accumulate, a, b, threads)
 }
