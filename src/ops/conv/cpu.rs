@@ -212,12 +212,15 @@ fn im2col_products<T: Elem>(
                         };
                         for (co, row) in dst.chunks_exact_mut(l).enumerate() {
                             let src = &tmp[co * ld + k * l..][..l];
-                            let bv = bias.map_or(T::ZERO, |bv| bv[co]);
+                            let pairs = row.iter_mut().zip(src);
                             match bias {
-                                Some(_) => row.iter_mut().zip(src).for_each(|(d, &s)| {
-                                    d.write(s + bv);
-                                }),
-                                None => row.iter_mut().zip(src).for_each(|(d, &s)| {
+                                Some(bv) => {
+                                    let b = bv[co];
+                                    pairs.for_each(|(d, &s)| {
+                                        d.write(s + b);
+                                    })
+                                }
+                                None => pairs.for_each(|(d, &s)| {
                                     d.write(s);
                                 }),
                             }
