@@ -29,6 +29,9 @@
 //                        its leading dimension and batch stride are multiples of 4, and
 //                        the 4 elements are in bounds; otherwise scalar with per-element
 //                        bounds checks. Same for the float4 stores of C.
+//   Split-K: for a product of few C tiles and a long K the launch layer passes one chunk
+//   of K as K and runs the chunks over gridDim.z (the batch strides step along K) into a
+//   workspace that it then sums; the kernels themselves are unchanged by it.
 //   No dynamic shared memory. Every thread reaches every __syncthreads (out-of-range
 //   loads are predicated to 0, stores are guarded; nothing returns early).
 //

@@ -17,7 +17,8 @@
 // Launch shape (src/ops/matmul/simt.rs)
 //   block (128, 1, 1): 4 warps as 2x2, each computing a 32x32 piece of the block's 64x64
 //   tile of C as 2x4 mma tiles of 16x8 (32 f32 accumulators per thread).
-//   grid (ceil(N/64), ceil(M/64), batch); no dynamic shared memory.
+//   grid (ceil(N/64), ceil(M/64), batch); no dynamic shared memory. A product of few C
+//   tiles and a long K is split along K by the launch layer exactly as for matmul.cu.
 //   Static shared: two buffers (double buffering) of op(A) as As[m][k] and op(B) as
 //   Bs[n][k], 64 rows x 32 k of 16-bit values each, rows padded to 40 elements (80 bytes:
 //   16-byte aligned for ldmatrix, and the 8 rows of one 8x8 ldmatrix land on 8 distinct

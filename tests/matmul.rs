@@ -403,6 +403,29 @@ fn matmul_emu_parity_odd_sizes() {
 }
 
 #[test]
+fn matmul_emu_parity_split_k() {
+    // Few C tiles and a long K: the launch layer cuts K into chunks summed afterwards
+    // (src/ops/matmul/simt.rs, `k_splits`): one tile with equal chunks (a conv weight
+    // gradient's shape), two tiles with a shorter last chunk, a matrix-vector product,
+    // and transposed operands (the chunk steps of a column-major A and B). Each chunk
+    // and the chunk sum are f32 sums of at most K terms: the same bound holds.
+    for &(m, k, n) in &[
+        (64, 12_544, 16),
+        (64, 6272, 100),
+        (64, 6272, 1),
+        (5, 5000, 3),
+    ] {
+        let (a, b) = (rand_cpu(&[m, k], 41), rand_cpu(&[k, n], 42));
+        parity(&a, &b, &format!("split {m}x{k}x{n}"), plain);
+    }
+    let (m, k, n) = (33, 4099, 17);
+    let (at, bt) = (rand_cpu(&[k, m], 43), rand_cpu(&[n, k], 44));
+    parity(&at, &bt, "split TT 33x4099x17", |x, y| {
+        (x.t().unwrap(), y.t().unwrap())
+    });
+}
+
+#[test]
 fn matmul_emu_parity_transposes() {
     // Operands stored transposed ([k,m] and [n,k]) and used through .t() views: the
     // kernels read them with trans flags (odd sizes, aligned and unaligned leading dims).

@@ -121,6 +121,8 @@ fn odd_shapes_and_transposed_operands_match_the_rounded_reference_and_cpu_f32() 
         (65, 130, 47),
         (33, 70, 100),
         (3, 0, 5),
+        // One C tile over a long K: split into chunks of 320 and a last one of 20.
+        (20, 1300, 9),
     ];
     for schedule in emu_schedules() {
         let dev = emu(schedule);

@@ -18,6 +18,15 @@
 //! of kernels/matmul_mma.cu (128 threads per 64x64 tile, operands rounded as they are
 //! staged, f32 accumulation), with the same parameters, operand handling, batch groups
 //! and grid splitting.
+//!
+//! Split-K: a single product whose C covers few tiles but whose K is long (a weight
+//! gradient summed over the batch, a matrix-vector product) would leave most of the GPU
+//! idle while a handful of blocks walk all of K. [`k_splits`] cuts K into equal chunks
+//! (a multiple of 64, so every chunk starts 16-byte aligned and on the kernels' k-steps),
+//! runs them as a batch of products into a `[S, M, N]` workspace and sums the workspace
+//! over its first axis with the reduce family (one thread per output, chunks in order).
+//! The policy reads the shape only, never the GPU, so a product rounds the same way on
+//! every device, and every kernel version splits alike (they stay bit-identical).
 
 use super::{MatmulKernel, MatmulPlan, MatrixOperand};
 use crate::device::simt::{kernel_int, Arg, LaunchConfig, SimtDevice};
@@ -45,6 +54,32 @@ fn launch_kernel(
         }
         (Precision::F32, MatmulKernel::RegBlock) => (kernel.kernel_name(), 64, 64, (256, 1, 1)),
     }
+}
+
+/// Blocks a split product aims at: about two per SM on a 132-SM H100/H200 (a constant,
+/// so the split, and with it the rounding, depends on the shape alone).
+const SPLIT_TARGET_BLOCKS: usize = 256;
+/// The least K a chunk gets: below it the extra workspace pass costs more than it saves.
+const SPLIT_MIN_CHUNK: usize = 256;
+const SPLIT_MAX: usize = 64;
+/// The C tile the policy counts in, whatever the kernel's own tile: every version then
+/// splits a product alike.
+const SPLIT_TILE: usize = 64;
+/// Chunks are multiples of this (float4 alignment, the tiles' k-steps of 16 and 32).
+const SPLIT_ALIGN: usize = 64;
+
+/// `(splits, chunk)` for a product of `tiles` C tiles and inner dimension `k`: K is cut
+/// into `splits` chunks of `chunk` (the last one shorter or equal), or `(1, k)` when
+/// splitting does not pay.
+pub(crate) fn k_splits(tiles: usize, k: usize) -> (usize, usize) {
+    let want = (SPLIT_TARGET_BLOCKS / tiles.max(1))
+        .min(k / SPLIT_MIN_CHUNK)
+        .min(SPLIT_MAX);
+    if want < 2 {
+        return (1, k);
+    }
+    let chunk = k.div_ceil(want).next_multiple_of(SPLIT_ALIGN);
+    (k.div_ceil(chunk), chunk)
 }
 
 fn int(what: &str, v: usize) -> Result<i32> {
@@ -115,10 +150,9 @@ pub(super) fn matmul(
     let batch = p.batch_count();
     let out_len = batch * m * n;
     int("output size", out_len)?;
-    let out = dev.alloc_elems(DType::F32, out_len)?;
     if out_len == 0 {
         return Ok(Tensor::from_device_buffer(
-            out,
+            dev.alloc_elems(DType::F32, 0)?,
             p.out_shape.clone(),
             DType::F32,
             a.device(),
@@ -142,6 +176,23 @@ pub(super) fn matmul(
     let grid_x = n.div_ceil(tile_n);
     int("grid x", grid_x)?;
     let rows_per_launch = MAX_GRID_YZ * tile_m;
+    if batch == 1 && m <= rows_per_launch {
+        let (splits, chunk) = k_splits(m.div_ceil(SPLIT_TILE) * n.div_ceil(SPLIT_TILE), k);
+        if splits > 1 {
+            let split = Split {
+                name,
+                block,
+                tile_m,
+                grid_x,
+                splits,
+                chunk,
+            };
+            return split
+                .run(dev, a.device(), &ka, &kb, (m, n, k))?
+                .reshape(p.out_shape.clone());
+        }
+    }
+    let out = dev.alloc_elems(DType::F32, out_len)?;
     let c_stride = m * n;
 
     // Batch groups: (first entry, entries, strides); one group when both operands have a
@@ -192,4 +243,99 @@ pub(super) fn matmul(
         DType::F32,
         a.device(),
     ))
+}
+
+/// One product cut along K (see the module docs): the launch plan of [`k_splits`].
+struct Split {
+    name: &'static str,
+    block: (u32, u32, u32),
+    tile_m: usize,
+    grid_x: usize,
+    splits: usize,
+    chunk: usize,
+}
+
+impl Split {
+    /// C = op(A)·op(B) (batch 1, M within one launch) as `[M·N]`: the full chunks as one
+    /// batched launch over gridDim.z, a shorter last chunk as its own launch, then the
+    /// workspace summed over the chunks.
+    fn run(
+        &self,
+        dev: &SimtDevice,
+        device: &crate::device::Device,
+        ka: &KernelOperand,
+        kb: &KernelOperand,
+        (m, n, k): (usize, usize, usize),
+    ) -> Result<Tensor> {
+        const F32: usize = DType::F32.size_in_bytes();
+        let (s, chunk) = (self.splits, self.chunk);
+        let workspace = dev.alloc_elems(DType::F32, s * m * n)?;
+        int("split workspace size", s * m * n)?;
+        // Moving one chunk along K: along a row of A's storage (or down its rows when
+        // transposed), down B's rows (or along them when transposed).
+        let a_step = if ka.trans { chunk * ka.ld } else { chunk };
+        let b_step = if kb.trans { chunk } else { chunk * kb.ld };
+        int("split stride of A", a_step * s)?;
+        int("split stride of B", b_step * s)?;
+        let last = k - (s - 1) * chunk;
+        let full = if last == chunk { s } else { s - 1 };
+        let launch = |first: usize, count: usize, kk: usize| -> Result<()> {
+            let cfg = LaunchConfig {
+                grid: (
+                    self.grid_x as u32,
+                    m.div_ceil(self.tile_m) as u32,
+                    count as u32,
+                ),
+                block: self.block,
+                shared_bytes: 0,
+            };
+            let args = [
+                Arg::ptr(ka.base + ((ka.offsets[0] + first * a_step) * F32) as u64),
+                Arg::ptr(kb.base + ((kb.offsets[0] + first * b_step) * F32) as u64),
+                Arg::ptr(workspace.ptr() + (first * m * n * F32) as u64),
+                Arg::val(m as i32),
+                Arg::val(n as i32),
+                Arg::val(kk as i32),
+                Arg::val(ka.ld as i32),
+                Arg::val(kb.ld as i32),
+                Arg::val(n as i32),
+                Arg::val(ka.trans as i32),
+                Arg::val(kb.trans as i32),
+                Arg::val(a_step as i32),
+                Arg::val(b_step as i32),
+                Arg::val((m * n) as i32),
+            ];
+            dev.launch(self.name, &cfg, &args)
+        };
+        launch(0, full, chunk)?;
+        if full < s {
+            launch(full, 1, last)?;
+        }
+        let parts = Tensor::from_device_buffer(workspace, [s, m * n], DType::F32, device);
+        crate::tensor::tape::no_grad(|| parts.sum(&[0], false))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::k_splits;
+
+    #[test]
+    fn k_splits_cuts_long_k_of_few_tiles_into_aligned_chunks() {
+        // dcgan28's D.conv1 weight gradient: C [64, 16] is one tile, K = 64·196.
+        assert_eq!(k_splits(1, 12_544), (49, 256));
+        // dcgan28's G.fc input gradient: two tiles, K = 6272; uneven last chunk.
+        assert_eq!(k_splits(2, 6272), (20, 320));
+        // Enough tiles to fill the GPU, or a short K: no split.
+        assert_eq!(k_splits(256, 1 << 20), (1, 1 << 20));
+        assert_eq!(k_splits(1, 511), (1, 511));
+        // Every chunk but the last is full, the last is not empty.
+        for (tiles, k) in [(1, 5000), (3, 100_000), (7, 4099)] {
+            let (s, c) = k_splits(tiles, k);
+            assert!(
+                s >= 2 && c % 64 == 0 && (s - 1) * c < k && s * c >= k,
+                "{tiles} {k}"
+            );
+        }
+    }
 }
