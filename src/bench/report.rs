@@ -216,7 +216,15 @@ impl Report {
                 ms(s.spread.p90),
                 s.images_per_second()
             );
-            let total: f64 = s.samples.iter().sum::<f64>() / s.samples.len().max(1) as f64;
+            // The shares' own sum: on cpu the timed steps' mean, on cuda/emu that of the
+            // profiled steps (which wait for the device after every op; see bench::step).
+            let total: f64 = s.breakdown.iter().map(|x| x.seconds_per_step).sum();
+            if s.device != "cpu" {
+                out += &format!(
+                    "  (shares of {} ms/step: profiled steps that wait for the device after each op)\n",
+                    ms(total)
+                );
+            }
             for share in &s.breakdown {
                 if share.seconds_per_step / total < 0.005 {
                     continue;

@@ -2,8 +2,6 @@
 //! step, Adam) of each architecture with its `duel train` defaults, timed step by step,
 //! with the op profiler on so the step splits into (op, direction) shares.
 
-use std::time::Instant;
-
 use serde_json::{json, Value};
 
 use crate::device::Device;
@@ -15,7 +13,10 @@ use crate::gan::trainer::Trainer;
 use crate::ops::precision::Precision;
 use crate::profile;
 
-use super::timing::Spread;
+use super::timing::{Spread, Stopwatch};
+
+/// Steps run with the profiler's device waits on cuda/emu, for the breakdown alone.
+const PROFILED_STEPS: usize = 10;
 
 /// One share of a step: an (op, direction) and its time per step.
 #[derive(Clone, Debug)]
@@ -131,30 +132,52 @@ pub fn measure_step(
     for _ in 0..warmup {
         trainer.train_step()?;
     }
+    // On the cpu the profiler rides along with the timed steps (its scopes cost a clock
+    // read each). On cuda/emu it needs a device wait per op (profile::set_sync), which
+    // would slow the steps it times: the steps are timed unprofiled and the breakdown
+    // comes from PROFILED_STEPS more.
+    let asynchronous = device.simt().is_some();
     profile::take();
     let before = super::alloc_reading(device);
-    profile::set_enabled(true);
+    profile::set_enabled(!asynchronous);
+    let mut watch = Stopwatch::new(device);
     let mut samples = Vec::with_capacity(steps);
-    let run = (|| -> Result<()> {
-        for _ in 0..steps.max(1) {
-            let t = Instant::now();
+    let mut timed = |count: usize, samples: &mut Vec<f64>| -> Result<()> {
+        for _ in 0..count {
+            watch.start()?;
             trainer.train_step()?;
-            samples.push(t.elapsed().as_secs_f64());
+            watch.stop()?;
+            samples.push(watch.take().as_secs_f64());
         }
         Ok(())
-    })();
+    };
+    let run = timed(steps.max(1), &mut samples);
     profile::set_enabled(false);
     run?;
     let after = super::alloc_reading(device);
+    let mut profiled = samples.clone();
+    if let Some(simt) = device.simt() {
+        let simt = simt.clone();
+        profile::set_sync(Some(Box::new(move || {
+            let _ = simt.runtime().synchronize();
+        })));
+        profile::set_enabled(true);
+        profiled.clear();
+        let run = timed(PROFILED_STEPS.min(steps.max(1)), &mut profiled);
+        profile::set_enabled(false);
+        profile::set_sync(None);
+        run?;
+    }
     let n = samples.len() as f64;
-    let per_step_total: f64 = samples.iter().sum::<f64>() / n;
+    let n_profiled = profiled.len() as f64;
+    let per_step_total: f64 = profiled.iter().sum::<f64>() / n_profiled;
     let mut breakdown: Vec<Share> = profile::take()
         .into_iter()
         .map(|e| Share {
             op: e.op.to_string(),
             direction: e.direction.name().to_string(),
-            calls_per_step: e.calls as f64 / n,
-            seconds_per_step: e.time.as_secs_f64() / n,
+            calls_per_step: e.calls as f64 / n_profiled,
+            seconds_per_step: e.time.as_secs_f64() / n_profiled,
         })
         .collect();
     let covered: f64 = breakdown.iter().map(|s| s.seconds_per_step).sum();
