@@ -26,6 +26,11 @@ if [ -n "$manifest_dir" ] && [ ! -e "$manifest_dir" ]; then
     mkdir -p "$(dirname "$manifest_dir")" 2>/dev/null && ln -s "$kit/tree" "$manifest_dir" 2>/dev/null ||
         echo "run.sh: cannot create $manifest_dir (build-time path); tests that read fixtures will fail" >&2
 fi
+bin_exe=$(sed -n 's/^bin_exe=//p' "$kit/MANIFEST")
+if [ -n "$bin_exe" ] && [ ! -e "$bin_exe" ]; then
+    mkdir -p "$(dirname "$bin_exe")" 2>/dev/null && ln -s "$duel" "$bin_exe" 2>/dev/null ||
+        echo "run.sh: cannot create $bin_exe (build-time path of duel); the cli tests will fail" >&2
+fi
 
 declare -a summary
 part() { # part NAME SECONDS LOG COMMAND...

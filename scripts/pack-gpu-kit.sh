@@ -65,6 +65,9 @@ cp scripts/gpu-kit-run.sh "$dir/run.sh"
 chmod +x "$dir/run.sh"
 {
     echo "manifest_dir=$root"
+    # tests/cli.rs runs the binary at its build-time path (env!("CARGO_BIN_EXE_duel")).
+    echo "bin_exe=$(cargo metadata --format-version 1 --no-deps |
+        python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')/release/duel"
     echo "commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
     echo "packed=$(date -u '+%Y-%m-%d %H:%M UTC')"
     echo "tests=$(ls "$dir/tests" | tr '\n' ' ')"
