@@ -4,8 +4,9 @@
 //! (`duel bench --filter square`, `--filter "D.conv2"`): equal on square products (~86% of
 //! the FMA peak at 1024³) and on one thread, ~25% faster on the input and weight gradients
 //! of dcgan28's D.conv2 at 2 threads (the product cut into two column halves, each packing
-//! only its half of `B`), and no allocation per call. CPUs with AVX-512 keep the crate's
-//! 16-lane kernels: this engine has no AVX-512 tiles.
+//! only its half of `B`), and no allocation per call. On CPUs with AVX-512 it runs its
+//! 12 x 32 AVX-512 tiles for the shallow products where they beat the crate
+//! ([`AVX512_MAX_K`]); the deep ones keep the crate's 16-lane kernels.
 //!
 //! **Blocking** (the BLIS scheme): the columns in blocks of `NC` = 2048, `k` in blocks
 //! of `KC` = 256; per `(NC, KC)` block `B` is packed once into `kc x NR` micro-panels
@@ -60,6 +61,8 @@ const PARALLEL_MACS: usize = 1 << 18;
 /// The loops of the engine.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Loops {
+    /// 16-lane FMA tiles, four at a time (AVX-512F), and the AVX2 packing.
+    Avx512,
     /// 8-lane FMA tiles and packing (AVX2 + FMA).
     Avx2,
     /// The same arithmetic in scalar `f32::mul_add` (what `DUEL_CPU_ISA=baseline` runs).
@@ -67,11 +70,12 @@ pub(crate) enum Loops {
 }
 
 impl Loops {
-    pub(crate) const ALL: [Loops; 2] = [Loops::Avx2, Loops::Portable];
+    pub(crate) const ALL: [Loops; 3] = [Loops::Avx512, Loops::Avx2, Loops::Portable];
 
     /// The kernel name in `duel bench`.
     pub(crate) fn name(self) -> &'static str {
         match self {
+            Loops::Avx512 => "duel-avx512",
             Loops::Avx2 => "duel-avx2",
             Loops::Portable => "duel-portable",
         }
@@ -80,8 +84,22 @@ impl Loops {
     /// Whether this CPU (after `DUEL_CPU_ISA`) runs these loops.
     pub(crate) fn available(self) -> bool {
         match self {
+            Loops::Avx512 => isa::isa().avx512f,
             Loops::Avx2 => isa::isa().avx2,
             Loops::Portable => true,
+        }
+    }
+
+    /// Whether packing uses the AVX2 routines (the same copies, so the same bits).
+    fn vector_packing(self) -> bool {
+        self != Loops::Portable
+    }
+
+    /// The tile rows and columns that `run` keeps together in one part.
+    fn unit(self) -> (usize, usize) {
+        match self {
+            Loops::Avx512 => (2 * MR, 2 * NR),
+            _ => (MR, NR),
         }
     }
 }
@@ -91,10 +109,13 @@ impl Loops {
 /// crate. The choice depends on the hardware only, so `DUEL_CPU_ISA` changes no bit.
 pub(crate) fn engine() -> Option<Loops> {
     let hardware = isa::hardware();
-    if !hardware.avx2 || hardware.avx512f {
+    if !hardware.avx2 {
         return None;
     }
-    Some(if isa::isa().avx2 {
+    let isa = isa::isa();
+    Some(if isa.avx512f {
+        Loops::Avx512
+    } else if isa.avx2 {
         Loops::Avx2
     } else {
         Loops::Portable
@@ -107,21 +128,39 @@ pub(crate) fn engine() -> Option<Loops> {
 /// choice depends on `k` alone, the same for every block and tile of one conv call.
 pub(crate) const MIN_K: usize = 32;
 
-/// The engine for a product of depth `k`: [`engine`] from [`MIN_K`] on, else the crate.
+/// The deepest `k` the AVX-512 tiles take: above it the `gemm` crate's AVX-512 kernels
+/// (64 x 6 tiles, their own blocking) measured as fast or faster — square products ~9%
+/// faster, dcgan28's D.conv2 and G.convt1 (k = 1024) within ±4% — while up to it these
+/// tiles won: dcgan28's G.fc forward (k = 100) 0.48 against 0.51 ms, G.convt2 forward and
+/// D.conv1 input gradient (k = 64) 0.23 against 0.30 ms (`duel bench --threads 2`,
+/// interleaved rounds, this Xeon with AVX-512).
+pub(crate) const AVX512_MAX_K: usize = 128;
+
+/// The engine for a product of depth `k`: [`engine`] from [`MIN_K`] on (on AVX-512
+/// hardware up to [`AVX512_MAX_K`]), else the crate. Like [`engine`], a choice by the
+/// hardware and `k` alone, never by the switch.
 pub(crate) fn engine_for(k: usize) -> Option<Loops> {
-    engine().filter(|_| k >= MIN_K)
+    let deep = isa::hardware().avx512f && k > AVX512_MAX_K;
+    engine().filter(|_| k >= MIN_K && !deep)
 }
 
 /// What `duel devices` and the bench header say about the f32 GEMM.
 pub fn engine_description() -> String {
     let hardware = isa::hardware();
     let loops = match engine() {
+        Some(Loops::Avx512) => "AVX-512F tiles, 12x32 at a time",
+        Some(Loops::Avx2) if hardware.avx512f => "AVX2+FMA tiles: DUEL_CPU_ISA turns AVX-512 off",
         Some(Loops::Avx2) => "AVX2+FMA tiles; this CPU has no AVX-512",
         Some(Loops::Portable) => "portable loops: DUEL_CPU_ISA turns AVX2 off",
-        None if hardware.avx512f => return "the gemm crate (its AVX-512 kernels)".into(),
         None => return "the gemm crate (this CPU lacks AVX2 or FMA)".into(),
     };
-    format!("duel's own (ops::sgemm, {loops}) for k >= {MIN_K}, the gemm crate below")
+    match hardware.avx512f {
+        true => format!(
+            "duel's own (ops::sgemm, {loops}) for {MIN_K} <= k <= {AVX512_MAX_K}, the gemm \
+             crate (its AVX-512 kernels) elsewhere"
+        ),
+        false => format!("duel's own (ops::sgemm, {loops}) for k >= {MIN_K}, the gemm crate below"),
+    }
 }
 
 /// The output of a product: `C` at `ptr`, row stride `ldc`.
@@ -237,7 +276,7 @@ impl PackedA {
             regions.push((pc, kc, region));
             rest = tail;
         }
-        let avx2 = loops == Loops::Avx2;
+        let avx2 = loops.vector_packing();
         let pack =
             |(pc, kc, to): (usize, usize, &mut [f32])| pack::pack_a(a, (0, m), (pc, kc), to, avx2);
         match stride * k >= PARALLEL_PACK {
@@ -334,7 +373,8 @@ unsafe fn run(
         return;
     }
     let by_columns = n >= m;
-    let (along, unit) = if by_columns { (n, NR) } else { (m, MR) };
+    let (unit_m, unit_n) = loops.unit();
+    let (along, unit) = if by_columns { (n, unit_n) } else { (m, unit_m) };
     let parts = match m * n * k >= PARALLEL_MACS {
         true => threads.min(along.div_ceil(unit)).max(1),
         false => 1,
@@ -398,7 +438,7 @@ unsafe fn block(
                 (pc, kc),
                 (packed0, packed_cols),
                 bp,
-                loops == Loops::Avx2,
+                loops.vector_packing(),
             );
             // All the rows at once: a transposed A (`Wᵀ`) is then read in whole runs of
             // m values per k, not in MC-long pieces a row stride apart, which a power-of-two
@@ -406,7 +446,7 @@ unsafe fn block(
             let all: &[f32] = match a {
                 Lhs::Strided(a) => {
                     let all = aligned(apack, mb.div_ceil(MR) * MR * kc);
-                    pack::pack_a(a, (i0, mb), (pc, kc), all, loops == Loops::Avx2);
+                    pack::pack_a(a, (i0, mb), (pc, kc), all, loops.vector_packing());
                     all
                 }
                 Lhs::Packed(p) => p.packed.panels(p.first + i0 / MR, (pc, kc)),
@@ -415,6 +455,34 @@ unsafe fn block(
                 let nrows = MC.min(i0 + mb - ic);
                 let first = (ic - i0) / MR * MR * kc;
                 let ap = &all[first..first + nrows.div_ceil(MR) * MR * kc];
+                #[cfg(target_arch = "x86_64")]
+                if loops == Loops::Avx512 {
+                    let panel = |jr: usize| match jr < full {
+                        true => (b.at(pc, jc + jr * NR), b.rs),
+                        false => (bp.as_ptr().add((jr - full) * NR * kc), NR),
+                    };
+                    let panels = ncols.div_ceil(NR);
+                    for (ir, apair) in ap.chunks(2 * MR * kc).enumerate() {
+                        let i = ic + ir * 2 * MR;
+                        for jr in (0..panels).step_by(2) {
+                            let j = jc + jr * NR;
+                            let b = [panel(jr), panel((jr + 1).min(panels - 1))];
+                            let t = Tile {
+                                c: out.ptr.add(i * out.ldc + j),
+                                ldc: out.ldc,
+                                rows: (2 * MR).min(ic + nrows - i),
+                                cols: (2 * NR).min(jc + ncols - j),
+                                overwrite: overwrite(pc),
+                            };
+                            let q = micro::Quad {
+                                a: apair.as_ptr(),
+                                b,
+                            };
+                            micro::quad(kc, q, t);
+                        }
+                    }
+                    continue;
+                }
                 for jr in 0..ncols.div_ceil(NR) {
                     let j = jc + jr * NR;
                     let bpanel = match jr < full {
