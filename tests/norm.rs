@@ -465,3 +465,99 @@ fn batch_norm_strided_input_matches_contiguous() {
     let c = batch_norm(&xe, None, None, None, None, true, 0.1, 1e-5).unwrap();
     close(&v(&c), &v(&b), 2e-4);
 }
+
+/// `[N, C]` batch norm (one group per column, the `columns` path of the cpu backend)
+/// against its definition written out here in f64, in the order the cpu reference states
+/// (src/ops/norm/cpu.rs): Σx over rows in order, mean = Σx/N, Σ(x − mean)² in order,
+/// var = that/N, invstd = 1/√(var + ε); y = (x − mean)·invstd·w + b; Σdy and
+/// Σdy·(x − mean)·invstd in row order (mean and invstd as stored in the tensor's dtype);
+/// dx = w·invstd·(dy − Σdy/N − x̂·Σdy·x̂/N). Every operation is the same IEEE f64
+/// operation, so the results must agree bit for bit (tolerance 0) in f64, where any other
+/// order shows, and in f32, at a size the cpu backend runs in parallel and at a small one
+/// it runs on one thread.
+#[test]
+fn batch_norm_columns_match_their_f64_definition_bitwise() {
+    for dtype in [DType::F64, DType::F32] {
+        // The dtype's rounding of an f64 value.
+        let round = |v: f64| {
+            if dtype == DType::F32 {
+                v as f32 as f64
+            } else {
+                v
+            }
+        };
+        for &(n, c) in &[(37usize, 1000usize), (5, 7)] {
+            let eps = 1e-5;
+            let xs: Vec<f64> = (0..n * c)
+                .map(|i| ((i * 7919 % 1009) as f64 / 97.0 - 5.0) * (1.0 + (i % 13) as f64))
+                .collect();
+            let ws: Vec<f64> = (0..c).map(|j| 0.5 + (j % 11) as f64 / 7.0).collect();
+            let bs: Vec<f64> = (0..c).map(|j| (j % 5) as f64 / 3.0 - 0.5).collect();
+            let gs: Vec<f64> = (0..n * c)
+                .map(|i| ((i * 31 % 101) as f64 - 50.0) / 23.0)
+                .collect();
+            let [xs, ws, bs, gs] =
+                [xs, ws, bs, gs].map(|v| v.into_iter().map(round).collect::<Vec<_>>());
+            let t = |v: &[f64], shape: &[usize]| {
+                Tensor::from_slice(v, shape.to_vec(), &Device::Cpu)
+                    .unwrap()
+                    .to_dtype(dtype)
+                    .unwrap()
+            };
+            let x = t(&xs, &[n, c]).with_requires_grad();
+            let w = t(&ws, &[c]).with_requires_grad();
+            let b = t(&bs, &[c]).with_requires_grad();
+            let y = batch_norm(&x, None, None, Some(&w), Some(&b), true, 0.1, eps).unwrap();
+            y.mul(&t(&gs, &[n, c]))
+                .unwrap()
+                .sum_all()
+                .unwrap()
+                .backward()
+                .unwrap();
+
+            let at = |v: &[f64], i: usize, j: usize| v[i * c + j];
+            let (mut want_y, mut want_dx) = (vec![0f64; n * c], vec![0f64; n * c]);
+            let (mut want_dw, mut want_db) = (vec![0f64; c], vec![0f64; c]);
+            for j in 0..c {
+                let mut s = 0.0;
+                (0..n).for_each(|i| s += at(&xs, i, j));
+                let mean = s / n as f64;
+                let mut q = 0.0;
+                (0..n).for_each(|i| q += (at(&xs, i, j) - mean) * (at(&xs, i, j) - mean));
+                let invstd = 1.0 / (q / n as f64 + eps).sqrt();
+                let (wv, bv) = (ws[j], bs[j]);
+                for i in 0..n {
+                    want_y[i * c + j] = round((at(&xs, i, j) - mean) * invstd * wv + bv);
+                }
+                let (mean, invstd) = (round(mean), round(invstd));
+                let (mut sdy, mut sdyx) = (0.0, 0.0);
+                for i in 0..n {
+                    let d = at(&gs, i, j);
+                    sdy += d;
+                    sdyx += d * (at(&xs, i, j) - mean) * invstd;
+                }
+                let k = wv * invstd;
+                for i in 0..n {
+                    let xhat = (at(&xs, i, j) - mean) * invstd;
+                    let d = at(&gs, i, j);
+                    want_dx[i * c + j] = round(k * (d - sdy / n as f64 - xhat * (sdyx / n as f64)));
+                }
+                want_dw[j] = round(sdyx);
+                want_db[j] = round(sdy);
+            }
+            let bits = |t: &Tensor| {
+                t.to_f64_vec()
+                    .unwrap()
+                    .iter()
+                    .map(|x| x.to_bits())
+                    .collect::<Vec<_>>()
+            };
+            let want = |v: &[f64]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            let what = format!("{dtype} [{n}, {c}]");
+            assert_eq!(bits(&y), want(&want_y), "{what}: y");
+            assert_eq!(bits(&x.grad().unwrap()), want(&want_dx), "{what}: dx");
+            assert_eq!(bits(&w.grad().unwrap()), want(&want_dw), "{what}: dw");
+            assert_eq!(bits(&b.grad().unwrap()), want(&want_db), "{what}: db");
+        }
+    }
+}

@@ -3,7 +3,7 @@
 //! over ranges of groups for the statistics and over runs of whole rows for the
 //! elementwise parts (above `PARALLEL_THRESHOLD`).
 
-use super::{NormForward, NormGeom, Stats};
+use super::{columns, NormForward, NormGeom, Stats};
 use crate::device::cpu::{CpuBuffer, PARALLEL_THRESHOLD};
 use crate::error::{Error, Result};
 use crate::ops::cpu_shared::{lane_sum, lane_sum2, map_run, written_vec};
@@ -135,6 +135,10 @@ fn for_runs<T: Send>(
 /// over its groups): each row's sum is formed first and the row sums are added in row
 /// order; the second pass sums `(x − mean)²` likewise.
 fn batch_stats<T: Element>(x: &[T], geom: NormGeom) -> Vec<(f64, f64)> {
+    if geom.inner == 1 {
+        let shape = (geom.outer, geom.groups);
+        return columns::stats(x, shape, groups_per_task(geom));
+    }
     let m = geom.m() as f64;
     let inner = geom.inner;
     // (Σ x, then the mean Σ x / M; Σ (x − mean)²) per group.
@@ -245,6 +249,19 @@ fn forward_typed<T: Element>(
             (mean[g], invstd[g], wv, bv)
         })
         .collect();
+    if geom.inner == 1 {
+        let a = columns::Affine {
+            mean: affine.iter().map(|p| p.0).collect(),
+            invstd: affine.iter().map(|p| p.1).collect(),
+            weight: affine.iter().map(|p| p.2).collect(),
+            bias: affine.iter().map(|p| p.3).collect(),
+        };
+        let xb = x.cpu_buffer(op)?;
+        let xs = slice::<T>(&xb, x);
+        // SAFETY: `columns::affine` writes every element of every row.
+        let y = unsafe { written_vec(geom.numel(), |y| columns::affine(xs, y, geom.groups, &a)) };
+        return finish_forward(x, geom, y, &mean, &invstd);
+    }
     let y_of = |v: T, &(mu, is, wv, bv): &(f64, f64, f64, f64)| {
         T::from_f64((v.to_f64() - mu) * is * wv + bv)
     };
@@ -265,12 +282,23 @@ fn forward_typed<T: Element>(
         // SAFETY: for_runs hands each element to one run, and every run is written whole.
         unsafe { written_vec(geom.numel(), fill) }
     };
+    finish_forward(x, geom, y, &mean, &invstd)
+}
+
+/// The forward's tensors: `y`, and the per-group mean and invstd stored in `T`.
+fn finish_forward<T: Element>(
+    x: &Tensor,
+    geom: NormGeom,
+    y: Vec<T>,
+    mean: &[f64],
+    invstd: &[f64],
+) -> Result<NormForward> {
     let g = geom.groups;
     let to_t = |v: &[f64]| v.iter().map(|&a| T::from_f64(a)).collect::<Vec<T>>();
     Ok(NormForward {
         y: Tensor::from_vec(y, x.shape().clone(), &x.device().clone())?,
-        mean: Tensor::from_vec(to_t(&mean), [g], x.device())?,
-        invstd: Tensor::from_vec(to_t(&invstd), [g], x.device())?,
+        mean: Tensor::from_vec(to_t(mean), [g], x.device())?,
+        invstd: Tensor::from_vec(to_t(invstd), [g], x.device())?,
     })
 }
 
@@ -311,7 +339,58 @@ fn backward_typed<T: Element>(
     let db = dy.cpu_buffer(OP)?;
     let (xs, ds) = (slice::<T>(&xb, x), slice::<T>(&db, dy));
     let inner = geom.inner;
-    let sums: Vec<(f64, f64)> = fold_groups(geom, (0.0, 0.0), |accs, g0, block| {
+    let shape = (geom.outer, geom.groups);
+    let sums: Vec<(f64, f64)> = match inner {
+        1 => columns::grad_sums((xs, ds), shape, (&mean, &invstd), groups_per_task(geom)),
+        _ => row_grad_sums((xs, ds), geom, (&mean, &invstd)),
+    };
+    // dx = k·(dy − Σdy/M − x̂·Σdy·x̂/M) with k = w·invstd (training), k·dy (eval).
+    let m = geom.m() as f64;
+    let c = geom.channels;
+    let coef: Vec<(f64, f64, f64, f64, f64)> = (0..geom.groups)
+        .map(|g| {
+            let is = invstd[g].to_f64();
+            let k = w.as_ref().map_or(1.0, |w| w[g % c].to_f64()) * is;
+            let (sdy, sdyx) = sums[g];
+            (mean[g].to_f64(), is, k, sdy / m, sdyx / m)
+        })
+        .collect();
+    let dx: Vec<T> = match inner {
+        1 => {
+            let cf = columns::GradCoefs {
+                mean: coef.iter().map(|p| p.0).collect(),
+                invstd: coef.iter().map(|p| p.1).collect(),
+                k: coef.iter().map(|p| p.2).collect(),
+                mean_dy: coef.iter().map(|p| p.3).collect(),
+                mean_dyx: coef.iter().map(|p| p.4).collect(),
+            };
+            let fill = |dx: &mut [MaybeUninit<T>]| {
+                columns::input_grad((xs, ds), dx, geom.groups, &cf, training)
+            };
+            // SAFETY: `columns::input_grad` writes every element of every row.
+            unsafe { written_vec(geom.numel(), fill) }
+        }
+        _ => row_input_grad((xs, ds), geom, &coef, training),
+    };
+    let dev = x.device();
+    let g = geom.groups;
+    let sum_dy: Vec<T> = sums.iter().map(|s| T::from_f64(s.0)).collect();
+    let sum_dyx: Vec<T> = sums.iter().map(|s| T::from_f64(s.1)).collect();
+    Ok((
+        Tensor::from_vec(dx, x.shape().clone(), dev)?,
+        Tensor::from_vec(sum_dy, [g], dev)?,
+        Tensor::from_vec(sum_dyx, [g], dev)?,
+    ))
+}
+
+/// (Σ dy, Σ dy·x̂) per group for `inner > 1` (each row by `lane_sum2`, rows in order).
+fn row_grad_sums<T: Element>(
+    (xs, ds): (&[T], &[T]),
+    geom: NormGeom,
+    (mean, invstd): (&[T], &[T]),
+) -> Vec<(f64, f64)> {
+    let inner = geom.inner;
+    fold_groups(geom, (0.0, 0.0), |accs, g0, block| {
         let (mean, invstd) = (&mean[g0..], &invstd[g0..]);
         let one = |(a, b): &mut (f64, f64), xv: T, d: T, k: usize| {
             let d = d.to_f64();
@@ -339,18 +418,16 @@ fn backward_typed<T: Element>(
                 acc.1 += sdyx;
             }
         }
-    });
-    // dx = k·(dy − Σdy/M − x̂·Σdy·x̂/M) with k = w·invstd (training), k·dy (eval).
-    let m = geom.m() as f64;
-    let c = geom.channels;
-    let coef: Vec<(f64, f64, f64, f64, f64)> = (0..geom.groups)
-        .map(|g| {
-            let is = invstd[g].to_f64();
-            let k = w.as_ref().map_or(1.0, |w| w[g % c].to_f64()) * is;
-            let (sdy, sdyx) = sums[g];
-            (mean[g].to_f64(), is, k, sdy / m, sdyx / m)
-        })
-        .collect();
+    })
+}
+
+/// The input gradient for `inner > 1` (see `backward_typed`), run by run.
+fn row_input_grad<T: Element>(
+    (xs, ds): (&[T], &[T]),
+    geom: NormGeom,
+    coef: &[(f64, f64, f64, f64, f64)],
+    training: bool,
+) -> Vec<T> {
     let dx_of = |xv: T, d: T, &(mu, is, k, mdy, mdyx): &(f64, f64, f64, f64, f64)| {
         let d = d.to_f64();
         T::from_f64(if training {
@@ -375,16 +452,7 @@ fn backward_typed<T: Element>(
         })
     };
     // SAFETY: as in the forward, every element is written by its run.
-    let dx: Vec<T> = unsafe { written_vec(geom.numel(), fill) };
-    let dev = x.device();
-    let g = geom.groups;
-    let sum_dy: Vec<T> = sums.iter().map(|s| T::from_f64(s.0)).collect();
-    let sum_dyx: Vec<T> = sums.iter().map(|s| T::from_f64(s.1)).collect();
-    Ok((
-        Tensor::from_vec(dx, x.shape().clone(), dev)?,
-        Tensor::from_vec(sum_dy, [g], dev)?,
-        Tensor::from_vec(sum_dyx, [g], dev)?,
-    ))
+    unsafe { written_vec(geom.numel(), fill) }
 }
 
 /// Fused backward on contiguous `x` and `dy` (see `norm::norm_backward`).

@@ -26,6 +26,7 @@
 //! (kernels/norm.cu; two-pass variance in f32, block reductions).
 
 #[doc(hidden)]
+mod columns;
 pub mod cpu;
 #[doc(hidden)]
 pub mod simt;
