@@ -218,22 +218,12 @@ pub(super) fn matmul(
                 block,
                 shared_bytes: 0,
             };
-            let args = [
-                Arg::ptr(a_elem_ptr(a_off)),
-                Arg::ptr(b_elem_ptr(kb.offsets[z0])),
-                Arg::ptr(out.ptr() + (c_off * F32) as u64),
-                Arg::val(rows as i32),
-                Arg::val(n as i32),
-                Arg::val(k as i32),
-                Arg::val(ka.ld as i32),
-                Arg::val(kb.ld as i32),
-                Arg::val(n as i32),
-                Arg::val(ka.trans as i32),
-                Arg::val(kb.trans as i32),
-                Arg::val(sa as i32),
-                Arg::val(sb as i32),
-                Arg::val(c_stride as i32),
+            let ptrs = [
+                a_elem_ptr(a_off),
+                b_elem_ptr(kb.offsets[z0]),
+                out.ptr() + (c_off * F32) as u64,
             ];
+            let args = kernel_args(ptrs, (rows, n, k), (&ka, &kb), [sa, sb, c_stride]);
             dev.launch(name, &cfg, &args)?;
         }
     }
@@ -243,6 +233,33 @@ pub(super) fn matmul(
         DType::F32,
         a.device(),
     ))
+}
+
+/// The arguments every kernel version takes (see kernels/matmul.cu): the addresses of
+/// A, B and C, `(M, N, K)`, the operands' leading dimensions, C's (`N`), their trans
+/// flags, and the batch strides of A, B and C. The values were range-checked by the caller.
+fn kernel_args(
+    [a, b, c]: [u64; 3],
+    (m, n, k): (usize, usize, usize),
+    (ka, kb): (&KernelOperand, &KernelOperand),
+    [sa, sb, sc]: [usize; 3],
+) -> [Arg; 14] {
+    [
+        Arg::ptr(a),
+        Arg::ptr(b),
+        Arg::ptr(c),
+        Arg::val(m as i32),
+        Arg::val(n as i32),
+        Arg::val(k as i32),
+        Arg::val(ka.ld as i32),
+        Arg::val(kb.ld as i32),
+        Arg::val(n as i32),
+        Arg::val(ka.trans as i32),
+        Arg::val(kb.trans as i32),
+        Arg::val(sa as i32),
+        Arg::val(sb as i32),
+        Arg::val(sc as i32),
+    ]
 }
 
 /// One product cut along K (see the module docs): the launch plan of [`k_splits`].
@@ -269,8 +286,8 @@ impl Split {
     ) -> Result<Tensor> {
         const F32: usize = DType::F32.size_in_bytes();
         let (s, chunk) = (self.splits, self.chunk);
-        let workspace = dev.alloc_elems(DType::F32, s * m * n)?;
         int("split workspace size", s * m * n)?;
+        let workspace = dev.alloc_elems(DType::F32, s * m * n)?;
         // Moving one chunk along K: along a row of A's storage (or down its rows when
         // transposed), down B's rows (or along them when transposed).
         let a_step = if ka.trans { chunk * ka.ld } else { chunk };
@@ -289,22 +306,12 @@ impl Split {
                 block: self.block,
                 shared_bytes: 0,
             };
-            let args = [
-                Arg::ptr(ka.base + ((ka.offsets[0] + first * a_step) * F32) as u64),
-                Arg::ptr(kb.base + ((kb.offsets[0] + first * b_step) * F32) as u64),
-                Arg::ptr(workspace.ptr() + (first * m * n * F32) as u64),
-                Arg::val(m as i32),
-                Arg::val(n as i32),
-                Arg::val(kk as i32),
-                Arg::val(ka.ld as i32),
-                Arg::val(kb.ld as i32),
-                Arg::val(n as i32),
-                Arg::val(ka.trans as i32),
-                Arg::val(kb.trans as i32),
-                Arg::val(a_step as i32),
-                Arg::val(b_step as i32),
-                Arg::val((m * n) as i32),
+            let ptrs = [
+                ka.base + ((ka.offsets[0] + first * a_step) * F32) as u64,
+                kb.base + ((kb.offsets[0] + first * b_step) * F32) as u64,
+                workspace.ptr() + (first * m * n * F32) as u64,
             ];
+            let args = kernel_args(ptrs, (m, n, kk), (ka, kb), [a_step, b_step, m * n]);
             dev.launch(self.name, &cfg, &args)
         };
         launch(0, full, chunk)?;

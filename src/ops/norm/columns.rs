@@ -128,30 +128,30 @@ fn column_stats_body<T: Element>(
 }
 
 /// The per-column values of the forward's output pass.
-pub(super) struct Affine {
-    pub mean: Vec<f64>,
-    pub invstd: Vec<f64>,
+pub(super) struct Affine<'a> {
+    pub mean: &'a [f64],
+    pub invstd: &'a [f64],
     pub weight: Vec<f64>,
     pub bias: Vec<f64>,
 }
 
 /// `y = from_f64((x − mean)·invstd·w + b)` into `out` (`[rows, cols]`, every element).
-pub(super) fn affine<T: Element>(x: &[T], out: &mut [MaybeUninit<T>], cols: usize, a: &Affine) {
+pub(super) fn affine<T: Element>(x: &[T], out: &mut [MaybeUninit<T>], cols: usize, a: &Affine<'_>) {
     per_rows(out, cols, |rows, first| {
         affine_rows(&x[first..first + rows.len()], rows, a)
     })
 }
 
-lane_twins!(affine_rows => affine_rows_body(x: &[T], out: &mut [MaybeUninit<T>], a: &Affine));
+lane_twins!(affine_rows => affine_rows_body(x: &[T], out: &mut [MaybeUninit<T>], a: &Affine<'_>));
 
 #[inline(always)]
-fn affine_rows_body<T: Element>(x: &[T], out: &mut [MaybeUninit<T>], a: &Affine) {
+fn affine_rows_body<T: Element>(x: &[T], out: &mut [MaybeUninit<T>], a: &Affine<'_>) {
     let cols = a.mean.len();
     for (row, xr) in out.chunks_mut(cols).zip(x.chunks(cols)) {
         let params = a
             .mean
             .iter()
-            .zip(&a.invstd)
+            .zip(a.invstd)
             .zip(a.weight.iter().zip(&a.bias));
         for ((o, &v), ((&mu, &is), (&wv, &bv))) in row.iter_mut().zip(xr).zip(params) {
             o.write(T::from_f64((v.to_f64() - mu) * is * wv + bv));

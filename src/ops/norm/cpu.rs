@@ -242,19 +242,14 @@ fn forward_typed<T: Element>(
     };
     // y = ((x − mean)·invstd)·w + b per group, in f64.
     let c = geom.channels;
-    let affine: Vec<(f64, f64, f64, f64)> = (0..geom.groups)
-        .map(|g| {
-            let wv = w.as_ref().map_or(1.0, |w| w[g % c].to_f64());
-            let bv = b.as_ref().map_or(0.0, |b| b[g % c].to_f64());
-            (mean[g], invstd[g], wv, bv)
-        })
-        .collect();
+    let wv = |g: usize| w.as_ref().map_or(1.0, |w| w[g % c].to_f64());
+    let bv = |g: usize| b.as_ref().map_or(0.0, |b| b[g % c].to_f64());
     if geom.inner == 1 {
         let a = columns::Affine {
-            mean: affine.iter().map(|p| p.0).collect(),
-            invstd: affine.iter().map(|p| p.1).collect(),
-            weight: affine.iter().map(|p| p.2).collect(),
-            bias: affine.iter().map(|p| p.3).collect(),
+            mean: &mean,
+            invstd: &invstd,
+            weight: (0..geom.groups).map(wv).collect(),
+            bias: (0..geom.groups).map(bv).collect(),
         };
         let xb = x.cpu_buffer(op)?;
         let xs = slice::<T>(&xb, x);
@@ -262,6 +257,9 @@ fn forward_typed<T: Element>(
         let y = unsafe { written_vec(geom.numel(), |y| columns::affine(xs, y, geom.groups, &a)) };
         return finish_forward(x, geom, y, &mean, &invstd);
     }
+    let affine: Vec<(f64, f64, f64, f64)> = (0..geom.groups)
+        .map(|g| (mean[g], invstd[g], wv(g), bv(g)))
+        .collect();
     let y_of = |v: T, &(mu, is, wv, bv): &(f64, f64, f64, f64)| {
         T::from_f64((v.to_f64() - mu) * is * wv + bv)
     };

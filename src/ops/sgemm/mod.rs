@@ -6,7 +6,7 @@
 //! of dcgan28's D.conv2 at 2 threads (the product cut into two column halves, each packing
 //! only its half of `B`), and no allocation per call. On CPUs with AVX-512 it runs its
 //! 12 x 32 AVX-512 tiles for the shallow products where they beat the crate
-//! ([`AVX512_MAX_K`]); the deep ones keep the crate's 16-lane kernels.
+//! (`AVX512_MAX_K`); the deep ones keep the crate's 16-lane kernels.
 //!
 //! **Blocking** (the BLIS scheme): the columns in blocks of `NC` = 2048, `k` in blocks
 //! of `KC` = 256; per `(NC, KC)` block `B` is packed once into `kc x NR` micro-panels
@@ -104,9 +104,10 @@ impl Loops {
     }
 }
 
-/// The f32 engine of this CPU: `Some(loops)` for this one — the CPU (not the switch) has
-/// AVX2 and FMA and no AVX-512F, and the switch picks the loops — or `None` for the `gemm`
-/// crate. The choice depends on the hardware only, so `DUEL_CPU_ISA` changes no bit.
+/// The f32 engine of this CPU: `Some(loops)` when the CPU (not the switch) has AVX2 and
+/// FMA, the switch picking the loops (AVX-512, AVX2 or portable), or `None` for the `gemm`
+/// crate. Which products it takes is [`engine_for`]'s choice, by the hardware and `k`; the
+/// loops all give the same bits, so `DUEL_CPU_ISA` changes none.
 pub(crate) fn engine() -> Option<Loops> {
     let hardware = isa::hardware();
     if !hardware.avx2 {
@@ -455,12 +456,14 @@ unsafe fn block(
                 let nrows = MC.min(i0 + mb - ic);
                 let first = (ic - i0) / MR * MR * kc;
                 let ap = &all[first..first + nrows.div_ceil(MR) * MR * kc];
+                // B micro-panel `jr` of this block: in place (k rows a row stride apart)
+                // or packed.
+                let panel = |jr: usize| match jr < full {
+                    true => (b.at(pc, jc + jr * NR), b.rs),
+                    false => (bp.as_ptr().add((jr - full) * NR * kc), NR),
+                };
                 #[cfg(target_arch = "x86_64")]
                 if loops == Loops::Avx512 {
-                    let panel = |jr: usize| match jr < full {
-                        true => (b.at(pc, jc + jr * NR), b.rs),
-                        false => (bp.as_ptr().add((jr - full) * NR * kc), NR),
-                    };
                     let panels = ncols.div_ceil(NR);
                     for (ir, apair) in ap.chunks(2 * MR * kc).enumerate() {
                         let i = ic + ir * 2 * MR;
@@ -485,10 +488,7 @@ unsafe fn block(
                 }
                 for jr in 0..ncols.div_ceil(NR) {
                     let j = jc + jr * NR;
-                    let bpanel = match jr < full {
-                        true => (b.at(pc, j), b.rs),
-                        false => (bp.as_ptr().add((jr - full) * NR * kc), NR),
-                    };
+                    let bpanel = panel(jr);
                     for (ir, apanel) in ap.chunks_exact(MR * kc).enumerate() {
                         let i = ic + ir * MR;
                         let t = Tile {
