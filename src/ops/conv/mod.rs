@@ -37,6 +37,7 @@ mod cpu;
 mod dense;
 mod elem;
 mod gradcheck;
+mod patches;
 mod plan;
 mod simt;
 

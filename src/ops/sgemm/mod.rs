@@ -26,6 +26,11 @@
 //! (conv's weight against every block of images of a call, `Wᵀ` against every channel
 //! tile) is packed for all its k-blocks at once, so each product skips packing it; the
 //! panels are those `block` would pack, so the bits are too.
+//!
+//! **B packed by its owner** (`PanelSource`, `sgemm_sourced`): a right operand that is
+//! never materialised — conv's weight gradient reads `im2col(x)ᵀ` straight from the
+//! image — packs its own panels, in the layout `pack::pack_b` writes; the tiles are the
+//! same, so are the bits of every element.
 
 mod micro;
 mod pack;
@@ -44,7 +49,7 @@ use crate::ops::cpu_shared::{with_pair, PairCell};
 /// registers.
 pub(crate) const MR: usize = 6;
 /// Columns of a tile: two 8-lane vectors.
-pub(super) const NR: usize = 16;
+pub(crate) const NR: usize = 16;
 /// Products per k-block: a `B` micro-panel of `KC x NR` is 16 KiB (half of Zen's and
 /// Intel's 32 KiB L1).
 pub(crate) const KC: usize = 256;
@@ -203,9 +208,13 @@ pub(crate) unsafe fn sgemm(
     if n == 1 && m > 1 && c.1 == 1 {
         let (a_t, b_t) = ((b.0, b.2, b.1), (a.0, a.2, a.1));
         let a_t = Lhs::Strided(Strided::from(a_t));
+        let b_t = Rhs::Strided(Strided::from(b_t));
         return run(loops, (1, m, k), (c.0, m), accumulate, a_t, b_t, threads);
     }
-    let a = Lhs::Strided(Strided::from(a));
+    let (a, b) = (
+        Lhs::Strided(Strided::from(a)),
+        Rhs::Strided(Strided::from(b)),
+    );
     run(loops, (m, n, k), c, accumulate, a, b, threads)
 }
 
@@ -223,6 +232,7 @@ pub(crate) unsafe fn sgemm_packed(
     threads: usize,
 ) {
     let dims = (a.m, n, a.packed.k);
+    let b = Rhs::Strided(Strided::from(b));
     run(
         a.packed.loops,
         dims,
@@ -230,6 +240,39 @@ pub(crate) unsafe fn sgemm_packed(
         accumulate,
         Lhs::Packed(a),
         b,
+        threads,
+    )
+}
+
+/// A right operand (`k x n`) that packs its own panels instead of being read from memory.
+pub(crate) trait PanelSource: Sync {
+    /// Rows `p0 .. p0 + kc` x columns `j0 .. j0 + cols` into `ceil(cols / NR)` k-major
+    /// micro-panels of [`NR`] columns each (`kc·NR` values a panel, columns past `cols`
+    /// zero): the layout `pack::pack_b` writes.
+    fn pack(&self, rows: (usize, usize), cols: (usize, usize), to: &mut [f32]);
+}
+
+/// [`sgemm_packed`] with `B` (`a.k x n`) packed by `b` itself. The same tiles, so the
+/// same bits as a product against the materialised `B`.
+///
+/// # Safety
+/// As [`sgemm`] for `c`.
+pub(crate) unsafe fn sgemm_sourced(
+    a: PackedRows<'_>,
+    n: usize,
+    c: (*mut f32, usize),
+    accumulate: bool,
+    b: &dyn PanelSource,
+    threads: usize,
+) {
+    let dims = (a.m, n, a.packed.k);
+    run(
+        a.packed.loops,
+        dims,
+        c,
+        accumulate,
+        Lhs::Packed(a),
+        Rhs::Source(b),
         threads,
     )
 }
@@ -352,20 +395,27 @@ enum Lhs<'a> {
     Packed(PackedRows<'a>),
 }
 
-/// The products of [`sgemm`] and [`sgemm_packed`].
+/// The `B` of a product: strided (read in place or packed block by block) or packing
+/// itself.
+#[derive(Clone, Copy)]
+enum Rhs<'a> {
+    Strided(Strided),
+    Source(&'a dyn PanelSource),
+}
+
+/// The products of [`sgemm`], [`sgemm_packed`] and [`sgemm_sourced`].
 unsafe fn run(
     loops: Loops,
     (m, n, k): (usize, usize, usize),
     c: (*mut f32, usize),
     accumulate: bool,
     a: Lhs<'_>,
-    b: (*const f32, usize, usize),
+    b: Rhs<'_>,
     threads: usize,
 ) {
     if m == 0 || n == 0 {
         return;
     }
-    let b = Strided::from(b);
     let out = Out { ptr: c.0, ldc: c.1 };
     if k == 0 {
         if !accumulate {
@@ -418,29 +468,32 @@ unsafe fn block(
     out: Out,
     accumulate: bool,
     a: Lhs<'_>,
-    b: Strided,
+    b: Rhs<'_>,
     apack: &mut Vec<f32>,
     bpack: &mut Vec<f32>,
 ) {
     // B read in place when its rows are contiguous runs and k is short: packing it would
     // copy every value of B for little reuse (a thin layer's k = 16).
-    let in_place = b.cs == 1 && k <= IN_PLACE_K;
+    let in_place = match b {
+        Rhs::Strided(s) if s.cs == 1 && k <= IN_PLACE_K => Some(s),
+        _ => None,
+    };
     let overwrite = |pc: usize| pc == 0 && !accumulate;
     for jc in (j0..j0 + nb).step_by(NC) {
         let ncols = NC.min(j0 + nb - jc);
-        let full = if in_place { ncols / NR } else { 0 };
+        let full = if in_place.is_some() { ncols / NR } else { 0 };
         for pc in (0..k).step_by(KC) {
             let kc = KC.min(k - pc);
             // Packed: every panel (in place: only the last, narrower one).
             let (packed0, packed_cols) = (jc + full * NR, ncols - full * NR);
             let bp = aligned(bpack, packed_cols.div_ceil(NR) * NR * kc);
-            pack::pack_b(
-                b,
-                (pc, kc),
-                (packed0, packed_cols),
-                bp,
-                loops.vector_packing(),
-            );
+            match b {
+                Rhs::Strided(s) => {
+                    let avx2 = loops.vector_packing();
+                    pack::pack_b(s, (pc, kc), (packed0, packed_cols), bp, avx2)
+                }
+                Rhs::Source(source) => source.pack((pc, kc), (packed0, packed_cols), bp),
+            }
             // All the rows at once: a transposed A (`Wᵀ`) is then read in whole runs of
             // m values per k, not in MC-long pieces a row stride apart, which a power-of-two
             // stride (R = 1024) keeps in a few cache sets.
@@ -458,9 +511,9 @@ unsafe fn block(
                 let ap = &all[first..first + nrows.div_ceil(MR) * MR * kc];
                 // B micro-panel `jr` of this block: in place (k rows a row stride apart)
                 // or packed.
-                let panel = |jr: usize| match jr < full {
-                    true => (b.at(pc, jc + jr * NR), b.rs),
-                    false => (bp.as_ptr().add((jr - full) * NR * kc), NR),
+                let panel = |jr: usize| match in_place.filter(|_| jr < full) {
+                    Some(b) => (b.at(pc, jc + jr * NR), b.rs),
+                    None => (bp.as_ptr().add((jr - full) * NR * kc), NR),
                 };
                 #[cfg(target_arch = "x86_64")]
                 if loops == Loops::Avx512 {
