@@ -169,7 +169,7 @@ fn check_dst(m: usize, n: usize, ldd: usize, len: usize) {
 }
 
 /// The threads a product may use: one, the whole pool (`Rayon(0)`), or the count given.
-fn threads_of(par: Parallelism) -> usize {
+pub(crate) fn threads_of(par: Parallelism) -> usize {
     match par {
         Parallelism::None => 1,
         Parallelism::Rayon(0) => rayon::current_num_threads(),

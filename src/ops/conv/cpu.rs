@@ -39,17 +39,21 @@
 //! 4x4/2/1): 17–19 ms against 0.65 ms for im2col + blocked GEMM, so the thin layers
 //! take the GEMM path too; blocking the batch is what makes their GEMM wide.
 
-use super::blocking::{block_images, col2im_channels, for_tasks, partition, strip_images, TASKS};
+use super::blocking::{
+    block_images, col2im_channels, for_tasks, partition, product_images, strip_images, TASKS,
+};
 use super::cols::{col2im, im2col, scratch_len};
 use super::dense;
 use super::elem::Elem;
 use super::patches;
+use super::windows;
 use super::{Columns, Geom, Plan};
 use crate::device::cpu::CpuBuffer;
 use crate::error::{Error, Result};
 use crate::ops::cpu_gemm::{self, padded_stride};
 use crate::ops::cpu_shared::{filled, lane_sum, written_vec};
 use crate::ops::precision::Precision;
+use crate::ops::sgemm;
 use crate::tensor::{DType, Tensor};
 use gemm::Parallelism;
 use rayon::prelude::*;
@@ -86,6 +90,76 @@ fn gather_block<T: Elem>(
             T::copy_run(&mut tmp[co * ld + k * l..][..l], src);
         }
     }
+}
+
+/// `out[n] (+ bias per channel) = tmp[:, k·L ..][..L]` for the block's images `n0 + k`:
+/// the block product `tmp [O, nb·L]` (row stride `ld`) back into `[N, O, L]`.
+///
+/// # Safety
+/// `out` writable at images `n0 .. n0 + nb` (`O·L` each), which no one else writes.
+unsafe fn scatter_block<T: Elem>(
+    tmp: &[T],
+    ld: usize,
+    (n0, nb): (usize, usize),
+    (o, l): (usize, usize),
+    bias: Option<&[T]>,
+    out: SendPtr<MaybeUninit<T>>,
+) {
+    for k in 0..nb {
+        let dst = std::slice::from_raw_parts_mut(out.get().add((n0 + k) * o * l), o * l);
+        for (co, row) in dst.chunks_exact_mut(l).enumerate() {
+            let src = &tmp[co * ld + k * l..][..l];
+            let pairs = row.iter_mut().zip(src);
+            match bias {
+                Some(bv) => {
+                    let b = bv[co];
+                    pairs.for_each(|(d, &s)| {
+                        d.write(s + b);
+                    })
+                }
+                None => pairs.for_each(|(d, &s)| {
+                    d.write(s);
+                }),
+            }
+        }
+    }
+}
+
+/// `out[n] = W·im2col(img[n]) (+ bias)` with the columns packed straight from the image
+/// (`windows.rs`): per task of [`partition`] one product over all its images, the weight
+/// packed once for the call.
+fn forward_windows(
+    g: &Geom,
+    o: usize,
+    (img, w, bias): (&[f32], &[f32], Option<&[f32]>),
+    out: &mut [MaybeUninit<f32>],
+    loops: sgemm::Loops,
+) {
+    let (r, l) = (g.rows(), g.cols());
+    assert!(img.len() >= g.n * g.image_len() && w.len() >= o * r && out.len() >= g.n * o * l);
+    let out = SendPtr(out.as_mut_ptr());
+    // SAFETY: w is [O, R], row-major.
+    let packed = unsafe { sgemm::PackedA::new(loops, (w.as_ptr(), r, 1), o, r) };
+    let rows = packed
+        .rows(0, o)
+        .expect("all the rows of the packed weight");
+    for_tasks(g.n, g.n * o * r * l, |first, count, par| {
+        let b = product_images(l, count);
+        let ld = padded_stride(b * l);
+        f32::with_ws(o * ld, |tmp| {
+            for n0 in (first..first + count).step_by(b) {
+                let nb = b.min(first + count - n0);
+                let source = windows::Windows { img, g, n0, loops };
+                let threads = cpu_gemm::threads_of(par);
+                // SAFETY: tmp holds O rows of ld ≥ nb·L; the source packs the block's images.
+                unsafe {
+                    let c = (tmp.as_mut_ptr(), ld);
+                    sgemm::sgemm_sourced(rows, nb * l, c, false, &source, threads);
+                    scatter_block(tmp, ld, (n0, nb), (o, l), bias, out)
+                }
+            }
+        })
+    });
 }
 
 /// `dW [O, R] = Σ_n a[n]·im2col(img[n])ᵀ` split by input channels: [`partition`] cuts the
@@ -208,27 +282,8 @@ fn im2col_products<T: Elem>(
                             par,
                         )
                     };
-                    for k in 0..nb {
-                        // SAFETY: image n owns out[n·O·L .. (n+1)·O·L]; chunks are disjoint.
-                        let dst = unsafe {
-                            std::slice::from_raw_parts_mut(out.get().add((n0 + k) * o * l), o * l)
-                        };
-                        for (co, row) in dst.chunks_exact_mut(l).enumerate() {
-                            let src = &tmp[co * ld + k * l..][..l];
-                            let pairs = row.iter_mut().zip(src);
-                            match bias {
-                                Some(bv) => {
-                                    let b = bv[co];
-                                    pairs.for_each(|(d, &s)| {
-                                        d.write(s + b);
-                                    })
-                                }
-                                None => pairs.for_each(|(d, &s)| {
-                                    d.write(s);
-                                }),
-                            }
-                        }
-                    }
+                    // SAFETY: the task owns its images' outputs.
+                    unsafe { scatter_block(tmp, ld, (n0, nb), (o, l), bias, out) };
                 }
                 if let (Some(a), Some(dw)) = (a, dw.as_mut()) {
                     // Gather a [O, B·L] (row stride `ld`, like col) from the images,
@@ -419,15 +474,37 @@ fn column_products_of<T: Elem>(
     let a_s = a_g.as_ref().map(Operand::elems::<T>).transpose()?;
     let img_s = img_g.elems::<T>()?;
     let covering = dense::covers_image(g);
-    let patch_path = patches::engine(g, plan.precision, img.dtype());
-    if let (None, Some(a_g), Some(loops)) = (w, &a_g, patch_path) {
-        if g.c >= TASKS && !covering {
+    // duel's engine on operands it packs from the image itself (patches.rs, windows.rs)
+    let f32_engine = (img.dtype() == DType::F32 && plan.precision == Precision::F32)
+        .then(sgemm::engine)
+        .flatten();
+    if let (None, Some(a_g), Some(loops)) = (w, &a_g, f32_engine) {
+        if g.c >= TASKS && !covering && patches::fits(g) {
             let dw = patches::weight_grad(g, o, img_g.elems()?, a_g.elems()?, loops);
             return Ok(Columns {
                 product: None,
                 weight_grad: Some(Tensor::from_cpu_buffer(f32::wrap(dw), [o, g.rows()])?),
             });
         }
+    }
+    let window_path = f32_engine.filter(|_| windows::fits(g) && !covering && a.is_none());
+    if let (Some(w_t), Some(loops)) = (w, window_path) {
+        let (w_g, b_g) = (operand(w_t)?, b_g.as_ref());
+        let (w_f, b_f) = (
+            w_g.elems::<f32>()?,
+            b_g.map(Operand::elems::<f32>).transpose()?,
+        );
+        let img_f = img_g.elems::<f32>()?;
+        // SAFETY: forward_windows writes every element of `out`.
+        let out = unsafe {
+            written_vec(g.n * o * g.cols(), |out| {
+                forward_windows(g, o, (img_f, w_f, b_f), out, loops)
+            })
+        };
+        return Ok(Columns {
+            product: Some(Tensor::from_cpu_buffer(f32::wrap(out), [g.n, o, g.cols()])?),
+            weight_grad: None,
+        });
     }
     let products = match covering {
         true => dense::column_products,

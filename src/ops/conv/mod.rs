@@ -40,6 +40,7 @@ mod gradcheck;
 mod patches;
 mod plan;
 mod simt;
+mod windows;
 
 #[doc(hidden)]
 pub use gradcheck::gradcheck_cases;

@@ -18,18 +18,14 @@
 use super::blocking::partition;
 use super::elem::Elem;
 use super::Geom;
-use crate::ops::precision::Precision;
 use crate::ops::sgemm::{self, Loops, PanelSource, NR};
-use crate::tensor::DType;
 use rayon::prelude::*;
 
-/// The engine's loops when this weight gradient takes the patch path: f32 at
-/// `Precision::F32` on a CPU with duel's engine, a window of exactly [`NR`] taps whose
-/// rows are runs of adjacent pixels (`kh·kw = 16`, `dw = 1`), at least one position.
-pub(super) fn engine(g: &Geom, precision: Precision, dtype: DType) -> Option<Loops> {
-    let window = g.kh * g.kw == NR && g.dw == 1 && g.cols() > 0 && g.n > 0;
-    let f32 = dtype == DType::F32 && precision == Precision::F32;
-    sgemm::engine().filter(|_| window && f32)
+/// Whether a weight gradient takes this path (in f32, on a CPU with duel's engine): a
+/// window of exactly [`NR`] taps whose rows are runs of adjacent pixels (`kh·kw = 16`,
+/// `dw = 1`), at least one position.
+pub(super) fn fits(g: &Geom) -> bool {
+    g.kh * g.kw == NR && g.dw == 1 && g.cols() > 0 && g.n > 0
 }
 
 /// `im2col(x)ᵀ` of channels `c0 ..` of the batch, as a `k x n` operand: row `p = n·L + l`
@@ -104,7 +100,7 @@ impl Patches<'_> {
 }
 
 /// `dW [O, R] = Σ_n a[n] · im2col(img[n])ᵀ` for `a` `[N, O, L]` and `img` `[N, C, h, w]`
-/// (see the module doc), on the engine's `loops` (from [`engine`]).
+/// (see the module doc), on the engine's `loops`.
 pub(super) fn weight_grad(g: &Geom, o: usize, img: &[f32], a: &[f32], loops: Loops) -> Vec<f32> {
     let (l, r, k) = (g.cols(), g.rows(), g.n * g.cols());
     assert!(img.len() >= g.n * g.image_len() && a.len() >= g.n * o * l);
