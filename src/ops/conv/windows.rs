@@ -159,7 +159,22 @@ mod tests {
     ) -> Geom {
         let ho = (h + 2 * ph - dh * (kh - 1) - 1) / sh + 1;
         let wo = (w + 2 * pw - dw * (kw - 1) - 1) / sw + 1;
-        Geom { n, c, h, w, ho, wo, kh, kw, sh, sw, ph, pw, dh, dw }
+        Geom {
+            n,
+            c,
+            h,
+            w,
+            ho,
+            wo,
+            kh,
+            kw,
+            sh,
+            sw,
+            ph,
+            pw,
+            dh,
+            dw,
+        }
     }
 
     /// `im2col(x)[r, j]` from its definition (see [`Windows`]).
@@ -195,7 +210,12 @@ mod tests {
             let x = values(g.n * g.image_len());
             for loops in Loops::ALL.into_iter().filter(|l| l.available()) {
                 for n0 in [0, 1] {
-                    let source = Windows { img: &x, g, n0, loops };
+                    let source = Windows {
+                        img: &x,
+                        g,
+                        n0,
+                        loops,
+                    };
                     let cols = (g.n - n0) * g.cols();
                     for (r0, kc) in [(0, g.rows()), (5, g.rows() - 7)] {
                         for j0 in [0, 16, cols - cols % 16] {

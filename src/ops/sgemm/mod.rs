@@ -144,7 +144,9 @@ pub(crate) const AVX512_MAX_K: usize = 128;
 
 /// The engine for a product of depth `k`: [`engine`] from [`MIN_K`] on (on AVX-512
 /// hardware up to [`AVX512_MAX_K`]), else the crate. Like [`engine`], a choice by the
-/// hardware and `k` alone, never by the switch.
+/// hardware and `k` alone, never by the switch. (Products whose `B` packs itself from an
+/// image, conv's `patches` and `windows`, take [`engine`] at any depth: the crate cannot
+/// read such an operand, and they measured faster than im2col and the crate.)
 pub(crate) fn engine_for(k: usize) -> Option<Loops> {
     let deep = isa::hardware().avx512f && k > AVX512_MAX_K;
     engine().filter(|_| k >= MIN_K && !deep)
