@@ -148,33 +148,15 @@ impl Columns {
 mod tests {
     use super::*;
 
-    /// `x` with its padding: geometry of a conv of `c` channels over `h x w` by a
-    /// `kh x kw` window, strides `s`, padding `p`, row dilation `dh`.
+    /// The geometry of a window with column dilation 1.
     fn geom(
-        (n, c, h, w): (usize, usize, usize, usize),
-        (kh, kw): (usize, usize),
-        (sh, sw): (usize, usize),
-        (ph, pw): (usize, usize),
+        dims: (usize, usize, usize, usize),
+        window: (usize, usize),
+        stride: (usize, usize),
+        padding: (usize, usize),
         dh: usize,
     ) -> Geom {
-        let ho = (h + 2 * ph - dh * (kh - 1) - 1) / sh + 1;
-        let wo = (w + 2 * pw - (kw - 1) - 1) / sw + 1;
-        Geom {
-            n,
-            c,
-            h,
-            w,
-            ho,
-            wo,
-            kh,
-            kw,
-            sh,
-            sw,
-            ph,
-            pw,
-            dh,
-            dw: 1,
-        }
+        Geom::of(dims, window, stride, padding, (dh, 1)).expect("the window fits")
     }
 
     /// Values in [-1, 1) from a fixed LCG: exact in f32, different at every index.

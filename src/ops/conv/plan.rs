@@ -39,6 +39,37 @@ impl Geom {
     pub fn image_len(&self) -> usize {
         self.c * self.h * self.w
     }
+
+    /// The geometry of `n` images of `c` channels `h x w` under a `kh x kw` window with
+    /// these strides, paddings and dilations (`None` when the window does not fit).
+    #[cfg(test)]
+    pub fn of(
+        (n, c, h, w): (usize, usize, usize, usize),
+        (kh, kw): (usize, usize),
+        (sh, sw): (usize, usize),
+        (ph, pw): (usize, usize),
+        (dh, dw): (usize, usize),
+    ) -> Option<Geom> {
+        let span =
+            |size: usize, p: usize, d: usize, k: usize| (size + 2 * p).checked_sub(d * (k - 1) + 1);
+        let (ho, wo) = (span(h, ph, dh, kh)? / sh + 1, span(w, pw, dw, kw)? / sw + 1);
+        Some(Geom {
+            n,
+            c,
+            h,
+            w,
+            ho,
+            wo,
+            kh,
+            kw,
+            sh,
+            sw,
+            ph,
+            pw,
+            dh,
+            dw,
+        })
+    }
 }
 
 /// The planned shapes of one op: the geometry plus the GEMM operand sizes.

@@ -150,33 +150,6 @@ impl PanelSource for Windows<'_> {
 mod tests {
     use super::*;
 
-    fn geom(
-        (n, c, h, w): (usize, usize, usize, usize),
-        (kh, kw): (usize, usize),
-        (sh, sw): (usize, usize),
-        (ph, pw): (usize, usize),
-        (dh, dw): (usize, usize),
-    ) -> Geom {
-        let ho = (h + 2 * ph - dh * (kh - 1) - 1) / sh + 1;
-        let wo = (w + 2 * pw - dw * (kw - 1) - 1) / sw + 1;
-        Geom {
-            n,
-            c,
-            h,
-            w,
-            ho,
-            wo,
-            kh,
-            kw,
-            sh,
-            sw,
-            ph,
-            pw,
-            dh,
-            dw,
-        }
-    }
-
     /// `im2col(x)[r, j]` from its definition (see [`Windows`]).
     fn column(g: &Geom, x: &[f32], n0: usize, r: usize, j: usize) -> f32 {
         let (kk, l) = (g.kh * g.kw, g.cols());
@@ -201,10 +174,10 @@ mod tests {
     #[test]
     fn panels_hold_the_columns_of_their_definition_on_every_loop_version() {
         let cases = [
-            geom((3, 4, 14, 14), (4, 4), (2, 2), (1, 1), (1, 1)),
-            geom((2, 3, 9, 7), (3, 3), (1, 1), (2, 1), (1, 1)),
-            geom((2, 2, 11, 13), (3, 2), (2, 3), (1, 2), (2, 3)),
-            geom((4, 5, 5, 5), (4, 4), (1, 1), (0, 0), (1, 1)),
+            Geom::of((3, 4, 14, 14), (4, 4), (2, 2), (1, 1), (1, 1)).unwrap(),
+            Geom::of((2, 3, 9, 7), (3, 3), (1, 1), (2, 1), (1, 1)).unwrap(),
+            Geom::of((2, 2, 11, 13), (3, 2), (2, 3), (1, 2), (2, 3)).unwrap(),
+            Geom::of((4, 5, 5, 5), (4, 4), (1, 1), (0, 0), (1, 1)).unwrap(),
         ];
         for (case, g) in cases.iter().enumerate() {
             let x = values(g.n * g.image_len());

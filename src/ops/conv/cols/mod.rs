@@ -333,30 +333,8 @@ mod tests {
         ] {
             for (h, w) in [(7, 6), (14, 14), (9, 36), (5, 40)] {
                 for c in [1, 3] {
-                    let span = |n: usize, k: usize| (n + 2 * p).checked_sub(d * (k - 1) + 1);
-                    let (Some(sh), Some(sw)) = (span(h, kh), span(w, kw)) else {
-                        continue;
-                    };
-                    let (ho, wo) = (sh / s + 1, sw / s + 1);
-                    let (sh, sw) = (s, s);
-                    let (ph, pw, dh, dw) = (p, p, d, d);
-                    let n = 1;
-                    out.push(Geom {
-                        n,
-                        c,
-                        h,
-                        w,
-                        ho,
-                        wo,
-                        kh,
-                        kw,
-                        sh,
-                        sw,
-                        ph,
-                        pw,
-                        dh,
-                        dw,
-                    });
+                    let g = Geom::of((1, c, h, w), (kh, kw), (s, s), (p, p), (d, d));
+                    out.extend(g);
                 }
             }
         }
