@@ -293,6 +293,42 @@ fn bf16_units_pay(m: usize, n: usize, k: usize) -> bool {
     Bf16Path::detected() != Bf16Path::Portable && padded(m) * padded(n) * padded(k) <= 1.5
 }
 
+/// Whether [`gemm`] runs an f32 product of this shape in `precision` as the f32 GEMM on
+/// operands rounded to it (always but for bf16 on the bf16 units): then a caller that
+/// packs its own operands (conv's `patches` and `windows`) may round them itself with
+/// [`round_in_place`], the same values, and run duel's engine.
+pub(crate) fn f32_route(precision: Precision, (m, n, k): (usize, usize, usize)) -> bool {
+    precision != Precision::Bf16 || !bf16_units_pay(m, n, k)
+}
+
+/// `v` rounded in place as [`gemm`]'s f32 route rounds its operands (nothing at f32).
+pub(crate) fn round_in_place(precision: Precision, v: &mut [f32]) {
+    if precision == Precision::F32 {
+        return;
+    }
+    #[cfg(target_arch = "x86_64")]
+    {
+        let isa = crate::device::cpu::isa::isa();
+        if isa.avx512f || isa.avx2 {
+            const CHUNK: usize = 256;
+            let mut from = [0f32; CHUNK];
+            for run in v.chunks_mut(CHUNK) {
+                let from = &mut from[..run.len()];
+                from.copy_from_slice(run);
+                // SAFETY: the features were detected.
+                unsafe {
+                    match isa.avx512f {
+                        true => round_run_avx512(precision, from, run),
+                        false => round_run_avx2(precision, from, run),
+                    }
+                }
+            }
+            return;
+        }
+    }
+    v.iter_mut().for_each(|x| *x = precision.round(*x));
+}
+
 /// Raw pointers are not `Send`; the row ranges below are disjoint and the operands only
 /// read.
 #[derive(Clone, Copy)]

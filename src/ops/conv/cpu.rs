@@ -133,13 +133,20 @@ fn forward_windows(
     o: usize,
     (img, w, bias): (&[f32], &[f32], Option<&[f32]>),
     out: &mut [MaybeUninit<f32>],
-    loops: sgemm::Loops,
+    (loops, precision): (sgemm::Loops, Precision),
 ) {
     let (r, l) = (g.rows(), g.cols());
     assert!(img.len() >= g.n * g.image_len() && w.len() >= o * r && out.len() >= g.n * o * l);
     let out = SendPtr(out.as_mut_ptr());
-    // SAFETY: w is [O, R], row-major.
-    let packed = unsafe { sgemm::PackedA::new(loops, (w.as_ptr(), r, 1), o, r) };
+    // SAFETY: w is [O, R], row-major (and so is its rounded copy).
+    let packed = match precision {
+        Precision::F32 => unsafe { sgemm::PackedA::new(loops, (w.as_ptr(), r, 1), o, r) },
+        _ => f32::with_ws(o * r, |rounded| {
+            rounded.copy_from_slice(&w[..o * r]);
+            cpu_gemm::round_in_place(precision, rounded);
+            unsafe { sgemm::PackedA::new(loops, (rounded.as_ptr(), r, 1), o, r) }
+        }),
+    };
     let rows = packed
         .rows(0, o)
         .expect("all the rows of the packed weight");
@@ -149,7 +156,13 @@ fn forward_windows(
         f32::with_ws(o * ld, |tmp| {
             for n0 in (first..first + count).step_by(b) {
                 let nb = b.min(first + count - n0);
-                let source = windows::Windows { img, g, n0, loops };
+                let source = windows::Windows {
+                    img,
+                    g,
+                    n0,
+                    loops,
+                    precision,
+                };
                 let threads = cpu_gemm::threads_of(par);
                 // SAFETY: tmp holds O rows of ld ≥ nb·L; the source packs the block's images.
                 unsafe {
@@ -474,20 +487,27 @@ fn column_products_of<T: Elem>(
     let a_s = a_g.as_ref().map(Operand::elems::<T>).transpose()?;
     let img_s = img_g.elems::<T>()?;
     let covering = dense::covers_image(g);
-    // duel's engine on operands it packs from the image itself (patches.rs, windows.rs)
-    let f32_engine = (img.dtype() == DType::F32 && plan.precision == Precision::F32)
-        .then(sgemm::engine)
-        .flatten();
-    if let (None, Some(a_g), Some(loops)) = (w, &a_g, f32_engine) {
+    // duel's engine on operands packed from the image itself (patches.rs, windows.rs),
+    // rounded as the f32 GEMM route would round them
+    let prec = plan.precision;
+    let (r, positions) = (g.rows(), g.n * g.cols());
+    let f32_engine = |shape| {
+        (img.dtype() == DType::F32 && cpu_gemm::f32_route(prec, shape))
+            .then(sgemm::engine)
+            .flatten()
+    };
+    if let (None, Some(a_g), Some(loops)) = (w, &a_g, f32_engine((o, r, positions))) {
         if g.c >= TASKS && !covering && patches::fits(g) {
-            let dw = patches::weight_grad(g, o, img_g.elems()?, a_g.elems()?, loops);
+            let operands = (img_g.elems()?, a_g.elems()?);
+            let dw = patches::weight_grad(g, o, operands, loops, prec);
             return Ok(Columns {
                 product: None,
                 weight_grad: Some(Tensor::from_cpu_buffer(f32::wrap(dw), [o, g.rows()])?),
             });
         }
     }
-    let window_path = f32_engine.filter(|_| windows::fits(g) && !covering && a.is_none());
+    let window_path =
+        f32_engine((o, positions, r)).filter(|_| windows::fits(g) && !covering && a.is_none());
     if let (Some(w_t), Some(loops)) = (w, window_path) {
         let (w_g, b_g) = (operand(w_t)?, b_g.as_ref());
         let (w_f, b_f) = (
@@ -498,7 +518,7 @@ fn column_products_of<T: Elem>(
         // SAFETY: forward_windows writes every element of `out`.
         let out = unsafe {
             written_vec(g.n * o * g.cols(), |out| {
-                forward_windows(g, o, (img_f, w_f, b_f), out, loops)
+                forward_windows(g, o, (img_f, w_f, b_f), out, (loops, prec))
             })
         };
         return Ok(Columns {

@@ -18,6 +18,8 @@
 use super::blocking::partition;
 use super::elem::Elem;
 use super::Geom;
+use crate::ops::cpu_gemm;
+use crate::ops::precision::Precision;
 use crate::ops::sgemm::{self, Loops, PanelSource, NR};
 use rayon::prelude::*;
 
@@ -36,6 +38,8 @@ struct Patches<'a> {
     img: &'a [f32],
     g: &'a Geom,
     c0: usize,
+    /// The values rounded to this (the f32 GEMM route of `cpu_gemm` at bf16 / f16).
+    precision: Precision,
 }
 
 impl PanelSource for Patches<'_> {
@@ -51,6 +55,7 @@ impl PanelSource for Patches<'_> {
                 1 => self.panel::<16, 1>(channel, p0, out),
                 _ => self.panel::<1, 16>(channel, p0, out),
             }
+            cpu_gemm::round_in_place(self.precision, out);
         }
     }
 }
@@ -100,8 +105,15 @@ impl Patches<'_> {
 }
 
 /// `dW [O, R] = Σ_n a[n] · im2col(img[n])ᵀ` for `a` `[N, O, L]` and `img` `[N, C, h, w]`
-/// (see the module doc), on the engine's `loops`.
-pub(super) fn weight_grad(g: &Geom, o: usize, img: &[f32], a: &[f32], loops: Loops) -> Vec<f32> {
+/// (see the module doc), on the engine's `loops`, both operands rounded to `precision`
+/// (where `cpu_gemm::f32_route` says the GEMM would round them).
+pub(super) fn weight_grad(
+    g: &Geom,
+    o: usize,
+    (img, a): (&[f32], &[f32]),
+    loops: Loops,
+    precision: Precision,
+) -> Vec<f32> {
     let (l, r, k) = (g.cols(), g.rows(), g.n * g.cols());
     assert!(img.len() >= g.n * g.image_len() && a.len() >= g.n * o * l);
     // a as [O, N·L]: the images' runs side by side, then packed once for every group.
@@ -110,6 +122,7 @@ pub(super) fn weight_grad(g: &Geom, o: usize, img: &[f32], a: &[f32], loops: Loo
             for (dst, n) in row.chunks_exact_mut(l).zip(0..) {
                 dst.copy_from_slice(&a[(n * o + co) * l..][..l]);
             }
+            cpu_gemm::round_in_place(precision, row);
         });
         // SAFETY: `at` is o x k, row-major.
         unsafe { sgemm::PackedA::new(loops, (at.as_ptr(), k, 1), o, k) }
@@ -121,7 +134,12 @@ pub(super) fn weight_grad(g: &Geom, o: usize, img: &[f32], a: &[f32], loops: Loo
     let mut dw = vec![0.0f32; o * r];
     let out = Columns(dw.as_mut_ptr());
     groups.into_par_iter().for_each(|(c0, cn)| {
-        let source = Patches { img, g, c0 };
+        let source = Patches {
+            img,
+            g,
+            c0,
+            precision,
+        };
         // SAFETY: the group writes columns c0·kk .. (c0 + cn)·kk of every row of dW, its
         // own; the source packs rows < k and columns < cn·kk of its operand.
         unsafe {
@@ -207,9 +225,11 @@ mod tests {
     }
 
     /// Every window shape of 16 taps, strides, padding past the window's reach, a row
-    /// dilation, `O` not a multiple of the tile rows, more and fewer channels than groups:
-    /// the patch path matches the f64 definition within the engine's error bound, and is
-    /// bitwise the same on every loop version this CPU runs and on 1, 2 and 3 threads.
+    /// dilation, `O` not a multiple of the tile rows, more and fewer channels than groups,
+    /// operands rounded to bf16 and f16: the patch path matches the f64 definition (on the
+    /// rounded operands: their products are exact in f32) within the engine's error bound,
+    /// and is bitwise the same on every loop version this CPU runs and on 1, 2 and 3
+    /// threads.
     ///
     /// Bound: each element is a chain of FMAs over k-blocks of at most `KC` = 256 terms,
     /// the blocks' sums then added in turn; every rounding is at most `u = 2⁻²⁴` of the
@@ -228,34 +248,33 @@ mod tests {
             geom((300, 4, 4, 4), (4, 4), (1, 1), (0, 0), 1),
         ];
         let loops: Vec<Loops> = Loops::ALL.into_iter().filter(|l| l.available()).collect();
+        let precisions = [Precision::F32, Precision::Bf16, Precision::F16];
         for (case, g) in cases.iter().enumerate() {
-            for o in [5, 13] {
+            for (o, precision) in [5, 13].into_iter().flat_map(|o| precisions.map(|p| (o, p))) {
+                let what = format!("case {case} o {o} {precision:?}");
                 let x = values(g.n * g.image_len(), 2 * case as u64 + 1);
                 let a = values(g.n * o * g.cols(), 2 * case as u64 + 2);
-                let (exact, mag) = reference(g, o, &x, &a);
+                let round =
+                    |v: &[f32]| -> Vec<f32> { v.iter().map(|&e| precision.round(e)).collect() };
+                let (exact, mag) = reference(g, o, &round(&x), &round(&a));
                 let k = g.n * g.cols();
                 let kc = sgemm::KC;
                 let bound = (k.min(kc) + k.div_ceil(kc)) as f64 * 2f64.powi(-24) * 1.01;
-                let first = weight_grad(g, o, &x, &a, loops[0]);
+                let first = weight_grad(g, o, (&x, &a), loops[0], precision);
                 for (j, (&got, (&e, &m))) in first.iter().zip(exact.iter().zip(&mag)).enumerate() {
                     let err = (got as f64 - e).abs();
                     assert!(
                         err <= bound * m,
-                        "case {case} o {o} element {j}: {got} against {e}, error {err:e} > {:e}",
+                        "{what} element {j}: {got} against {e}, error {err:e} > {:e}",
                         bound * m
                     );
                 }
                 for &l in &loops {
                     for threads in [1, 2, 3] {
                         let pool = rayon::ThreadPoolBuilder::new().num_threads(threads);
-                        let got = pool
-                            .build()
-                            .unwrap()
-                            .install(|| weight_grad(g, o, &x, &a, l));
-                        assert!(
-                            got == first,
-                            "case {case} o {o}: {l:?} on {threads} threads differs"
-                        );
+                        let pool = pool.build().unwrap();
+                        let got = pool.install(|| weight_grad(g, o, (&x, &a), l, precision));
+                        assert!(got == first, "{what}: {l:?} on {threads} threads differs");
                     }
                 }
             }

@@ -10,6 +10,8 @@
 //! so every path gives the same bits, those of the engine on the materialised columns.
 
 use super::Geom;
+use crate::ops::cpu_gemm;
+use crate::ops::precision::Precision;
 use crate::ops::sgemm::{self, Loops, PanelSource, NR};
 
 /// Window positions per image up to which a forward product takes this path. Measured
@@ -38,6 +40,8 @@ pub(super) struct Windows<'a> {
     pub g: &'a Geom,
     pub n0: usize,
     pub loops: Loops,
+    /// The values rounded to this (the f32 GEMM route of `cpu_gemm` at bf16 / f16).
+    pub precision: Precision,
 }
 
 /// A panel's 16 positions: the offset of each one's window corner `x[n, 0, y0, x0]` (may
@@ -139,9 +143,12 @@ impl PanelSource for Windows<'_> {
                 // SAFETY: Loops::Avx512 runs only where AVX-512F is; the lanes name
                 // positions of the operand's images.
                 unsafe { self.panel_gather(&lanes, rows, out) };
-                continue;
+            } else {
+                self.panel_lanes(&lanes, rows, out);
             }
+            #[cfg(not(target_arch = "x86_64"))]
             self.panel_lanes(&lanes, rows, out);
+            cpu_gemm::round_in_place(self.precision, out);
         }
     }
 }
@@ -163,12 +170,14 @@ mod tests {
         x[((n * g.c + c) * g.h + y as usize) * g.w + xx as usize]
     }
 
-    /// Distinct nonzero values (so a wrong pixel or a missed zero shows).
+    /// Distinct nonzero values (so a wrong pixel or a missed zero shows), most of them not
+    /// bf16 or f16 values (so a missed rounding shows).
     fn values(len: usize) -> Vec<f32> {
-        (0..len).map(|i| 1.0 + i as f32).collect()
+        (0..len).map(|i| 1.0 + i as f32 * 1.001).collect()
     }
 
-    /// Every loop version packs exactly the definition's values — padding on every side,
+    /// Every loop version packs exactly the definition's values (rounded to bf16 or f16
+    /// where the product runs at that precision) — padding on every side,
     /// strides, dilations, panels that cross images, a last panel narrower than 16 lanes,
     /// k-blocks that start mid-channel — zero past the operand's columns.
     #[test]
@@ -181,31 +190,36 @@ mod tests {
         ];
         for (case, g) in cases.iter().enumerate() {
             let x = values(g.n * g.image_len());
-            for loops in Loops::ALL.into_iter().filter(|l| l.available()) {
+            let all = Loops::ALL.into_iter().filter(|l| l.available());
+            let precisions = [Precision::F32, Precision::Bf16, Precision::F16];
+            for (loops, precision) in all.flat_map(|l| precisions.map(|p| (l, p))) {
                 for n0 in [0, 1] {
                     let source = Windows {
                         img: &x,
                         g,
                         n0,
                         loops,
+                        precision,
                     };
+                    let what = format!("case {case} {loops:?} {precision:?} n0 {n0}");
                     let cols = (g.n - n0) * g.cols();
                     for (r0, kc) in [(0, g.rows()), (5, g.rows() - 7)] {
                         for j0 in [0, 16, cols - cols % 16] {
                             let width = cols - j0;
                             let mut to = vec![f32::NAN; width.div_ceil(NR) * NR * kc];
                             source.pack((r0, kc), (j0, width), &mut to);
-                            for (p, q) in (0..width.div_ceil(NR) * NR).zip(0..) {
+                            for p in 0..width.div_ceil(NR) * NR {
                                 for k in 0..kc {
                                     let got = to[p / NR * NR * kc + k * NR + p % NR];
                                     let want = match p < width {
                                         true => column(g, &x, n0, r0 + k, j0 + p),
                                         false => 0.0,
                                     };
+                                    let want = precision.round(want);
                                     assert!(
                                         got == want,
-                                        "case {case} {loops:?} n0 {n0} r0 {r0} j0 {j0}: \
-                                         column {q} tap {k}: {got} against {want}"
+                                        "{what} r0 {r0} j0 {j0}: column {p} tap {k}: {got} \
+                                         against {want}"
                                     );
                                 }
                             }
