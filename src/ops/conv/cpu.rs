@@ -510,13 +510,9 @@ fn column_products_of<T: Elem>(
     }
     let window_path =
         f32_engine((o, positions, r)).filter(|_| windows::fits(g) && !covering && a.is_none());
-    if let (Some(w_t), Some(loops)) = (w, window_path) {
-        let (w_g, b_g) = (operand(w_t)?, b_g.as_ref());
-        let (w_f, b_f) = (
-            w_g.elems::<f32>()?,
-            b_g.map(Operand::elems::<f32>).transpose()?,
-        );
-        let img_f = img_g.elems::<f32>()?;
+    if let (Some(w_g), Some(loops)) = (&w_g, window_path) {
+        let (w_f, img_f) = (w_g.elems::<f32>()?, img_g.elems::<f32>()?);
+        let b_f = b_g.as_ref().map(Operand::elems::<f32>).transpose()?;
         // SAFETY: forward_windows writes every element of `out`.
         let out = unsafe {
             written_vec(g.n * o * g.cols(), |out| {

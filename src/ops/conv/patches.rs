@@ -19,6 +19,7 @@ use super::blocking::partition;
 use super::elem::Elem;
 use super::Geom;
 use crate::ops::cpu_gemm;
+use crate::ops::cpu_shared::written_vec;
 use crate::ops::precision::Precision;
 use crate::ops::sgemm::{self, Loops, PanelSource, NR};
 use rayon::prelude::*;
@@ -131,23 +132,25 @@ pub(super) fn weight_grad(
     let groups = partition(g.c);
     let threads = rayon::current_num_threads().div_ceil(groups.len()).max(1);
     let kk = g.kh * g.kw;
-    let mut dw = vec![0.0f32; o * r];
-    let out = Columns(dw.as_mut_ptr());
-    groups.into_par_iter().for_each(|(c0, cn)| {
-        let source = Patches {
-            img,
-            g,
-            c0,
-            precision,
-        };
-        // SAFETY: the group writes columns c0·kk .. (c0 + cn)·kk of every row of dW, its
-        // own; the source packs rows < k and columns < cn·kk of its operand.
-        unsafe {
-            let c = (out.get().add(c0 * kk), r);
-            sgemm::sgemm_sourced(rows, cn * kk, c, false, &source, threads)
-        }
-    });
-    dw
+    // SAFETY: the groups' columns c0·kk .. (c0 + cn)·kk cover every row of dW, and an
+    // overwriting product stores every element of its first k-block (k = N·L ≥ 1).
+    unsafe {
+        written_vec(o * r, |dw| {
+            let out = Columns(dw.as_mut_ptr().cast::<f32>());
+            groups.into_par_iter().for_each(|(c0, cn)| {
+                let source = Patches {
+                    img,
+                    g,
+                    c0,
+                    precision,
+                };
+                // The group writes its own columns of every row; the source packs rows < k
+                // and columns < cn·kk of its operand.
+                let c = (out.get().add(c0 * kk), r);
+                sgemm::sgemm_sourced(rows, cn * kk, c, false, &source, threads)
+            })
+        })
+    }
 }
 
 /// `dW`'s pointer, shared by the groups (each writes its own columns).
