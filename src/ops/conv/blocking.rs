@@ -61,7 +61,12 @@ fn block_width(r: usize) -> usize {
 /// Images per block of a task of `count` images with `r` rows of columns: the task cut
 /// into equal blocks of at most about [`block_width`] (one block when a whole task fits).
 pub(super) fn block_images(l: usize, count: usize, r: usize) -> usize {
-    let target = block_width(r);
+    equal_blocks(l, count, block_width(r))
+}
+
+/// Images per block when `count` images of `l` columns are cut into equal blocks of at
+/// most about `target` columns.
+fn equal_blocks(l: usize, count: usize, target: usize) -> usize {
     let blocks = (count * l).div_ceil(target).max(1);
     count.div_ceil(blocks).max(1)
 }
@@ -71,8 +76,21 @@ pub(super) fn block_images(l: usize, count: usize, r: usize) -> usize {
 /// engine's `B` block and the product block stay in L2 (whole tasks of dcgan64's 16x16
 /// positions, 4096 columns, measured 16 → 18.5 ms on D.conv2's forward).
 pub(super) fn product_images(l: usize, count: usize) -> usize {
-    let blocks = (count * l).div_ceil(BLOCK_COLS).max(1);
-    count.div_ceil(blocks).max(1)
+    equal_blocks(l, count, BLOCK_COLS)
+}
+
+/// A raw pointer tasks share, each writing its own disjoint part (raw pointers are not
+/// `Send`).
+#[derive(Clone, Copy)]
+pub(super) struct SendPtr<T>(pub *mut T);
+unsafe impl<T> Send for SendPtr<T> {}
+unsafe impl<T> Sync for SendPtr<T> {}
+
+impl<T> SendPtr<T> {
+    /// The pointer (a method, so closures capture the whole `Send` wrapper).
+    pub fn get(self) -> *mut T {
+        self.0
+    }
 }
 
 /// Columns the f32 GEMM's main microkernel covers at once: the `gemm` crate's AVX-512

@@ -42,7 +42,8 @@
 //! take the GEMM path too; blocking the batch is what makes their GEMM wide.
 
 use super::blocking::{
-    block_images, col2im_channels, for_tasks, partition, product_images, strip_images, TASKS,
+    block_images, col2im_channels, for_tasks, partition, product_images, strip_images, SendPtr,
+    TASKS,
 };
 use super::cols::{col2im, im2col, scratch_len};
 use super::dense;
@@ -61,19 +62,6 @@ use gemm::Parallelism;
 use rayon::prelude::*;
 use std::mem::MaybeUninit;
 use std::sync::RwLockReadGuard;
-
-/// Raw pointers are not `Send`; every chunk below writes disjoint output ranges.
-#[derive(Clone, Copy)]
-struct SendPtr<T>(*mut T);
-unsafe impl<T> Send for SendPtr<T> {}
-unsafe impl<T> Sync for SendPtr<T> {}
-
-impl<T> SendPtr<T> {
-    /// The pointer (a method, so closures capture the whole `Send` wrapper).
-    fn get(self) -> *mut T {
-        self.0
-    }
-}
 
 /// `tmp [O, nb·L]` (row stride `ld`, like the columns) = images `n0 .. n0 + nb` of `a`
 /// (`[N, O, L]`) side by side: the block operand of a GEMM against the column block.

@@ -15,7 +15,7 @@
 //! on one thread (or, with fewer groups than threads, splits its tiles, which the engine
 //! keeps bitwise), so the result is the same for any thread count.
 
-use super::blocking::partition;
+use super::blocking::{partition, SendPtr};
 use super::elem::Elem;
 use super::Geom;
 use crate::ops::cpu_gemm;
@@ -136,7 +136,7 @@ pub(super) fn weight_grad(
     // overwriting product stores every element of its first k-block (k = N·L ≥ 1).
     unsafe {
         written_vec(o * r, |dw| {
-            let out = Columns(dw.as_mut_ptr().cast::<f32>());
+            let out = SendPtr(dw.as_mut_ptr().cast::<f32>());
             groups.into_par_iter().for_each(|(c0, cn)| {
                 let source = Patches {
                     img,
@@ -150,18 +150,6 @@ pub(super) fn weight_grad(
                 sgemm::sgemm_sourced(rows, cn * kk, c, false, &source, threads)
             })
         })
-    }
-}
-
-/// `dW`'s pointer, shared by the groups (each writes its own columns).
-#[derive(Clone, Copy)]
-struct Columns(*mut f32);
-unsafe impl Send for Columns {}
-unsafe impl Sync for Columns {}
-
-impl Columns {
-    fn get(self) -> *mut f32 {
-        self.0
     }
 }
 

@@ -138,16 +138,13 @@ impl PanelSource for Windows<'_> {
         {
             let first = j0 + panel * NR;
             let lanes = self.lanes(first, j0 + cols - first);
-            #[cfg(target_arch = "x86_64")]
-            if self.loops == Loops::Avx512 {
+            match self.loops {
                 // SAFETY: Loops::Avx512 runs only where AVX-512F is; the lanes name
                 // positions of the operand's images.
-                unsafe { self.panel_gather(&lanes, rows, out) };
-            } else {
-                self.panel_lanes(&lanes, rows, out);
+                #[cfg(target_arch = "x86_64")]
+                Loops::Avx512 => unsafe { self.panel_gather(&lanes, rows, out) },
+                _ => self.panel_lanes(&lanes, rows, out),
             }
-            #[cfg(not(target_arch = "x86_64"))]
-            self.panel_lanes(&lanes, rows, out);
             cpu_gemm::round_in_place(self.precision, out);
         }
     }
