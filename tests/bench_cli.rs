@@ -46,6 +46,16 @@ fn bench_row_has_header_formula_and_check_and_compares_with_another_run() {
     assert_eq!(v["schema"], "duel-bench/1");
     assert_eq!(v["machine"]["threads"], 1);
     assert!(v["machine"]["fma_peak_gflops"].as_f64().unwrap() > 0.0);
+    let units = v["machine"]["features"]
+        .as_array()
+        .unwrap()
+        .contains(&"avx512_bf16".into());
+    let bf16 = &v["machine"]["bf16_peak_gflops"];
+    assert_eq!(
+        bf16.as_f64().is_some_and(|g| g > 0.0),
+        units,
+        "bf16 peak {bf16}"
+    );
     let rows = v["rows"].as_array().unwrap();
     assert_eq!(rows.len(), 1, "--filter keeps one row: {rows:?}");
     let row = &rows[0];
@@ -155,6 +165,42 @@ fn bench_machine_only_prints_the_header_alone() {
         "rows were measured:\n{stdout}"
     );
     assert!(!stdout.contains("step "), "steps were measured:\n{stdout}");
+}
+
+/// The bf16 peak line: measured (`vdpbf16ps` chains) where the CPU has AVX512-BF16, and
+/// where it has not, or `DUEL_CPU_ISA=avx512` turns the units off, a line saying so.
+#[test]
+fn bench_measures_the_bf16_peak_where_the_units_are() {
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let has_units = cpuinfo.contains("avx512_bf16");
+    for (isa, units) in [("avx512bf16", has_units), ("avx512", false)] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_duel"))
+            .args([
+                "--device",
+                "cpu",
+                "bench",
+                "--quick",
+                "--machine-only",
+                "--threads",
+                "1",
+            ])
+            .env("DUEL_CPU_ISA", isa)
+            .output()
+            .expect("run duel");
+        let stdout = text(&out.stdout);
+        assert!(out.status.success(), "{stdout}\n{}", text(&out.stderr));
+        let line = stdout
+            .lines()
+            .find_map(|l| l.strip_prefix("bf16 peak"))
+            .unwrap_or_else(|| panic!("no bf16 peak line in:\n{stdout}"));
+        match units {
+            true => {
+                let gflops: f64 = line.split_whitespace().next().unwrap().parse().unwrap();
+                assert!(gflops > 0.0 && line.contains("vdpbf16ps"), "{isa}: {line}");
+            }
+            false => assert!(line.contains("no bf16 units"), "{isa}: {line}"),
+        }
+    }
 }
 
 #[test]

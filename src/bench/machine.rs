@@ -1,7 +1,9 @@
-//! The machine header of `duel bench`: what the CPU is, what it can do (a measured f32 FMA
-//! peak and stream-triad bandwidth), and on cuda what the GPU is and how the kernels were
-//! built. Every "% of peak" column of the table divides by the numbers measured here.
+//! The machine header of `duel bench`: what the CPU is, what it can do (measured f32 FMA
+//! and bf16 dot-product peaks, `peak.rs`, and stream-triad bandwidth), and on cuda what the
+//! GPU is and how the kernels were built. Every "% of peak" column of the table divides by
+//! the numbers measured here.
 
+use super::peak::Peak;
 use crate::ops::precision::Precision;
 use std::time::Instant;
 
@@ -55,150 +57,6 @@ pub fn isa_features() -> Vec<&'static str> {
         }
     }
     found
-}
-
-/// A measured f32 FMA rate: which loop ran and the best rate over the repetitions.
-#[derive(Clone, Debug)]
-pub struct FmaPeak {
-    pub gflops: f64,
-    pub threads: usize,
-    pub kernel: &'static str,
-}
-
-/// The f32 FMA peak on `threads` OS threads, each running [`fma_loop`] for the same count;
-/// the best of `reps` repetitions (the machine may be shared; the best is the least disturbed).
-pub fn measure_fma_peak(threads: usize, reps: usize, iters: u64) -> FmaPeak {
-    let (kernel, flops_per_iter) = fma_kernel();
-    let threads = threads.max(1);
-    let mut best = 0.0f64;
-    for _ in 0..reps.max(1) {
-        let barrier = std::sync::Barrier::new(threads + 1);
-        // Each worker reads the clock itself: a coordinating thread that is descheduled
-        // after the barrier would start its clock late (on 2 cores running 2 workers it
-        // is), and the interval from the first start to the last end is what was spent.
-        let seconds = std::thread::scope(|s| {
-            let workers: Vec<_> = (0..threads)
-                .map(|_| {
-                    s.spawn(|| {
-                        barrier.wait();
-                        let start = Instant::now();
-                        std::hint::black_box(fma_loop(std::hint::black_box(iters)));
-                        (start, Instant::now())
-                    })
-                })
-                .collect();
-            barrier.wait();
-            let spans: Vec<(Instant, Instant)> =
-                workers.into_iter().filter_map(|w| w.join().ok()).collect();
-            let first = spans.iter().map(|&(a, _)| a).min();
-            let last = spans.iter().map(|&(_, b)| b).max();
-            match (first, last) {
-                (Some(a), Some(b)) => b.duration_since(a).as_secs_f64(),
-                _ => f64::INFINITY,
-            }
-        });
-        let flops = flops_per_iter * iters as f64 * threads as f64;
-        best = best.max(flops / seconds / 1e9);
-    }
-    FmaPeak {
-        gflops: best,
-        threads,
-        kernel,
-    }
-}
-
-/// The loop [`fma_loop`] will run here and its FLOPs per iteration (2 per lane per FMA).
-fn fma_kernel() -> (&'static str, f64) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if is_x86_feature_detected!("avx512f") {
-            return ("avx512f: 24 zmm accumulators", (24 * 16 * 2) as f64);
-        }
-        if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
-            return ("avx2+fma: 12 ymm accumulators", (12 * 8 * 2) as f64);
-        }
-    }
-    ("scalar: 8 accumulators", (8 * 2) as f64)
-}
-
-/// `iters` rounds of independent FMAs on register-resident accumulators. The multiplier
-/// and addend come through `black_box`, and every accumulator feeds the returned sum, so
-/// the compiler can neither precompute nor drop a single FMA; FMAs are not reassociated.
-pub fn fma_loop(iters: u64) -> f32 {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if is_x86_feature_detected!("avx512f") {
-            // SAFETY: avx512f was detected at run time.
-            return unsafe { fma_avx512(iters) };
-        }
-        if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
-            // SAFETY: avx2 and fma were detected at run time.
-            return unsafe { fma_avx2(iters) };
-        }
-    }
-    fma_scalar(iters)
-}
-
-// a·acc + b with a < 1 converges to b / (1 − a) ≈ 1: no overflow, no subnormals.
-const FMA_A: f32 = 0.999_9;
-const FMA_B: f32 = 1e-4;
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-unsafe fn fma_avx512(iters: u64) -> f32 {
-    use std::arch::x86_64::*;
-    let a = _mm512_set1_ps(std::hint::black_box(FMA_A));
-    let b = _mm512_set1_ps(std::hint::black_box(FMA_B));
-    let mut acc = [_mm512_setzero_ps(); 24];
-    for (i, v) in acc.iter_mut().enumerate() {
-        *v = _mm512_set1_ps(std::hint::black_box(i as f32 * 1e-3));
-    }
-    for _ in 0..iters {
-        for v in acc.iter_mut() {
-            *v = _mm512_fmadd_ps(*v, a, b);
-        }
-    }
-    let mut sum = _mm512_setzero_ps();
-    for v in acc {
-        sum = _mm512_add_ps(sum, v);
-    }
-    _mm512_reduce_add_ps(sum)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn fma_avx2(iters: u64) -> f32 {
-    use std::arch::x86_64::*;
-    let a = _mm256_set1_ps(std::hint::black_box(FMA_A));
-    let b = _mm256_set1_ps(std::hint::black_box(FMA_B));
-    let mut acc = [_mm256_setzero_ps(); 12];
-    for (i, v) in acc.iter_mut().enumerate() {
-        *v = _mm256_set1_ps(std::hint::black_box(i as f32 * 1e-3));
-    }
-    for _ in 0..iters {
-        for v in acc.iter_mut() {
-            *v = _mm256_fmadd_ps(*v, a, b);
-        }
-    }
-    let mut sum = _mm256_setzero_ps();
-    for v in acc {
-        sum = _mm256_add_ps(sum, v);
-    }
-    let mut lanes = [0f32; 8];
-    _mm256_storeu_ps(lanes.as_mut_ptr(), sum);
-    lanes.iter().sum()
-}
-
-fn fma_scalar(iters: u64) -> f32 {
-    let a = std::hint::black_box(FMA_A);
-    let b = std::hint::black_box(FMA_B);
-    let mut acc = [0f32; 8];
-    for _ in 0..iters {
-        for v in acc.iter_mut() {
-            *v = v.mul_add(a, b);
-        }
-    }
-    acc.iter().sum()
 }
 
 /// The best stream-triad rate `a[i] = b[i] + s·c[i]` over `reps` on the current rayon
@@ -297,7 +155,9 @@ pub struct Machine {
     pub cpu: String,
     pub threads: usize,
     pub features: Vec<&'static str>,
-    pub fma: FmaPeak,
+    pub fma: Peak,
+    /// The `vdpbf16ps` peak, where the CPU has AVX512-BF16 (after `DUEL_CPU_ISA`).
+    pub bf16: Option<Peak>,
     pub triad_gbps: f64,
     /// The device the rows ran on (cpu, emu, cuda:N).
     pub device: String,
@@ -308,12 +168,22 @@ pub struct Machine {
 }
 
 impl Machine {
-    /// The peak the rows are judged against: the GPU's on cuda, the measured FMA peak else.
-    pub fn peak_gflops(&self) -> f64 {
-        self.gpu
-            .as_ref()
-            .and_then(GpuFacts::fp32_peak_gflops)
-            .unwrap_or(self.fma.gflops)
+    /// The peak a row of `kernel` is judged against: the GPU's f32 peak on cuda; on the
+    /// cpu the measured FMA peak, or for a bf16 row (kernel `bf16…`) the bf16 dot-product
+    /// peak where it was measured and the GEMM runs on `vdpbf16ps` (on AMX tiles, whose
+    /// peak is not measured, bf16 rows keep the FMA peak and can pass 100%).
+    pub fn peak_gflops(&self, kernel: &str) -> f64 {
+        if let Some(gpu) = self.gpu.as_ref().and_then(GpuFacts::fp32_peak_gflops) {
+            return gpu;
+        }
+        match &self.bf16 {
+            Some(b) if kernel.starts_with("bf16") && !self.bf16_on_amx() => b.gflops,
+            _ => self.fma.gflops,
+        }
+    }
+
+    fn bf16_on_amx(&self) -> bool {
+        crate::ops::gemm_bf16::Bf16Path::detected() == crate::ops::gemm_bf16::Bf16Path::Amx
     }
     pub fn bandwidth_gbps(&self) -> f64 {
         self.gpu
@@ -336,6 +206,23 @@ impl Machine {
                 "FMA peak   {:.1} GFLOP/s f32 measured on {} threads ({})",
                 self.fma.gflops, self.fma.threads, self.fma.kernel
             ),
+            match &self.bf16 {
+                Some(b) => format!(
+                    "bf16 peak  {:.1} GFLOP/s measured on {} threads ({}){}",
+                    b.gflops,
+                    b.threads,
+                    b.kernel,
+                    match self.bf16_on_amx() {
+                        true =>
+                            "; the AMX tiles' peak is not measured: bf16 rows keep the FMA peak",
+                        false => "; bf16 rows' %pk divide by it",
+                    }
+                ),
+                None => {
+                    "bf16 peak  no bf16 units (AVX512-BF16): bf16 rows' %pk divide by the FMA peak"
+                        .into()
+                }
+            },
             format!(
                 "bandwidth  {:.1} GB/s stream triad on {} threads",
                 self.triad_gbps, self.threads
@@ -361,6 +248,8 @@ impl Machine {
             "fma_peak_gflops": self.fma.gflops,
             "fma_threads": self.fma.threads,
             "fma_kernel": self.fma.kernel,
+            "bf16_peak_gflops": self.bf16.as_ref().map(|b| b.gflops),
+            "bf16_kernel": self.bf16.as_ref().map(|b| b.kernel),
             "triad_gbps": self.triad_gbps,
             "device": self.device,
             "gpu": self.gpu.as_ref().map(|g| json!({
@@ -383,35 +272,6 @@ impl Machine {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn fma_loop_computes_the_recurrence() {
-        // acc ← a·acc + b from acc₀ = i·1e-3, summed over the accumulators: checked against
-        // the same recurrence in f64 (the loop must not be shortened or reassociated away).
-        let (_, flops_per_iter) = fma_kernel();
-        let accs = (flops_per_iter / 2.0) as usize;
-        let lanes = match accs {
-            384 => 16, // 24 zmm × 16 lanes
-            96 => 8,   // 12 ymm × 8 lanes
-            _ => 1,
-        };
-        let per_lane = accs / lanes;
-        let n = 1000;
-        let want: f64 = (0..per_lane)
-            .map(|i| {
-                let mut x = if lanes == 1 { 0.0 } else { i as f64 * 1e-3 };
-                for _ in 0..n {
-                    x = x * FMA_A as f64 + FMA_B as f64;
-                }
-                x * lanes as f64
-            })
-            .sum();
-        let got = fma_loop(n) as f64;
-        assert!(
-            (got - want).abs() <= 1e-4 * want.abs(),
-            "fma_loop({n}) = {got}, the recurrence gives {want}"
-        );
-    }
 
     #[test]
     fn gpu_peaks_come_from_the_driver_facts() {

@@ -2,7 +2,7 @@
 //! against the machine's measured limits and, given a PyTorch run of the same rows
 //! (`scripts/bench_pytorch.py`), against PyTorch.
 //!
-//! - [`machine`]: the header (CPU, ISA features, measured FMA peak and triad bandwidth,
+//! - [`machine`]: the header (CPU, ISA features, measured FMA and bf16 peaks ([`peak`]), triad bandwidth,
 //!   GPU facts and kernel build mode);
 //! - [`cases`]: the op rows with their FLOP/byte formulas;
 //! - [`step`]: whole trainer steps split by op and direction ([`crate::profile`]);
@@ -11,6 +11,7 @@
 pub mod cases;
 mod conv_cases;
 pub mod machine;
+pub mod peak;
 pub mod report;
 pub mod step;
 pub mod timing;
@@ -264,7 +265,9 @@ pub fn run_steps(
 pub fn measure_machine(device: &Device, threads: usize, quick: bool) -> machine::Machine {
     let reps = if quick { 2 } else { 5 };
     // ~0.1 s per repetition at 100 GFLOP/s per thread.
-    let fma = machine::measure_fma_peak(threads, reps, if quick { 500_000 } else { 2_000_000 });
+    let iters = if quick { 500_000 } else { 2_000_000 };
+    let fma = peak::fma(threads, reps, iters);
+    let bf16 = peak::bf16_dot(threads, reps, iters);
     // 3 × 128 MiB: beyond any L3 (105 MiB on the machine this was written on).
     let triad = machine::measure_triad(32 << 20, if quick { 3 } else { 8 });
     let (gpu, gpu_absent) = match device {
@@ -285,6 +288,7 @@ pub fn measure_machine(device: &Device, threads: usize, quick: bool) -> machine:
         threads,
         features: machine::isa_features(),
         fma,
+        bf16,
         triad_gbps: triad,
         device: device.to_string(),
         gpu,

@@ -99,7 +99,6 @@ fn ms(seconds: f64) -> String {
 
 impl Report {
     pub fn to_json(&self, against: Option<&Against>) -> Value {
-        let peak = self.machine.peak_gflops();
         let bw = self.machine.bandwidth_gbps();
         let rows: Vec<Value> = self
             .rows
@@ -122,7 +121,7 @@ impl Report {
                     "bytes": r.bytes,
                     "gflops": r.gflops(),
                     "gbps": r.gbps(),
-                    "pct_peak": 100.0 * r.gflops() / peak,
+                    "pct_peak": 100.0 * r.gflops() / self.machine.peak_gflops(r.kernel),
                     "pct_bandwidth": 100.0 * r.gbps() / bw,
                     "check": r.check.as_ref().map(|c| json!({
                         "max_rel_err": c.max_rel_err,
@@ -157,7 +156,6 @@ impl Report {
 
     /// The human table: header, op rows, step rows with their breakdowns.
     pub fn table(&self, against: Option<&Against>) -> String {
-        let peak = self.machine.peak_gflops();
         let bw = self.machine.bandwidth_gbps();
         let mut out = format!("duel bench  {}  {}\n", self.date, self.command);
         for line in self.machine.describe() {
@@ -190,7 +188,7 @@ impl Report {
                 format!("{}-{}", ms(r.spread.p10), ms(r.spread.p90)),
                 r.gflops(),
                 r.gbps(),
-                pct(r.gflops(), peak),
+                pct(r.gflops(), self.machine.peak_gflops(r.kernel)),
                 pct(r.gbps(), bw),
                 check
             );
