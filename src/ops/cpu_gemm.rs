@@ -8,7 +8,7 @@
 //!   `ops::sgemm`) — and the `gemm` crate elsewhere; the choice is the hardware's and the
 //!   shape's, never `DUEL_CPU_ISA`'s or the thread count's.
 //! - f32 at `Precision::Bf16` on a CPU with bf16 units, for shapes that fill their blocks
-//!   of 32 (at most 50% padding): [`gemm_bf16`](crate::ops::gemm_bf16)
+//!   of 32 (at most 50% padding): [`gemm_bf16`](crate::ops::gemm_bf16) (a weight packed once per call: [`Prepacked`])
 //!   (AMX-BF16 or AVX512-BF16, detected at run time), its rows (or, when there are fewer
 //!   rows than columns, its columns) split over the rayon pool when the caller asks for
 //!   parallelism — bitwise the same for any split, because every
@@ -22,8 +22,8 @@
 //!   (`gemm_bf16`'s portable loops are ~20x slower). It keeps bf16 subnormals, which the
 //!   bf16 units flush to zero (irrelevant unless data live near 1e-38).
 
-use crate::ops::cpu_shared::{with_pair, PairCell};
-use crate::ops::gemm_bf16::{gemm_bf16, gemm_bf16_ptr, Bf16Path};
+use crate::ops::cpu_shared::{with_pair, PairCell, SendPtr};
+use crate::ops::gemm_bf16::{gemm_bf16_ptr, Bf16Path, Lhs, PackedLhs};
 use crate::ops::precision::Precision;
 use crate::ops::sgemm;
 use gemm::Parallelism;
@@ -103,9 +103,16 @@ pub(crate) unsafe fn gemm<T: GemmElem>(
 }
 
 /// The left operand of several products packed once (a conv weight against every block
-/// of images): where [`gemm`] would run duel's engine on it — f32 at `Precision::F32`, a
-/// depth the engine takes — its panels ([`sgemm::PackedA`]); `None` elsewhere, where the
-/// plain operand serves ([`gemm_packed`] takes either).
+/// of images), where [`gemm`] would pack it itself: for duel's f32 engine (f32 at
+/// `Precision::F32`, a depth the engine takes) or for the bf16 units (`Precision::Bf16`
+/// on a CPU with them, a transposed operand whose rows and depth fill their blocks).
+pub(crate) enum Prepacked {
+    F32(sgemm::PackedA),
+    Bf16(PackedLhs),
+}
+
+/// The packed left operand where one serves (see [`Prepacked`]); `None` elsewhere, where
+/// the plain operand serves ([`gemm_packed`] takes either).
 ///
 /// # Safety
 /// `lhs` readable at every `i·rs + p·cs` (i < m, p < k).
@@ -114,21 +121,39 @@ pub(crate) unsafe fn prepack<T: GemmElem>(
     m: usize,
     k: usize,
     lhs: (*const T, usize, usize),
-) -> Option<sgemm::PackedA> {
-    let ptr = T::f32_ptr(lhs.0).filter(|_| precision == Precision::F32)?;
-    let loops = sgemm::engine_for(k)?;
-    Some(sgemm::PackedA::new(loops, (ptr, lhs.1, lhs.2), m, k))
+) -> Option<Prepacked> {
+    let ptr = T::f32_ptr(lhs.0)?;
+    match precision {
+        Precision::F32 => {
+            let loops = sgemm::engine_for(k)?;
+            Some(Prepacked::F32(sgemm::PackedA::new(
+                loops,
+                (ptr, lhs.1, lhs.2),
+                m,
+                k,
+            )))
+        }
+        // n = 32 pads nothing: whether a product pays is checked again with its n. Only a
+        // transposed operand (col2im's `Wᵀ`): its packing is a 16x16 transpose per chunk,
+        // which packing once saves (dcgan28 G.convt1 forward 2.95 → 2.72 ms, D.conv2 input
+        // gradient 2.89 → 2.77); a row-major weight packs in streaming copies, and packed
+        // once per call measured no faster (D.conv2 forward 2.78 → 2.84).
+        Precision::Bf16 if lhs.1 == 1 && lhs.2 != 1 && bf16_units_pay(m, 32, k) => {
+            Some(Prepacked::Bf16(PackedLhs::new(m, k, (ptr, lhs.1, lhs.2))))
+        }
+        _ => None,
+    }
 }
 
 /// [`gemm`], reading rows `i0 .. i0 + m` of the left operand from `packed` (made by
 /// [`prepack`] from the matrix whose rows from `i0` on `lhs` points at) where it has
-/// them at a panel boundary; the bits are those of [`gemm`] on `lhs` either way.
+/// them; the bits are those of [`gemm`] on `lhs` either way.
 ///
 /// # Safety
 /// As [`gemm`]; `packed`, when given, made from the matrix `lhs` is a part of.
 #[allow(clippy::too_many_arguments)]
 pub(crate) unsafe fn gemm_packed<T: GemmElem>(
-    packed: Option<(&sgemm::PackedA, usize)>,
+    packed: Option<(&Prepacked, usize)>,
     precision: Precision,
     (m, n, k): (usize, usize, usize),
     (dst, ldd): (&mut [T], usize),
@@ -137,15 +162,45 @@ pub(crate) unsafe fn gemm_packed<T: GemmElem>(
     rhs: (*const T, usize, usize),
     par: Parallelism,
 ) {
-    let rows = packed.and_then(|(p, i0)| p.rows(i0, m).filter(|_| p.k() == k));
-    match (rows, T::f32_ptr(dst.as_ptr()), T::f32_ptr(rhs.0)) {
-        (Some(rows), Some(c), Some(b)) if m > 0 && n > 0 && precision == Precision::F32 => {
-            check_dst(m, n, ldd, dst.len());
-            let c = (c.cast_mut(), ldd);
-            sgemm::sgemm_packed(rows, n, c, accumulate, (b, rhs.1, rhs.2), threads_of(par))
+    let f32s = T::f32_ptr(dst.as_ptr()).zip(T::f32_ptr(rhs.0));
+    match (packed, f32s) {
+        (Some((Prepacked::F32(p), i0)), Some((c, b))) if precision == Precision::F32 => {
+            if let Some(rows) = p.rows(i0, m).filter(|_| p.k() == k && m > 0 && n > 0) {
+                check_dst(m, n, ldd, dst.len());
+                let c = (c.cast_mut(), ldd);
+                return sgemm::sgemm_packed(
+                    rows,
+                    n,
+                    c,
+                    accumulate,
+                    (b, rhs.1, rhs.2),
+                    threads_of(par),
+                );
+            }
         }
-        _ => gemm(precision, m, n, k, (dst, ldd), accumulate, lhs, rhs, par),
+        (Some((Prepacked::Bf16(p), i0)), Some((c, b)))
+            if precision == Precision::Bf16 && p.covers(i0, m, k) && bf16_units_pay(m, n, k) =>
+        {
+            if m == 0 || n == 0 {
+                return;
+            }
+            check_dst(m, n, ldd, dst.len());
+            let dst = std::slice::from_raw_parts_mut(c.cast_mut(), dst.len());
+            let rhs = (b, rhs.1, rhs.2);
+            return bf16_rows(
+                m,
+                n,
+                k,
+                (dst, ldd),
+                accumulate,
+                Lhs::Packed(p, i0),
+                rhs,
+                par,
+            );
+        }
+        _ => {}
     }
+    gemm(precision, m, n, k, (dst, ldd), accumulate, lhs, rhs, par)
 }
 
 /// Multiply-adds (m·n·k) from which one product is worth splitting across threads.
@@ -271,7 +326,7 @@ impl GemmElem for f32 {
         match precision {
             Precision::F32 => gemm_f32(m, n, k, (dst, ldd), accumulate, lhs, rhs, par),
             Precision::Bf16 if bf16_units_pay(m, n, k) => {
-                bf16_rows(m, n, k, (dst, ldd), accumulate, lhs, rhs, par)
+                bf16_rows(m, n, k, (dst, ldd), accumulate, Lhs::Matrix(lhs), rhs, par)
             }
             p => with_pair(&ROUNDED_OPERANDS, |a, b| {
                 rounded(p, m, n, k, (dst, ldd), accumulate, lhs, rhs, par, a, b)
@@ -329,19 +384,6 @@ pub(crate) fn round_in_place(precision: Precision, v: &mut [f32]) {
     v.iter_mut().for_each(|x| *x = precision.round(*x));
 }
 
-/// Raw pointers are not `Send`; the row ranges below are disjoint and the operands only
-/// read.
-#[derive(Clone, Copy)]
-struct Shared(*const f32);
-unsafe impl Send for Shared {}
-unsafe impl Sync for Shared {}
-
-impl Shared {
-    fn get(self) -> *const f32 {
-        self.0
-    }
-}
-
 /// The bf16 GEMM split over the pool when `par` allows: into ranges of rows (multiples of
 /// 32), or of columns when there are fewer rows than columns — each part packs only its
 /// own share of the larger operand, and the split does not change a bit (see the module
@@ -353,7 +395,7 @@ unsafe fn bf16_rows(
     k: usize,
     (dst, ldd): (&mut [f32], usize),
     accumulate: bool,
-    lhs: (*const f32, usize, usize),
+    lhs: Lhs,
     rhs: (*const f32, usize, usize),
     par: Parallelism,
 ) {
@@ -361,29 +403,45 @@ unsafe fn bf16_rows(
     let by_columns = n > m;
     let (along, _) = if by_columns { (n, m) } else { (m, n) };
     if threads <= 1 || along <= 32 {
-        return gemm_bf16(m, n, k, (dst, ldd), accumulate, lhs, rhs);
+        return gemm_bf16_ptr(m, n, k, (dst.as_mut_ptr(), ldd), accumulate, lhs, rhs);
     }
     let span = along.div_ceil(threads).next_multiple_of(32);
     let parts = along.div_ceil(span);
-    let (a, b, c) = (Shared(lhs.0), Shared(rhs.0), Shared(dst.as_mut_ptr()));
+    let (a, b, c) = (
+        SharedLhs(lhs),
+        SendPtr(rhs.0.cast_mut()),
+        SendPtr(dst.as_mut_ptr()),
+    );
     (0..parts).into_par_iter().for_each(|t| {
         let (from, count) = (t * span, span.min(along - t * span));
         // SAFETY: part t writes only rows (or columns) from..from+count of dst, which no
         // other part touches, and reads operand rows/columns inside the caller's bounds;
         // `dst` holds (m − 1)·ldd + n elements (checked by `gemm`).
         unsafe {
-            let c = c.get() as *mut f32;
+            let (c, b) = (c.get(), b.get().cast_const());
             if by_columns {
-                let rhs = (b.get().wrapping_add(from * rhs.2), rhs.1, rhs.2);
-                let lhs = (a.get(), lhs.1, lhs.2);
-                gemm_bf16_ptr(m, count, k, (c.add(from), ldd), accumulate, lhs, rhs)
+                let rhs = (b.wrapping_add(from * rhs.2), rhs.1, rhs.2);
+                gemm_bf16_ptr(m, count, k, (c.add(from), ldd), accumulate, a.get(), rhs)
             } else {
-                let lhs = (a.get().wrapping_add(from * lhs.1), lhs.1, lhs.2);
-                let rhs = (b.get(), rhs.1, rhs.2);
+                let lhs = a.get().skip_rows(from);
+                let rhs = (b, rhs.1, rhs.2);
                 gemm_bf16_ptr(count, n, k, (c.add(from * ldd), ldd), accumulate, lhs, rhs)
             }
         }
     });
+}
+
+/// A left operand shared by the parts of a split product (only read; its pointer is not
+/// `Send`).
+#[derive(Clone, Copy)]
+struct SharedLhs<'a>(Lhs<'a>);
+unsafe impl Send for SharedLhs<'_> {}
+unsafe impl Sync for SharedLhs<'_> {}
+
+impl<'a> SharedLhs<'a> {
+    fn get(self) -> Lhs<'a> {
+        self.0
+    }
 }
 
 thread_local! {
@@ -603,6 +661,100 @@ mod tests {
                             (want.is_nan() && r.is_nan()) || want.to_bits() == r.to_bits(),
                             "{name} {p}: {x:e} ({:#x}) -> {r:e}, want {want:e}",
                             x.to_bits()
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    /// A transposed weight packed once for the bf16 units (col2im's `Wᵀ`): every product
+    /// from it — rows from strips at odd and even offsets (channel tiles of 16 rows), two
+    /// blocks of k (k > KC), split over rows or columns of 2 threads, accumulating — has the
+    /// bits of the product on the plain operand, and both lie within the summation bound of
+    /// `gemm_bf16` (`γ_k·Σ|ρ(a)ρ(b)|` against an f64 sum of the rounded operands).
+    #[test]
+    fn a_prepacked_transposed_weight_gives_the_plain_products_bits() {
+        use crate::ops::gemm_bf16::pack::{bf16_to_f32, round_bf16};
+        let (r, o) = (80, 600); // Wᵀ: m = r rows, k = o (two blocks of 512)
+        let w: Vec<f32> = (0..o * r)
+            .map(|i| ((i * 37 % 101) as f32 - 50.0) / 17.0)
+            .collect();
+        let lhs = (w.as_ptr(), 1, r);
+        // SAFETY: Wᵀ [r, o] of w [o, r] is in bounds.
+        let packed = unsafe { prepack(Precision::Bf16, r, o, lhs) };
+        let Some(packed) = packed else {
+            assert_eq!(
+                Bf16Path::detected(),
+                Bf16Path::Portable,
+                "prepack declined a transposed weight on a CPU with bf16 units"
+            );
+            return; // no bf16 units: gemm_packed is gemm (this CPU tests nothing more)
+        };
+        assert!(matches!(packed, Prepacked::Bf16(_)));
+        let rho = |x: f32| bf16_to_f32(round_bf16(x)) as f64;
+        for n in [70, 20] {
+            let b: Vec<f32> = (0..o * n)
+                .map(|i| ((i * 53 % 97) as f32 - 48.0) / 13.0)
+                .collect();
+            for (i0, m) in [(0, 80), (16, 32), (48, 32), (16, 16), (64, 16)] {
+                for accumulate in [false, true] {
+                    let start: Vec<f32> = (0..m * n).map(|i| (i % 7) as f32 - 3.0).collect();
+                    let sub = (w.as_ptr().wrapping_add(i0), 1, r);
+                    let rhs = (b.as_ptr(), n, 1);
+                    let mut plain = start.clone();
+                    // SAFETY: rows i0 .. i0 + m of Wᵀ, b [o, n], dst m x n: all in bounds.
+                    unsafe {
+                        gemm(
+                            Precision::Bf16,
+                            m,
+                            n,
+                            o,
+                            (&mut plain, n),
+                            accumulate,
+                            sub,
+                            rhs,
+                            Parallelism::None,
+                        )
+                    };
+                    for par in [Parallelism::None, Parallelism::Rayon(2)] {
+                        let mut got = start.clone();
+                        // SAFETY: as above (2 parts: rows or columns split in multiples of 32).
+                        unsafe {
+                            let dst = (&mut got[..], n);
+                            let p = Some((&packed, i0));
+                            gemm_packed(
+                                p,
+                                Precision::Bf16,
+                                (m, n, o),
+                                dst,
+                                accumulate,
+                                sub,
+                                rhs,
+                                par,
+                            )
+                        }
+                        let what = format!(
+                            "n {n} rows {i0}..{} accumulate {accumulate} {par:?}",
+                            i0 + m
+                        );
+                        assert!(
+                            got.iter()
+                                .zip(&plain)
+                                .all(|(a, b)| a.to_bits() == b.to_bits()),
+                            "{what}: the packed weight's product differs from the plain one"
+                        );
+                    }
+                    let gamma = o as f64 * 2f64.powi(-24) / (1.0 - o as f64 * 2f64.powi(-24));
+                    for (e, got) in plain.iter().enumerate() {
+                        let (i, j) = (e / n, e % n);
+                        let terms = (0..o).map(|p| rho(w[p * r + i0 + i]) * rho(b[p * n + j]));
+                        let c0 = if accumulate { start[e] as f64 } else { 0.0 };
+                        let (sum, abs) =
+                            terms.fold((c0, c0.abs()), |(s, a), t| (s + t, a + t.abs()));
+                        assert!(
+                            (*got as f64 - sum).abs() <= gamma * abs + o as f64 * 2f64.powi(-126),
+                            "n {n} rows {i0}.. ({i}, {j}): {got} against {sum}"
                         );
                     }
                 }

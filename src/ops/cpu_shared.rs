@@ -300,6 +300,20 @@ pub(crate) fn with_pair<T, R>(
     done.unwrap_or_else(|| (f.take().expect("called once"))(&mut Vec::new(), &mut Vec::new()))
 }
 
+/// A raw pointer tasks share, each writing its own disjoint part (raw pointers are not
+/// `Send`).
+#[derive(Clone, Copy)]
+pub(crate) struct SendPtr<T>(pub *mut T);
+unsafe impl<T> Send for SendPtr<T> {}
+unsafe impl<T> Sync for SendPtr<T> {}
+
+impl<T> SendPtr<T> {
+    /// The pointer (a method, so closures capture the whole `Send` wrapper).
+    pub fn get(self) -> *mut T {
+        self.0
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

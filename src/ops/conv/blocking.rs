@@ -79,19 +79,7 @@ pub(super) fn product_images(l: usize, count: usize) -> usize {
     equal_blocks(l, count, BLOCK_COLS)
 }
 
-/// A raw pointer tasks share, each writing its own disjoint part (raw pointers are not
-/// `Send`).
-#[derive(Clone, Copy)]
-pub(super) struct SendPtr<T>(pub *mut T);
-unsafe impl<T> Send for SendPtr<T> {}
-unsafe impl<T> Sync for SendPtr<T> {}
-
-impl<T> SendPtr<T> {
-    /// The pointer (a method, so closures capture the whole `Send` wrapper).
-    pub fn get(self) -> *mut T {
-        self.0
-    }
-}
+pub(super) use crate::ops::cpu_shared::SendPtr;
 
 /// Columns the f32 GEMM's main microkernel covers at once: the `gemm` crate's AVX-512
 /// kernel holds 4 vectors of 16 along the block's columns, and the columns past the last

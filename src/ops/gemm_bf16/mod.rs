@@ -4,7 +4,7 @@
 //!
 //! **Shape.** The operands are f32 matrices given by pointer and (row stride, col stride),
 //! rounded to bf16 while they are packed into panels ([`pack`]): for each block of
-//! `KC = 512` values of k, all of A's rows (`m x KC`), then for each block of `NC = 512`
+//! `KC = 256` values of k, all of A's rows (`m x KC`), then for each block of `NC = 512`
 //! columns B's panel (`KC x NC`); C is computed in 32x32 blocks, each summing its k chunks
 //! in order, the blocks of k one after another (C in memory holds the f32 sum between
 //! them: no extra rounding, f32 is what the accumulators hold). Panels are padded with
@@ -53,8 +53,14 @@ use crate::ops::cpu_shared::{with_pair, PairCell};
 use pack::{pack_a, pack_b, panel_lines, Line, Packer, Src, CHUNK_LINES};
 use std::cell::RefCell;
 
-/// k per packed block (a multiple of 32).
-const KC: usize = 512;
+/// k per packed block (a multiple of 32). 256: a 32x32 block's A and B panels (16 KiB
+/// each) fit a 32 KiB L1 together; at 512 the B panel alone did, and streamed from L2 for
+/// each of the block's four 8-row passes. Measured on AVX512-BF16 (Zen 4, 2 threads,
+/// `duel bench`): square 512³ 371 → 410 GFLOP/s, dcgan28 D.conv2 input / weight gradient
+/// 2.74 / 3.05 → 2.59 / 2.89 ms, G.convt1 forward 2.72 → 2.60 (128: slower than both).
+/// The order of each element's sum does not depend on it (C holds the exact f32 sum
+/// between blocks), so neither do the bits.
+const KC: usize = 256;
 /// Columns per packed B panel (a multiple of 32).
 const NC: usize = 512;
 
@@ -138,38 +144,13 @@ pub fn bf16_path_reason() -> String {
 }
 
 /// `dst (m x n, row-major, row stride ldd ≥ n) (+)= bf16(lhs) · bf16(rhs)`, f32
-/// accumulation, on the detected path. `lhs`, `rhs`: f32 matrices by pointer and (row
-/// stride, col stride) in elements, rounded to bf16 (to nearest even) while packing. One
-/// thread.
+/// accumulation, on `path` (the detected one: [`gemm_bf16_ptr`]; tests and `duel bench`
+/// run each). `lhs`, `rhs`: f32 matrices by pointer and (row stride, col stride) in
+/// elements, rounded to bf16 (to nearest even) while packing. One thread.
 ///
 /// # Safety
 /// `lhs` must be readable at every `i·rs + p·cs` (i < m, p < k), `rhs` at every
 /// `p·rs + j·cs` (p < k, j < n), and `dst` must hold `(m − 1)·ldd + n` elements.
-pub(crate) unsafe fn gemm_bf16(
-    m: usize,
-    n: usize,
-    k: usize,
-    (dst, ldd): (&mut [f32], usize),
-    accumulate: bool,
-    lhs: (*const f32, usize, usize),
-    rhs: (*const f32, usize, usize),
-) {
-    gemm_bf16_on(
-        Bf16Path::detected(),
-        m,
-        n,
-        k,
-        (dst, ldd),
-        accumulate,
-        lhs,
-        rhs,
-    )
-}
-
-/// [`gemm_bf16`] on a given path (tests and `duel bench` run each).
-///
-/// # Safety
-/// As [`gemm_bf16`].
 ///
 /// # Panics
 /// When `path` is not available on this CPU, or `dst` is shorter than `(m − 1)·ldd + n`.
@@ -199,15 +180,18 @@ pub unsafe fn gemm_bf16_on(
         "dst holds {} < (m − 1)·ldd + n = {need} (ldd {ldd}, n {n})",
         dst.len(),
     );
+    let lhs = Lhs::Matrix(lhs);
     on_ptr(path, m, n, k, (dst.as_mut_ptr(), ldd), accumulate, lhs, rhs)
 }
 
-/// [`gemm_bf16`] on `dst` by pointer: for callers that split one output between threads
-/// by columns (parts whose rows interleave in memory, so they cannot be disjoint slices).
+/// [`gemm_bf16_on`] on the detected path, `dst` by pointer, the left operand given or
+/// packed: for callers that split one output between threads by columns (parts whose
+/// rows interleave in memory, so they cannot be disjoint slices).
 ///
 /// # Safety
-/// As [`gemm_bf16`], with `dst` writable at `i·ldd + j` (i < m, j < n), `ldd ≥ n`, and no
-/// other thread touching those elements during the call.
+/// As [`gemm_bf16_on`], with `dst` writable at `i·ldd + j` (i < m, j < n), `ldd ≥ n`, and no
+/// other thread touching those elements during the call; a packed `lhs` holds rows
+/// `i0 .. i0 + m` at depth `k` ([`PackedLhs::covers`]).
 #[allow(clippy::too_many_arguments)]
 pub(crate) unsafe fn gemm_bf16_ptr(
     m: usize,
@@ -215,10 +199,68 @@ pub(crate) unsafe fn gemm_bf16_ptr(
     k: usize,
     dst: (*mut f32, usize),
     accumulate: bool,
-    lhs: (*const f32, usize, usize),
+    lhs: Lhs,
     rhs: (*const f32, usize, usize),
 ) {
     on_ptr(Bf16Path::detected(), m, n, k, dst, accumulate, lhs, rhs)
+}
+
+/// The left operand of a product: a strided f32 matrix, or rows from `i0` of one packed
+/// once for several products.
+#[derive(Clone, Copy)]
+pub(crate) enum Lhs<'a> {
+    Matrix((*const f32, usize, usize)),
+    Packed(&'a PackedLhs, usize),
+}
+
+impl Lhs<'_> {
+    /// The operand from its row `rows` on (a multiple of 32 where packed).
+    pub(crate) fn skip_rows(self, rows: usize) -> Self {
+        match self {
+            Lhs::Matrix((p, rs, cs)) => Lhs::Matrix((p.wrapping_add(rows * rs), rs, cs)),
+            Lhs::Packed(p, i0) => Lhs::Packed(p, i0 + rows),
+        }
+    }
+}
+
+/// A left operand packed once (a conv weight against every block of images): for every
+/// block of `KC` values of k the panel `gemm_bf16` packs per call — the same lines, so
+/// products from it have the same bits — and one strip of zeros past the last, so that a
+/// product over rows from an odd strip (`i0` a multiple of 16, not of 32) reads whole
+/// blocks of 32 rows inside the panel.
+pub(crate) struct PackedLhs {
+    m: usize,
+    k: usize,
+    blocks: Vec<Vec<Line>>,
+}
+
+impl PackedLhs {
+    /// # Safety
+    /// `lhs` readable at every `i·rs + p·cs` (i < m, p < k).
+    pub(crate) unsafe fn new(m: usize, k: usize, lhs: (*const f32, usize, usize)) -> Self {
+        let packer = Packer::detected();
+        let blocks = (0..k)
+            .step_by(KC)
+            .map(|kb| {
+                let (kc, chunks) = ((k - kb).min(KC), (k - kb).min(KC).div_ceil(32));
+                let mut lines =
+                    vec![Line::default(); panel_lines(m, chunks) + chunks * CHUNK_LINES];
+                let a = Src {
+                    ptr: lhs.0.wrapping_add(kb * lhs.2),
+                    rs: lhs.1,
+                    cs: lhs.2,
+                };
+                pack_a(a, m, kc, &mut lines, packer);
+                lines
+            })
+            .collect();
+        PackedLhs { m, k, blocks }
+    }
+
+    /// Whether rows `i0 .. i0 + m` at depth `k` can be read from here.
+    pub(crate) fn covers(&self, i0: usize, m: usize, k: usize) -> bool {
+        i0.is_multiple_of(16) && i0 + m <= self.m && k == self.k
+    }
 }
 
 thread_local! {
@@ -245,7 +287,7 @@ unsafe fn on_ptr(
     k: usize,
     (c, ldd): (*mut f32, usize),
     accumulate: bool,
-    lhs: (*const f32, usize, usize),
+    lhs: Lhs,
     rhs: (*const f32, usize, usize),
 ) {
     if m == 0 || n == 0 {
@@ -270,7 +312,9 @@ unsafe fn on_ptr(
             _ => portable::block,
         };
         let chunks_max = k.min(KC).div_ceil(32);
-        grow(a_ws, panel_lines(m, chunks_max));
+        if let Lhs::Matrix(_) = lhs {
+            grow(a_ws, panel_lines(m, chunks_max));
+        }
         grow(b_ws, panel_lines(n.min(NC), chunks_max));
         #[cfg(target_arch = "x86_64")]
         if path == Bf16Path::Amx {
@@ -281,12 +325,19 @@ unsafe fn on_ptr(
             let chunks = kc.div_ceil(32);
             let strip = chunks * CHUNK_LINES;
             let load = accumulate || kb > 0;
-            let a = Src {
-                ptr: lhs.0.wrapping_add(kb * lhs.2),
-                rs: lhs.1,
-                cs: lhs.2,
+            let a_panel = match lhs {
+                Lhs::Matrix(lhs) => {
+                    let a = Src {
+                        ptr: lhs.0.wrapping_add(kb * lhs.2),
+                        rs: lhs.1,
+                        cs: lhs.2,
+                    };
+                    pack_a(a, m, kc, a_ws, packer);
+                    a_ws.as_ptr()
+                }
+                // The caller checked `covers`: strips from i0 / 16 on, the panel of this kb.
+                Lhs::Packed(p, i0) => p.blocks[kb / KC].as_ptr().add(i0 / 16 * strip),
             };
-            pack_a(a, m, kc, a_ws, packer);
             for nb in (0..n).step_by(NC) {
                 let nc = (n - nb).min(NC);
                 let b = Src {
@@ -296,7 +347,7 @@ unsafe fn on_ptr(
                 };
                 pack_b(b, kc, nc, b_ws, packer);
                 for i in (0..m).step_by(32) {
-                    let a_blk = a_ws.as_ptr().add(i / 16 * strip);
+                    let a_blk = a_panel.add(i / 16 * strip);
                     let rows = (m - i).min(32);
                     for j in (0..nc).step_by(32) {
                         let b_blk = b_ws.as_ptr().add(j / 16 * strip);
