@@ -16,6 +16,7 @@ use crate::autograd::no_grad;
 use crate::device::Device;
 use crate::error::Result;
 use crate::ops::matmul::MatmulKernel;
+use crate::ops::precision::{with_precision, Precision};
 use crate::optim::{Adam, AdamConfig, Optimizer, RmsProp, RmsPropConfig};
 use crate::tensor::{DType, Tensor};
 
@@ -301,21 +302,31 @@ fn matmul_cases(sizes: Sizes, device: &Device, out: &mut Vec<Case>) {
     } else {
         mma_cases(sizes, out);
     }
-    // The DCGAN linear layers, as nn::Linear runs them: x[n, in] @ w[out, in]ᵀ.
+    // The DCGAN linear layers, as nn::Linear runs them: x[n, in] @ w[out, in]ᵀ, in f32
+    // and under `--precision bf16` (kernel `bf16`, the label with the precision appended,
+    // as the conv rows).
     let n = sizes.batch;
-    for (label, fan_in, fan_out) in [
+    let layers = [
         ("dcgan28 G.fc", 100, 2 * 64 * 7 * 7),
         ("dcgan28 D.fc", 2 * 64 * 7 * 7, 1),
-    ] {
+    ];
+    let precisions = [(Precision::F32, "default"), (Precision::Bf16, "bf16")];
+    for ((name, fan_in, fan_out), (precision, kernel)) in
+        layers.into_iter().flat_map(|l| precisions.map(|p| (l, p)))
+    {
+        let label = match precision {
+            Precision::F32 => name.to_string(),
+            p => format!("{name} {p}"),
+        };
         let flops = 2.0 * (n * fan_in * fan_out) as f64;
         let bytes = 4.0 * (n * fan_in + fan_in * fan_out + n * fan_out) as f64;
         for direction in ["forward", "input-grad", "weight-grad"] {
             out.push(Case {
                 op: "matmul",
                 direction,
-                label: label.into(),
+                label: label.clone(),
                 shape: format!("x[{n},{fan_in}] w[{fan_out},{fan_in}]"),
-                kernel: "default",
+                kernel,
                 flops,
                 bytes,
                 full_only: false,
@@ -326,7 +337,7 @@ fn matmul_cases(sizes: Sizes, device: &Device, out: &mut Vec<Case>) {
                     if direction == "forward" {
                         return Ok(Box::new(move |sw: &mut Stopwatch| {
                             sw.start()?;
-                            let y = no_grad(|| x.matmul(&w.t()?))?;
+                            let y = no_grad(|| with_precision(precision, || x.matmul(&w.t()?)))?;
                             sw.stop()?;
                             Ok(vec![y])
                         }) as Work);
@@ -340,7 +351,8 @@ fn matmul_cases(sizes: Sizes, device: &Device, out: &mut Vec<Case>) {
                     Ok(Box::new(move |sw: &mut Stopwatch| {
                         let leaf = if wrt_input { &x } else { &w };
                         leaf.zero_grad();
-                        let y = x.matmul(&w.t()?)?;
+                        // The node keeps the precision for the timed backward.
+                        let y = with_precision(precision, || x.matmul(&w.t()?))?;
                         backward_timed(sw, &y, &dy)?;
                         Ok(vec![grad_of(leaf)?])
                     }) as Work)
