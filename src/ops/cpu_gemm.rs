@@ -8,8 +8,9 @@
 //!   `ops::sgemm`) — and the `gemm` crate elsewhere; the choice is the hardware's and the
 //!   shape's, never `DUEL_CPU_ISA`'s or the thread count's.
 //! - f32 at `Precision::Bf16` on a CPU with bf16 units, for shapes that fill their blocks
-//!   of 32 (at most 50% padding): [`gemm_bf16`](crate::ops::gemm_bf16) (a weight packed once per call: [`Prepacked`])
-//!   (AMX-BF16 or AVX512-BF16, detected at run time), its rows (or, when there are fewer
+//!   of 32 (at most 50% padding): [`gemm_bf16`](crate::ops::gemm_bf16)
+//!   (AMX-BF16 or AVX512-BF16, detected at run time; col2im's transposed weight packed
+//!   once per conv call, [`Prepacked`]), its rows (or, when there are fewer
 //!   rows than columns, its columns) split over the rayon pool when the caller asks for
 //!   parallelism — bitwise the same for any split, because every
 //!   element's sum is formed in an order fixed by (m, n, k) alone.
