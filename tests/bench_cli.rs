@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{duel, TempDir};
+use common::{duel, duel_with_env, TempDir};
 use serde_json::Value;
 
 fn text(bytes: &[u8]) -> String {
@@ -174,19 +174,16 @@ fn bench_measures_the_bf16_peak_where_the_units_are() {
     let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
     let has_units = cpuinfo.contains("avx512_bf16");
     for (isa, units) in [("avx512bf16", has_units), ("avx512", false)] {
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_duel"))
-            .args([
-                "--device",
-                "cpu",
-                "bench",
-                "--quick",
-                "--machine-only",
-                "--threads",
-                "1",
-            ])
-            .env("DUEL_CPU_ISA", isa)
-            .output()
-            .expect("run duel");
+        let args = [
+            "--device",
+            "cpu",
+            "bench",
+            "--quick",
+            "--machine-only",
+            "--threads",
+            "1",
+        ];
+        let out = duel_with_env(&args, &[("DUEL_CPU_ISA", isa)]);
         let stdout = text(&out.stdout);
         assert!(out.status.success(), "{stdout}\n{}", text(&out.stderr));
         let line = stdout

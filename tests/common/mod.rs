@@ -57,8 +57,14 @@ pub fn png_size(path: &Path) -> (u32, u32) {
 
 /// Runs the `duel` binary with `args` (RUST_BACKTRACE unset) and waits for it.
 pub fn duel(args: &[&str]) -> Output {
+    duel_with_env(args, &[])
+}
+
+/// [`duel`] with the variables `env` set for the child.
+pub fn duel_with_env(args: &[&str], env: &[(&str, &str)]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_duel"))
         .args(args)
+        .envs(env.iter().copied())
         .env_remove("RUST_BACKTRACE")
         .output()
         .expect("run duel")
