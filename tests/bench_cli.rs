@@ -141,17 +141,20 @@ fn bench_step_is_the_trainer_step_split_by_op() {
     assert!((total - 100.0).abs() < 0.5, "shares sum to {total}%");
 }
 
+/// The header alone, on one thread.
+const MACHINE_ONLY: [&str; 7] = [
+    "--device",
+    "cpu",
+    "bench",
+    "--quick",
+    "--machine-only",
+    "--threads",
+    "1",
+];
+
 #[test]
 fn bench_machine_only_prints_the_header_alone() {
-    let out = duel(&[
-        "--device",
-        "cpu",
-        "bench",
-        "--quick",
-        "--machine-only",
-        "--threads",
-        "1",
-    ]);
+    let out = duel(&MACHINE_ONLY);
     let stdout = text(&out.stdout);
     assert!(out.status.success(), "{stdout}\n{}", text(&out.stderr));
     let peak = stdout
@@ -174,16 +177,7 @@ fn bench_measures_the_bf16_peak_where_the_units_are() {
     let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
     let has_units = cpuinfo.contains("avx512_bf16");
     for (isa, units) in [("avx512bf16", has_units), ("avx512", false)] {
-        let args = [
-            "--device",
-            "cpu",
-            "bench",
-            "--quick",
-            "--machine-only",
-            "--threads",
-            "1",
-        ];
-        let out = duel_with_env(&args, &[("DUEL_CPU_ISA", isa)]);
+        let out = duel_with_env(&MACHINE_ONLY, &[("DUEL_CPU_ISA", isa)]);
         let stdout = text(&out.stdout);
         assert!(out.status.success(), "{stdout}\n{}", text(&out.stderr));
         let line = stdout
