@@ -177,7 +177,11 @@ impl Machine {
             return gpu;
         }
         match &self.bf16 {
-            Some(b) if kernel.starts_with("bf16") && !self.bf16_on_amx() => b.gflops,
+            Some(b)
+                if super::kernel_precision(kernel) == Precision::Bf16 && !self.bf16_on_amx() =>
+            {
+                b.gflops
+            }
             _ => self.fma.gflops,
         }
     }

@@ -20,6 +20,7 @@ use std::time::Instant;
 
 use crate::device::Device;
 use crate::error::Result;
+use crate::ops::precision::Precision;
 use crate::tensor::DType;
 
 use cases::Case;
@@ -30,6 +31,18 @@ use timing::{max_rel_err, Budget, Spread, Stopwatch};
 /// 6e-8 = 1.5e-5 for random signs; 1e-4 leaves a 6× margin. A wrong kernel (a missing
 /// term, a wrong index) is off by O(1/√K) or more.
 pub const F32_TOLERANCE: f64 = 1e-4;
+
+/// The operand precision a row's kernel runs at, by its name (`bf16…`, `f16…`, else f32):
+/// what its check tolerance and its peak follow.
+pub fn kernel_precision(kernel: &str) -> Precision {
+    if kernel.starts_with("bf16") {
+        Precision::Bf16
+    } else if kernel.starts_with("f16") {
+        Precision::F16
+    } else {
+        Precision::F32
+    }
+}
 
 /// The check tolerance of the bf16 GEMM rows (kernel `bf16-*`; the f16 rows `f16-*`, whose
 /// roundings are 8× smaller, use it too) against the f32/f64
@@ -216,12 +229,10 @@ fn check_against_reference(case: &Case, got: &[crate::tensor::Tensor]) -> Result
         }
         return Ok(Some(Check {
             max_rel_err: worst,
-            tolerance: if case.kernel.starts_with("bf16") {
-                BF16_TOLERANCE
-            } else if case.kernel.starts_with("f16") {
-                F16_TOLERANCE
-            } else {
-                F32_TOLERANCE
+            tolerance: match kernel_precision(case.kernel) {
+                Precision::Bf16 => BF16_TOLERANCE,
+                Precision::F16 => F16_TOLERANCE,
+                Precision::F32 => F32_TOLERANCE,
             },
             reference,
         }));

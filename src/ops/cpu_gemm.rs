@@ -677,7 +677,7 @@ mod tests {
     #[test]
     fn a_prepacked_transposed_weight_gives_the_plain_products_bits() {
         use crate::ops::gemm_bf16::pack::{bf16_to_f32, round_bf16};
-        let (r, o) = (80, 600); // Wᵀ: m = r rows, k = o (two blocks of 512)
+        let (r, o) = (80, 600); // Wᵀ: m = r rows, k = o (three blocks of KC = 256)
         let w: Vec<f32> = (0..o * r)
             .map(|i| ((i * 37 % 101) as f32 - 50.0) / 17.0)
             .collect();
